@@ -1,0 +1,114 @@
+//! Packet framings and their choice.
+//!
+//! Each side picks the framing it *sends* from the peer's list (the first
+//! one it supports) and must decode whatever the peer picked from ours.
+//! All framings map onto one data model: JSON frames ([`Packet`]).
+
+mod json;
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+pub use json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, JsonCodec};
+
+use crate::wire::error::FrameError;
+use crate::wire::packet::Packet;
+
+/// A packet framing aemp can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Framing {
+    /// `json`: JSON arrays back to back.
+    Json,
+}
+
+impl Framing {
+    /// Every framing aemp supports, in its default preference order.
+    pub const ALL: [Framing; 1] = [Framing::Json];
+
+    /// The name used in greetings and auth lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Json => "json",
+        }
+    }
+
+    /// The framing with this name.
+    pub fn from_name(name: &str) -> Option<Framing> {
+        Framing::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// A codec for this framing with the given packet size and nesting
+    /// limits.
+    pub fn codec(self, max_packet: usize, max_depth: usize) -> Codec {
+        match self {
+            Framing::Json => Codec::Json(JsonCodec::new(max_packet, max_depth)),
+        }
+    }
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Framing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Framing::from_name(s).ok_or_else(|| format!("unsupported framing '{s}'"))
+    }
+}
+
+/// Chooses the framing we send: the first of the peer's list that is in
+/// ours.
+///
+/// ```
+/// use aemp::wire::{select_framing, Framing};
+/// let theirs = ["storable".to_string(), "json".to_string()];
+/// assert_eq!(select_framing(&theirs, &[Framing::Json]), Some(Framing::Json));
+/// assert_eq!(select_framing(&theirs[..1], &[Framing::Json]), None);
+/// ```
+pub fn select_framing(remote: &[String], ours: &[Framing]) -> Option<Framing> {
+    remote
+        .iter()
+        .filter_map(|name| Framing::from_name(name))
+        .find(|f| ours.contains(f))
+}
+
+/// A decoder/encoder for one of the framings.
+#[derive(Debug, Clone)]
+pub enum Codec {
+    /// The `json` framing.
+    Json(JsonCodec),
+}
+
+impl Decoder for Codec {
+    type Item = Packet;
+    type Error = FrameError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        match self {
+            Codec::Json(c) => c.decode(buf),
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        match self {
+            Codec::Json(c) => c.decode_eof(buf),
+        }
+    }
+}
+
+/// Encodes a JSON frame (from [`Packet::encode`]) in this framing.
+impl Encoder<Bytes> for Codec {
+    type Error = FrameError;
+
+    fn encode(&mut self, frame: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
+        match self {
+            Codec::Json(c) => c.encode(frame, dst),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The sans-IO protocol core: greetings, auth, the handshake state machine,
+//! framing and packets.
+//!
+//! Nothing in here touches a socket, an actor or a clock (time comes in as
+//! `now` arguments), so every rule of the protocol can be tested and fuzzed
+//! on plain bytes. The transport layer only moves bytes in and out of
+//! these types.
+
+mod auth;
+mod error;
+mod framing;
+mod greeting;
+mod handshake;
+mod lenient;
+mod packet;
+
+pub use auth::{
+    AuthMethod, DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, Secret, cleartext_token,
+    hmac_md6_64_256_token, hmac_md6_256, md6_256, select_auth, send_token, tls_md6_64_256_token,
+    tokens_equal, transcript, verify_token,
+};
+pub use error::{EncodeError, ErrorClass, FrameError, HandshakeError, io_error_text};
+pub use framing::{
+    Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, select_framing,
+};
+pub use greeting::{
+    Greeting, MAX_LINE, NONCE_BYTES, PROTOCOL, PROTOCOL_VERSION, generate_nonce, take_line,
+};
+pub use handshake::{DEFAULT_MONITOR_TIMEOUT, Established, Handshake, HandshakeConfig};
+pub use lenient::{Lenient, LenientNumber};
+pub use packet::Packet;
+
+/// Runs every parser of this module on arbitrary bytes, for fuzzers and
+/// property tests: none of them may panic, whatever the input.
+pub fn fuzz_parsers(data: &[u8]) {
+    use tokio_util::codec::Decoder;
+
+    let g = Greeting::parse(data);
+    let _ = (g.node_id(), g.version_is(PROTOCOL_VERSION), g.to_line());
+
+    let mut buf = bytes::BytesMut::from(data);
+    while let Ok(Some(_)) = take_line(&mut buf) {}
+
+    let mut codec = JsonCodec::new(1 << 16, 64);
+    let mut buf = bytes::BytesMut::from(data);
+    while let Ok(Some(p)) = codec.decode(&mut buf) {
+        let _ = (p.dest(), p.values());
+    }
+    let _ = codec.decode_eof(&mut buf);
+
+    let cfg = std::sync::Arc::new(HandshakeConfig::new("fuzz", Some("secret".into())));
+    let mut hs = Handshake::with_nonce(cfg, None, "nonce".into(), std::time::Instant::now());
+    let mut buf = bytes::BytesMut::from(data);
+    let _ = hs.advance(&mut buf, &mut Vec::new(), &|n| n == "connected");
+}
