@@ -171,11 +171,16 @@ impl Handshake {
     /// and the handshake is not complete.
     pub fn handle_timeout(&self, now: Instant) -> Result<(), HandshakeError> {
         if now >= self.deadline && !matches!(self.state, State::Done) {
-            Err(HandshakeError::Timeout {
-                timeout: self.cfg.timeout,
-            })
+            Err(self.timeout_error())
         } else {
             Ok(())
+        }
+    }
+
+    /// The error a handshake that missed its deadline fails with.
+    pub fn timeout_error(&self) -> HandshakeError {
+        HandshakeError::Timeout {
+            timeout: self.cfg.timeout,
         }
     }
 

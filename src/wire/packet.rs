@@ -81,6 +81,20 @@ impl Packet {
         Ok(Packet { frame, dest })
     }
 
+    /// Wraps a frame this process just made with [`Packet::encode`] for
+    /// `dest`, without validating it again.
+    pub(crate) fn from_encoded(frame: Bytes, dest: &str) -> Packet {
+        let end = 2 + dest.len();
+        let unescaped = frame.get(..2) == Some(&b"[\""[..])
+            && frame.get(2..end) == Some(dest.as_bytes())
+            && frame.get(end) == Some(&b'"');
+        let dest = match (unescaped, u32::try_from(end)) {
+            (true, Ok(end)) => Dest::Span(2, end),
+            _ => Dest::Owned(dest.into()),
+        };
+        Packet { frame, dest }
+    }
+
     /// Whether this is the keepalive packet `[]`.
     pub fn is_keepalive(&self) -> bool {
         matches!(self.dest, Dest::None)
@@ -338,6 +352,11 @@ mod tests {
             Packet::to_frame("p", &"s"),
             Err(EncodeError::NotAnArray)
         ));
+        for dest in ["plain", "q\"", "ü"] {
+            let f = Packet::to_frame(dest, &("x",)).unwrap();
+            assert_eq!(Packet::from_encoded(f.clone(), dest).dest(), Some(dest));
+            assert_eq!(Packet::parse(f).unwrap().dest(), Some(dest));
+        }
         let f = Packet::to_frame("q\"", &("x",)).unwrap();
         assert_eq!(
             parse(std::str::from_utf8(&f).unwrap()).unwrap().dest(),

@@ -1,0 +1,417 @@
+//! The connection actor: one per TCP connection, accepted or dialled.
+//!
+//! It runs the handshake (as a future inside its own context, so a silent
+//! peer delays nobody else), then registers itself as the node's link to
+//! the peer and becomes a thin driver of two loops polled in its context:
+//!
+//! * **read**: fill a 64 KiB buffer, cut it into packets with the framing's
+//!   decoder, and hand each packet straight to its port's mailbox (node-port
+//!   packets are handled right here, in packet order);
+//! * **write**: frames from senders arrive as [`Outgoing`] mailbox messages
+//!   and are appended to one buffer; actix drains the whole mailbox before
+//!   it polls the writer, so a burst of sends leaves in one `write`.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use actix::fut::ActorFuture;
+use actix::prelude::*;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::oneshot;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::handshake::{HandshakeFailure, Handshaken, drive};
+use super::link::{Link, SendQueue};
+use crate::error::ConnectionError;
+use crate::kernel::{NodeEvent, NodeInner};
+use crate::wire::{Codec, Handshake, HandshakeError, Packet};
+
+/// Read buffer size; a read of less than this is followed by another only
+/// after the mailbox had its turn.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads per poll before the connection yields to its mailbox and writer.
+const READS_PER_POLL: usize = 16;
+
+/// A frame to send, already encoded as JSON by the sender.
+pub(crate) struct Outgoing(pub(crate) Bytes);
+
+impl Message for Outgoing {
+    type Result = ();
+}
+
+/// The send queue passed its limit: fail the connection.
+pub(crate) struct Overflow;
+
+impl Message for Overflow {
+    type Result = ();
+}
+
+/// Close after writing what is queued.
+pub(crate) struct Close;
+
+impl Message for Close {
+    type Result = ();
+}
+
+/// Who is told how the handshake of a dialled connection ended.
+pub(crate) type DoneSender = oneshot::Sender<Result<String, ConnectionError>>;
+
+pub(crate) struct Connection {
+    node: Arc<NodeInner>,
+    conn_id: u64,
+    peer_addr: SocketAddr,
+    outbound: bool,
+    state: State,
+    done: Option<DoneSender>,
+    /// Why the connection ended, for the `Down` event and the log.
+    error: Option<ConnectionError>,
+    /// Stop once the write buffer is empty.
+    closing: bool,
+}
+
+enum State {
+    Handshaking(Option<TcpStream>),
+    Up(Box<Up>),
+    Closed,
+}
+
+/// The state of an authenticated connection.
+struct Up {
+    remote: Arc<str>,
+    decoder: Codec,
+    encoder: Codec,
+    rbuf: BytesMut,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    wbuf: BytesMut,
+    queue: Arc<SendQueue>,
+}
+
+impl Connection {
+    /// Starts the actor for a connected socket on the current arbiter.
+    pub(crate) fn start(
+        node: Arc<NodeInner>,
+        stream: TcpStream,
+        peer_addr: SocketAddr,
+        outbound: bool,
+        done: Option<DoneSender>,
+    ) -> Addr<Connection> {
+        super::configure_socket(&stream, node.config.nodelay);
+        let conn_id = node.next_conn_id();
+        Connection {
+            node,
+            conn_id,
+            peer_addr,
+            outbound,
+            state: State::Handshaking(Some(stream)),
+            done,
+            error: None,
+            closing: false,
+        }
+        .start()
+    }
+
+    fn remote(&self) -> Option<&str> {
+        match &self.state {
+            State::Up(up) => Some(&up.remote),
+            _ => None,
+        }
+    }
+
+    /// Ends the connection with `error`.
+    fn fail(&mut self, error: ConnectionError, ctx: &mut Context<Self>) {
+        if self.error.is_none() {
+            self.error = Some(error);
+        }
+        ctx.stop();
+    }
+
+    fn handshake_done(
+        &mut self,
+        result: Result<Handshaken<TcpStream>, HandshakeFailure>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (est, stream, rest) = match result {
+            Ok(ok) => ok,
+            Err(f) => return self.handshake_failed(f.error, f.remote, ctx),
+        };
+        let remote: Arc<str> = Arc::from(est.remote_node.as_str());
+        let cfg = &self.node.config;
+        let queue = Arc::new(SendQueue::new(cfg.max_send_queue));
+        let link = Link {
+            conn_id: self.conn_id,
+            addr: ctx.address(),
+            framing: est.send_framing,
+            queue: queue.clone(),
+        };
+        let mut encoder = est.send_framing.codec(cfg.max_packet, cfg.max_depth);
+        let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
+        let attached = self.node.peers.attach(remote.clone(), link, |waiting| {
+            for frame in waiting {
+                queue.count(frame.len());
+                // encoding a JSON frame cannot fail for the JSON framing
+                if let Err(e) = encoder.encode(frame, &mut wbuf) {
+                    tracing::warn!(node = %self.node.id, remote = %remote, error = %e, "dropping a queued frame that cannot be encoded");
+                }
+            }
+        });
+        if attached.is_err() {
+            let error = HandshakeError::AlreadyConnected {
+                node: remote.to_string(),
+            };
+            return self.handshake_failed(error, Some(remote.to_string()), ctx);
+        }
+        let (reader, writer) = stream.into_split();
+        self.state = State::Up(Box::new(Up {
+            remote: remote.clone(),
+            decoder: est.recv_framing.codec(cfg.max_packet, cfg.max_depth),
+            encoder,
+            rbuf: rest,
+            reader,
+            writer,
+            wbuf,
+            queue,
+        }));
+        tracing::info!(
+            node = %self.node.id, peer = %self.peer_addr, remote = %remote,
+            send_framing = %est.send_framing, recv_framing = %est.recv_framing,
+            auth = %est.recv_auth, outbound = self.outbound,
+            "connected"
+        );
+        if let Some(done) = self.done.take() {
+            let _ = done.send(Ok(remote.to_string()));
+        }
+        self.node.emit(NodeEvent::Up {
+            node: remote.to_string(),
+            addr: self.peer_addr,
+            outbound: self.outbound,
+        });
+        ctx.spawn(ReadDriver);
+        ctx.spawn(WriteDriver);
+    }
+
+    fn handshake_failed(
+        &mut self,
+        error: HandshakeError,
+        remote: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        tracing::warn!(
+            node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
+            outbound = self.outbound, %error,
+            "handshake failed"
+        );
+        if let Some(done) = self.done.take() {
+            let _ = done.send(Err(error.clone().into()));
+        }
+        self.node.emit(NodeEvent::HandshakeFailed {
+            addr: self.peer_addr,
+            node: remote,
+            error,
+        });
+        self.state = State::Closed;
+        ctx.stop();
+    }
+
+    /// Routes one packet: keepalives are dropped, node-port requests run
+    /// here (in packet order), everything else goes to its port's mailbox.
+    fn on_packet(&mut self, packet: Packet) {
+        let Some(dest) = packet.dest() else {
+            return; // keepalive
+        };
+        if dest.is_empty() {
+            self.node.node_port_request(self.remote(), &packet);
+            return;
+        }
+        if self.node.registry.deliver(packet) != crate::kernel::Delivery::Delivered {
+            tracing::trace!(node = %self.node.id, remote = ?self.remote(), "message to a missing port dropped");
+        }
+    }
+
+    fn poll_read(&mut self, ctx: &mut Context<Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        for _ in 0..READS_PER_POLL {
+            loop {
+                let State::Up(up) = &mut self.state else {
+                    return Poll::Ready(());
+                };
+                match up.decoder.decode(&mut up.rbuf) {
+                    Ok(Some(packet)) => self.on_packet(packet),
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.fail(e.into(), ctx);
+                        return Poll::Ready(());
+                    }
+                }
+            }
+            let State::Up(up) = &mut self.state else {
+                return Poll::Ready(());
+            };
+            if up.rbuf.capacity() - up.rbuf.len() < READ_CHUNK / 4 {
+                up.rbuf.reserve(READ_CHUNK);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut up.reader), cx, &mut up.rbuf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    let error = match up.decoder.decode_eof(&mut up.rbuf) {
+                        Err(e) => e.into(),
+                        Ok(_) => ConnectionError::Eof,
+                    };
+                    self.fail(error, ctx);
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.fail(e.into(), ctx);
+                    return Poll::Ready(());
+                }
+            }
+        }
+        // more may be waiting: let the mailbox and the writer run first
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn poll_write(&mut self, ctx: &mut Context<Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let State::Up(up) = &mut self.state else {
+            return Poll::Ready(());
+        };
+        while !up.wbuf.is_empty() {
+            match Pin::new(&mut up.writer).poll_write(cx, &up.wbuf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    self.fail(ConnectionError::Io("write returned zero".into()), ctx);
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(n)) => {
+                    up.wbuf.advance(n);
+                    up.queue.written(n);
+                }
+                Poll::Ready(Err(e)) => {
+                    self.fail(e.into(), ctx);
+                    return Poll::Ready(());
+                }
+            }
+        }
+        if self.closing {
+            self.fail(ConnectionError::Shutdown, ctx);
+            return Poll::Ready(());
+        }
+        // woken again with the context, whenever a mailbox message arrives
+        Poll::Pending
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let State::Handshaking(stream) = &mut self.state else {
+            return;
+        };
+        let Some(stream) = stream.take() else {
+            return;
+        };
+        let hs = Handshake::new(
+            self.node.handshake.clone(),
+            Some(&self.peer_addr.to_string()),
+            Instant::now(),
+        );
+        let node = self.node.clone();
+        let fut = drive(stream, hs, move |n| node.peers.is_up(n));
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(|result, act, ctx| act.handshake_done(result, ctx)),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let error = self.error.take().unwrap_or(ConnectionError::Shutdown);
+        if let Some(done) = self.done.take() {
+            let _ = done.send(Err(error.clone()));
+        }
+        if let State::Up(up) = std::mem::replace(&mut self.state, State::Closed) {
+            // detach first: later sends queue for the next connection
+            self.node.peers.detach(&up.remote, self.conn_id);
+            up.queue.close();
+            tracing::info!(
+                node = %self.node.id, peer = %self.peer_addr, remote = %up.remote,
+                %error, "connection closed"
+            );
+            self.node.emit(NodeEvent::Down {
+                node: up.remote.to_string(),
+                error,
+            });
+        }
+    }
+}
+
+impl Handler<Outgoing> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, Outgoing(frame): Outgoing, ctx: &mut Context<Self>) {
+        let State::Up(up) = &mut self.state else {
+            return;
+        };
+        if let Err(e) = up.encoder.encode(frame, &mut up.wbuf) {
+            self.fail(e.into(), ctx);
+        }
+    }
+}
+
+impl Handler<Overflow> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, _: Overflow, ctx: &mut Context<Self>) {
+        self.fail(ConnectionError::SendQueueOverflow, ctx);
+    }
+}
+
+impl Handler<Close> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
+        match self.state {
+            State::Up(_) => self.closing = true,
+            _ => self.fail(ConnectionError::Shutdown, ctx),
+        }
+    }
+}
+
+/// Polls the read loop inside the actor's context.
+struct ReadDriver;
+
+impl ActorFuture<Connection> for ReadDriver {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Connection,
+        ctx: &mut Context<Connection>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        act.poll_read(ctx, cx)
+    }
+}
+
+/// Polls the write loop inside the actor's context.
+struct WriteDriver;
+
+impl ActorFuture<Connection> for WriteDriver {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Connection,
+        ctx: &mut Context<Connection>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        act.poll_write(ctx, cx)
+    }
+}

@@ -1,0 +1,53 @@
+//! Listening sockets and their accept loops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use super::connection::Connection;
+use crate::error::StartError;
+use crate::kernel::NodeInner;
+
+/// Binds every address `spec` (`host:port`, port 0 allowed) resolves to.
+pub(crate) async fn bind(spec: &str) -> Result<Vec<TcpListener>, StartError> {
+    let err = |source| StartError::Bind {
+        addr: spec.to_owned(),
+        source,
+    };
+    let mut listeners = Vec::new();
+    for addr in tokio::net::lookup_host(spec).await.map_err(err)? {
+        listeners.push(TcpListener::bind(addr).await.map_err(err)?);
+    }
+    if listeners.is_empty() {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the address resolves to nothing",
+        )));
+    }
+    Ok(listeners)
+}
+
+/// Accepts connections until the node shuts down. Each accepted socket
+/// gets its own connection actor at once; its handshake runs inside that
+/// actor, so a silent client never delays the next accept.
+pub(crate) fn spawn_accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
+    actix_rt::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = node.shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    Connection::start(node.clone(), stream, addr, false, None);
+                }
+                Err(e) => {
+                    // e.g. out of file descriptors: back off instead of spinning
+                    tracing::warn!(node = %node.id, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+}
