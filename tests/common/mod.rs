@@ -1,1 +1,159 @@
+//! Helpers shared by the integration tests: nodes on 127.0.0.1 port 0, a
+//! raw TCP client that speaks (or mangles) the handshake, and bounded waits.
+
+#![allow(dead_code)]
+
 pub mod transcript;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aemp::wire::{Handshake, HandshakeConfig};
+use aemp::{Node, NodeEvent, Packet};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc};
+
+pub const SECRET: &str = "geheim";
+
+/// Every wait in the tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A node listening on 127.0.0.1 with an OS-chosen port.
+pub async fn listening_node(id: &str) -> Node {
+    Node::builder()
+        .node_id(id)
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .start()
+        .await
+        .expect("node starts")
+}
+
+pub fn addr_of(node: &Node) -> String {
+    node.listen_addrs()[0].to_string()
+}
+
+/// Waits for the first event matching `pred`.
+pub async fn wait_event<T>(
+    events: &mut broadcast::Receiver<NodeEvent>,
+    mut pred: impl FnMut(&NodeEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(ev)) => {
+                if let Some(t) = pred(&ev) {
+                    return t;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => panic!("event channel: {e}"),
+            Err(_) => panic!("no matching event within {WAIT:?}"),
+        }
+    }
+}
+
+/// Receives one message, or panics after [`WAIT`].
+pub async fn recv(rx: &mut mpsc::UnboundedReceiver<Packet>) -> Packet {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a message within the wait")
+        .expect("port open")
+}
+
+/// Asserts that nothing arrives within `d`.
+pub async fn assert_silent(rx: &mut mpsc::UnboundedReceiver<Packet>, d: Duration) {
+    if let Ok(Some(p)) = tokio::time::timeout(d, rx.recv()).await {
+        panic!("unexpected message {:?}", p.values());
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds, or panics after [`WAIT`].
+pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reads until the peer closes; returns everything read. Panics if the
+/// connection stays open for [`WAIT`]. A reset counts as closed.
+pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return all,
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("connection still open after {WAIT:?}"),
+        }
+    }
+}
+
+/// A raw client that completes a real handshake with `cfg` (any secret,
+/// methods or framings) and returns the socket in the data phase.
+pub async fn raw_handshake(addr: &str, cfg: HandshakeConfig) -> Result<TcpStream, String> {
+    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut hs = Handshake::new(Arc::new(cfg), None, Instant::now());
+    s.write_all(&hs.greeting())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut input = BytesMut::new();
+    let mut out = Vec::new();
+    loop {
+        let step = hs.advance(&mut input, &mut out, &|_| false);
+        if !out.is_empty() {
+            s.write_all(&out).await.map_err(|e| e.to_string())?;
+            out.clear();
+        }
+        match step {
+            Ok(Some(_)) => return Ok(s),
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let n = tokio::time::timeout(WAIT, s.read_buf(&mut input))
+            .await
+            .map_err(|_| "handshake read timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed during handshake".into());
+        }
+    }
+}
+
+/// Handshake settings for a raw client named `id` with `secret`.
+pub fn client_cfg(id: &str, secret: &str) -> HandshakeConfig {
+    HandshakeConfig::new(id, Some(secret.into()))
+}
+
+/// Proves `node` still serves: a fresh aemp node connects to it and a
+/// message reaches a port on it.
+pub async fn still_serves(node: &Node) {
+    let name = format!("probe{}", rand_suffix());
+    let (port, mut rx) = node.port_channel_named(&name).expect("probe port");
+    let other = Node::builder()
+        .node_id(format!("prober{}", rand_suffix()))
+        .secret(SECRET)
+        .start()
+        .await
+        .expect("prober starts");
+    other
+        .connect(addr_of(node))
+        .await
+        .expect("good connection accepted");
+    other.snd(&port, &("still", "alive")).unwrap();
+    let msg = recv(&mut rx).await;
+    assert_eq!(msg.decode::<(String, String)>().unwrap().1, "alive");
+    other.shutdown();
+    node.remove_port(&port);
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
