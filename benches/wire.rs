@@ -1,0 +1,87 @@
+//! Costs of the sans-IO core per operation: greeting parse, auth tokens,
+//! and JSON packet decode/encode (the per-message hot path).
+
+use std::hint::black_box;
+
+use aemp::wire::{Greeting, JsonCodec, Packet, Secret, hmac_md6_64_256_token, transcript};
+use bytes::{Bytes, BytesMut};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tokio_util::codec::Decoder;
+
+const GREETING: &[u8] = b"aemp;1;perlB;tls_md6_64_256,hmac_md6_64_256,tls_anon,cleartext;json,storable;peeraddr=127.0.0.1:40700;provider=AE-1.30";
+const NONCE: &[u8] =
+    b"5kOP4fRqYXUxJOk6SYUuL8bIegbBsykEulSYbKTF3EcbDQ+iEjEoA01DjFV21SBRm6RyeXbwlSwgbSXuw9d/lQzv";
+const PAYLOAD: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCD";
+
+fn handshake(c: &mut Criterion) {
+    c.bench_function("greeting_parse", |b| {
+        b.iter(|| Greeting::parse(black_box(GREETING)))
+    });
+    let secret = Secret::from("geheim");
+    let text = transcript([GREETING, NONCE], [GREETING, NONCE]);
+    c.bench_function("hmac_md6_64_256_token", |b| {
+        b.iter(|| hmac_md6_64_256_token(black_box(&secret), black_box(&text)))
+    });
+}
+
+fn packets(c: &mut Criterion) {
+    let one = Packet::to_frame("sink", &("msg", 12345u64, PAYLOAD)).unwrap();
+    let mut batch = BytesMut::new();
+    let mut n = 0u64;
+    while batch.len() < 64 * 1024 {
+        n += 1;
+        Packet::encode("sink", &("msg", n, PAYLOAD), &mut batch).unwrap();
+    }
+    let batch = batch.freeze();
+
+    let mut g = c.benchmark_group("json");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode_packet", |b| {
+        let mut out = BytesMut::with_capacity(1 << 20);
+        b.iter(|| {
+            if out.len() > (1 << 20) - 128 {
+                out.clear();
+            }
+            Packet::encode(
+                black_box("sink"),
+                black_box(&("msg", 12345u64, PAYLOAD)),
+                &mut out,
+            )
+            .unwrap();
+        })
+    });
+    g.bench_function("decode_packet", |b| {
+        let mut codec = JsonCodec::default();
+        b.iter(|| {
+            let mut buf = BytesMut::from(&one[..]);
+            codec.decode(&mut buf).unwrap().unwrap()
+        })
+    });
+    g.bench_function("decode_and_typed_body", |b| {
+        let mut codec = JsonCodec::default();
+        b.iter(|| {
+            let mut buf = BytesMut::from(&one[..]);
+            let p = codec.decode(&mut buf).unwrap().unwrap();
+            let (_, i, _): (&str, u64, &str) = p.decode().unwrap();
+            i
+        })
+    });
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("decode_64k_batch", |b| {
+        let mut codec = JsonCodec::default();
+        b.iter(|| {
+            let mut buf = BytesMut::from(&batch[..]);
+            let mut count = 0;
+            while let Some(p) = codec.decode(&mut buf).unwrap() {
+                black_box(p.dest());
+                count += 1;
+            }
+            count
+        })
+    });
+    g.finish();
+    black_box(Bytes::new());
+}
+
+criterion_group!(benches, handshake, packets);
+criterion_main!(benches);

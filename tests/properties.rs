@@ -1,0 +1,139 @@
+//! Property tests of the sans-IO core: no input panics, round trips hold,
+//! and two handshakes fed in random chunks agree or fail alike.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aemp::wire::{
+    Greeting, Handshake, HandshakeConfig, HandshakeError, JsonCodec, Packet, fuzz_parsers,
+};
+use bytes::BytesMut;
+use proptest::prelude::*;
+use serde_json::Value;
+use tokio_util::codec::Decoder;
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1e12f64..1e12).prop_map(Value::from),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,6}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Feeds `stream` to a decoder in pieces ending at `cuts`.
+fn decode_in_pieces(stream: &[u8], cuts: &[usize]) -> Result<Vec<Packet>, aemp::wire::FrameError> {
+    let mut codec = JsonCodec::default();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut from = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&stream.len())) {
+        let cut = cut.clamp(from, stream.len());
+        buf.extend_from_slice(&stream[from..cut]);
+        from = cut;
+        while let Some(p) = codec.decode(&mut buf)? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..2048)) {
+        fuzz_parsers(&data);
+    }
+
+    #[test]
+    fn json_shaped_bytes_never_panic(data in "[\\[\\]{}\",:0-9a-z\\\\ ]{0,300}") {
+        fuzz_parsers(data.as_bytes());
+    }
+
+    #[test]
+    fn packets_round_trip_however_split(
+        msgs in prop::collection::vec((".{0,8}", prop::collection::vec(json_value(), 0..5)), 1..8),
+        mut cuts in prop::collection::vec(0usize..4096, 0..8),
+    ) {
+        let mut stream = BytesMut::new();
+        for (dest, body) in &msgs {
+            Packet::encode(dest, body, &mut stream).unwrap();
+        }
+        cuts.sort();
+        let packets = decode_in_pieces(&stream, &cuts).unwrap();
+        prop_assert_eq!(packets.len(), msgs.len());
+        for (p, (dest, body)) in packets.iter().zip(&msgs) {
+            prop_assert_eq!(p.dest(), Some(dest.as_str()));
+            prop_assert_eq!(&p.values().unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn greetings_round_trip(
+        node in "[A-Za-z0-9_./:-]{1,20}",
+        pairs in prop::collection::vec(("[a-z]{1,8}", prop::option::of("[ -:<-~]{0,10}")), 0..5),
+    ) {
+        let mut g = Greeting::new(&node, ["hmac_md6_64_256"], ["json"]);
+        g.pairs = pairs;
+        let parsed = Greeting::parse(g.to_line().as_bytes());
+        prop_assert_eq!(parsed.node_id(), Ok(node.as_str()));
+        prop_assert_eq!(parsed.to_line(), g.to_line());
+    }
+
+    #[test]
+    fn handshakes_in_random_chunks_agree_or_fail_alike(
+        same_secret in any::<bool>(),
+        chunk_a in 1usize..40,
+        chunk_b in 1usize..40,
+    ) {
+        let now = Instant::now();
+        let ca = Arc::new(HandshakeConfig::new("alice", Some("s3cret".into())));
+        let cb = Arc::new(HandshakeConfig::new("bob", Some(if same_secret { "s3cret" } else { "other" }.into())));
+        let mut a = Handshake::new(ca, Some("127.0.0.1:2"), now);
+        let mut b = Handshake::new(cb, Some("127.0.0.1:1"), now);
+        // bytes in flight towards each side, delivered `chunk` bytes at a time
+        let mut wire_to_a = b.greeting();
+        let mut wire_to_b = a.greeting();
+        let (mut in_a, mut in_b) = (BytesMut::new(), BytesMut::new());
+        let (mut ra, mut rb) = (Ok(None), Ok(None));
+        for _ in 0..1000 {
+            if ra.as_ref().is_ok_and(|r: &Option<_>| r.is_none()) {
+                let n = chunk_a.min(wire_to_a.len());
+                in_a.extend_from_slice(&wire_to_a.drain(..n).collect::<Vec<_>>());
+                let mut out = Vec::new();
+                ra = a.advance(&mut in_a, &mut out, &|_| false);
+                wire_to_b.extend(out);
+            }
+            if rb.as_ref().is_ok_and(|r: &Option<_>| r.is_none()) {
+                let n = chunk_b.min(wire_to_b.len());
+                in_b.extend_from_slice(&wire_to_b.drain(..n).collect::<Vec<_>>());
+                let mut out = Vec::new();
+                rb = b.advance(&mut in_b, &mut out, &|_| false);
+                wire_to_a.extend(out);
+            }
+            if wire_to_a.is_empty() && wire_to_b.is_empty() {
+                break;
+            }
+        }
+        if same_secret {
+            let (ea, eb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
+            prop_assert_eq!(ea.remote_node, "bob");
+            prop_assert_eq!(eb.remote_node, "alice");
+            prop_assert_eq!(ea.send_framing, eb.recv_framing);
+            prop_assert_eq!(ea.sent_auth, eb.recv_auth);
+        } else {
+            prop_assert_eq!(ra.unwrap_err(), HandshakeError::AuthFailure);
+            prop_assert_eq!(rb.unwrap_err(), HandshakeError::AuthFailure);
+        }
+    }
+}
