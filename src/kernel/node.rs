@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use actix::Recipient;
 use actix_rt::ArbiterHandle;
-use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -17,7 +16,7 @@ use super::port::{PortId, alnum_random, perl_counter, split_port};
 use super::registry::{Delivery, PortTarget, Registry};
 use crate::config::{ANON_NODE_ID, NodeConfig};
 use crate::error::{ConnectionError, PortError, SendError, StartError};
-use crate::transport::{connection::Close, connector, listener};
+use crate::transport::{connector, listener};
 use crate::wire::{AuthMethod, Framing, HandshakeConfig, HandshakeError, Packet, Secret};
 
 impl actix::Message for Packet {
@@ -129,15 +128,20 @@ impl NodeInner {
         );
     }
 
-    /// Sends a JSON frame made for port `name` on node `node`.
-    fn route(&self, node: &str, name: &str, frame: Bytes) -> Result<(), SendError> {
+    /// Sends `msg` to port `name` on node `node`.
+    fn send<M: Serialize + ?Sized>(
+        &self,
+        node: &str,
+        name: &str,
+        msg: &M,
+    ) -> Result<(), SendError> {
         if self.shutdown.is_cancelled() {
             return Err(SendError::Shutdown);
         }
         if node != &*self.id {
-            return self.peers.send(node, frame);
+            return self.peers.send(node, name, msg);
         }
-        let packet = Packet::from_encoded(frame, name);
+        let packet = Packet::from_encoded(Packet::to_frame(name, msg)?, name);
         if name.is_empty() {
             self.node_port_request(None, &packet);
         } else if self.registry.deliver(packet) != Delivery::Delivered {
@@ -256,8 +260,7 @@ impl Node {
         msg: &M,
     ) -> Result<(), SendError> {
         let (node, name) = split_port(port.as_ref());
-        let frame = Packet::to_frame(name, msg)?;
-        self.inner.route(node, name, frame)
+        self.inner.send(node, name, msg)
     }
 
     /// Like [`Node::snd`], but first waits while the connection to the
@@ -269,8 +272,8 @@ impl Node {
         msg: &M,
     ) -> Result<(), SendError> {
         let (node, _) = split_port(port.as_ref());
-        if let Some(link) = self.inner.peers.link(node) {
-            link.queue.room().await;
+        if let Some(outbox) = self.inner.peers.full_outbox(node) {
+            outbox.room().await;
         }
         self.snd(port, msg)
     }
@@ -293,7 +296,7 @@ impl Node {
 
     /// The framing we send to `node`, if it is up.
     pub fn send_framing(&self, node: &str) -> Option<Framing> {
-        self.inner.peers.link(node).map(|l| l.framing)
+        self.inner.peers.outbox(node).map(|o| o.framing)
     }
 
     /// Subscribes to connection events (up, down, failed handshakes).
@@ -305,8 +308,8 @@ impl Node {
     /// writing what is queued on it. Sends fail from now on.
     pub fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        for link in self.inner.peers.drain_links() {
-            link.addr.do_send(Close);
+        for outbox in self.inner.peers.drain() {
+            outbox.request_close();
         }
     }
 }

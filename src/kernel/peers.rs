@@ -8,14 +8,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use serde::Serialize;
 
 use crate::error::SendError;
-use crate::transport::link::Link;
+use crate::transport::outbox::{Outbox, Refused};
+use crate::wire::Packet;
 
 enum Peer {
-    /// A connection completed its handshake; frames go to it.
-    Up(Link),
-    /// No connection yet: frames wait here, in order.
+    /// A connection completed its handshake; packets go to its outbox.
+    Up(Arc<Outbox>),
+    /// No connection yet: JSON frames wait here, in order.
     Waiting {
         queue: VecDeque<Bytes>,
         bytes: usize,
@@ -24,15 +26,30 @@ enum Peer {
 
 /// The node table.
 pub(crate) struct Peers {
-    map: DashMap<Arc<str>, Peer>,
+    map: DashMap<Arc<str>, Peer, ahash::RandomState>,
     /// Most bytes that may wait for one node that is not up.
     max_waiting: usize,
+}
+
+/// Sends one packet into an outbox, mapping the outcome to the API's error.
+fn push<M: Serialize + ?Sized>(
+    outbox: &Outbox,
+    node: &str,
+    name: &str,
+    msg: &M,
+) -> Result<(), SendError> {
+    match outbox.push(|buf| outbox.framing.encode_packet(name, msg, buf)) {
+        Ok(result) => result.map_err(SendError::Encode),
+        Err(Refused::Closed | Refused::Overflow) => Err(SendError::ConnectionClosed {
+            node: node.to_owned(),
+        }),
+    }
 }
 
 impl Peers {
     pub(crate) fn new(max_waiting: usize) -> Peers {
         Peers {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(ahash::RandomState::new()),
             max_waiting,
         }
     }
@@ -53,37 +70,50 @@ impl Peers {
             .collect()
     }
 
-    /// The live connection to `node`, if any.
-    pub(crate) fn link(&self, node: &str) -> Option<Link> {
+    /// The outbox of the live connection to `node`, if any.
+    pub(crate) fn outbox(&self, node: &str) -> Option<Arc<Outbox>> {
         match self.map.get(node).as_deref() {
-            Some(Peer::Up(link)) => Some(link.clone()),
+            Some(Peer::Up(outbox)) => Some(outbox.clone()),
             _ => None,
         }
     }
 
-    /// Sends a JSON frame to `node`: over its connection if it is up, else
-    /// into its waiting queue.
-    pub(crate) fn send(&self, node: &str, frame: Bytes) -> Result<(), SendError> {
-        // fast path: a read guard while handing the frame over keeps the
-        // order with respect to attach/detach
-        if let Some(peer) = self.map.get(node)
-            && let Peer::Up(link) = &*peer
-        {
-            return link.send(frame).map_err(|_| SendError::ConnectionClosed {
-                node: node.to_owned(),
-            });
+    /// The outbox of the live connection to `node` if it is above its
+    /// high-water mark (a sender should wait for room).
+    pub(crate) fn full_outbox(&self, node: &str) -> Option<Arc<Outbox>> {
+        match self.map.get(node).as_deref() {
+            Some(Peer::Up(outbox)) if outbox.is_full() => Some(outbox.clone()),
+            _ => None,
         }
+    }
+
+    /// Sends `msg` to port `name` on `node`: encoded straight into the
+    /// connection's outbox if the node is up, else as a JSON frame into its
+    /// waiting queue.
+    pub(crate) fn send<M: Serialize + ?Sized>(
+        &self,
+        node: &str,
+        name: &str,
+        msg: &M,
+    ) -> Result<(), SendError> {
+        // fast path under a read guard, which also orders this send with
+        // respect to attach/detach
+        if let Some(peer) = self.map.get(node)
+            && let Peer::Up(outbox) = &*peer
+        {
+            return push(outbox, node, name, msg);
+        }
+        let queue_full = || SendError::QueueFull {
+            node: node.to_owned(),
+            limit: self.max_waiting,
+        };
         match self.map.entry(Arc::from(node)) {
             Entry::Occupied(mut e) => match e.get_mut() {
-                Peer::Up(link) => link.send(frame).map_err(|_| SendError::ConnectionClosed {
-                    node: node.to_owned(),
-                }),
+                Peer::Up(outbox) => push(outbox, node, name, msg),
                 Peer::Waiting { queue, bytes } => {
+                    let frame = Packet::to_frame(name, msg)?;
                     if *bytes + frame.len() > self.max_waiting {
-                        return Err(SendError::QueueFull {
-                            node: node.to_owned(),
-                            limit: self.max_waiting,
-                        });
+                        return Err(queue_full());
                     }
                     *bytes += frame.len();
                     queue.push_back(frame);
@@ -91,11 +121,9 @@ impl Peers {
                 }
             },
             Entry::Vacant(v) => {
+                let frame = Packet::to_frame(name, msg)?;
                 if frame.len() > self.max_waiting {
-                    return Err(SendError::QueueFull {
-                        node: node.to_owned(),
-                        limit: self.max_waiting,
-                    });
+                    return Err(queue_full());
                 }
                 let bytes = frame.len();
                 v.insert(Peer::Waiting {
@@ -107,26 +135,29 @@ impl Peers {
         }
     }
 
-    /// Marks `node` up with `link`. The frames waiting for it are handed to
-    /// `flush`, in order, before any later `send` can reach the link.
-    /// Fails if the node already has a live connection.
-    pub(crate) fn attach(
-        &self,
-        node: Arc<str>,
-        link: Link,
-        flush: impl FnOnce(VecDeque<Bytes>),
-    ) -> Result<(), Link> {
+    /// Marks `node` up with `outbox`. The frames waiting for it go into the
+    /// outbox first, in order, before any later `send` can reach it. Fails
+    /// if the node already has a live connection.
+    pub(crate) fn attach(&self, node: Arc<str>, outbox: Arc<Outbox>) -> Result<(), ()> {
         match self.map.entry(node) {
             Entry::Occupied(mut e) => match e.get_mut() {
-                Peer::Up(_) => Err(link),
+                Peer::Up(_) => Err(()),
                 Peer::Waiting { queue, .. } => {
-                    flush(std::mem::take(queue));
-                    e.insert(Peer::Up(link));
+                    for frame in queue.drain(..) {
+                        let pushed = outbox.push(|buf| outbox.framing.encode_frame(&frame, buf));
+                        if !matches!(pushed, Ok(Ok(()))) {
+                            tracing::warn!(
+                                conn = outbox.conn_id,
+                                "a waiting message could not be queued on the new connection"
+                            );
+                        }
+                    }
+                    e.insert(Peer::Up(outbox));
                     Ok(())
                 }
             },
             Entry::Vacant(v) => {
-                v.insert(Peer::Up(link));
+                v.insert(Peer::Up(outbox));
                 Ok(())
             }
         }
@@ -137,22 +168,22 @@ impl Peers {
         self.map
             .remove_if(
                 node,
-                |_, p| matches!(p, Peer::Up(l) if l.conn_id == conn_id),
+                |_, p| matches!(p, Peer::Up(o) if o.conn_id == conn_id),
             )
             .is_some()
     }
 
-    /// Removes every entry, returning the live links.
-    pub(crate) fn drain_links(&self) -> Vec<Link> {
-        let links = self
+    /// Removes every entry, returning the live outboxes.
+    pub(crate) fn drain(&self) -> Vec<Arc<Outbox>> {
+        let outboxes = self
             .map
             .iter()
             .filter_map(|e| match e.value() {
-                Peer::Up(l) => Some(l.clone()),
+                Peer::Up(o) => Some(o.clone()),
                 Peer::Waiting { .. } => None,
             })
             .collect();
         self.map.clear();
-        links
+        outboxes
     }
 }

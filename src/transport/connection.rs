@@ -7,9 +7,10 @@
 //! * **read**: fill a 64 KiB buffer, cut it into packets with the framing's
 //!   decoder, and hand each packet straight to its port's mailbox (node-port
 //!   packets are handled right here, in packet order);
-//! * **write**: frames from senders arrive as [`Outgoing`] mailbox messages
-//!   and are appended to one buffer; actix drains the whole mailbox before
-//!   it polls the writer, so a burst of sends leaves in one `write`.
+//! * **write**: senders encode their packets straight into the
+//!   connection's [`Outbox`] and wake the writer when it was idle; the
+//!   writer swaps the whole buffer out and writes it, so a burst of sends
+//!   leaves in one `write`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -19,15 +20,15 @@ use std::time::Instant;
 
 use actix::fut::ActorFuture;
 use actix::prelude::*;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 use super::handshake::{HandshakeFailure, Handshaken, drive};
-use super::link::{Link, SendQueue};
+use super::outbox::Outbox;
 use crate::error::ConnectionError;
 use crate::kernel::{NodeEvent, NodeInner};
 use crate::wire::{Codec, Handshake, HandshakeError, Packet};
@@ -38,27 +39,6 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Reads per poll before the connection yields to its mailbox and writer.
 const READS_PER_POLL: usize = 16;
-
-/// A frame to send, already encoded as JSON by the sender.
-pub(crate) struct Outgoing(pub(crate) Bytes);
-
-impl Message for Outgoing {
-    type Result = ();
-}
-
-/// The send queue passed its limit: fail the connection.
-pub(crate) struct Overflow;
-
-impl Message for Overflow {
-    type Result = ();
-}
-
-/// Close after writing what is queued.
-pub(crate) struct Close;
-
-impl Message for Close {
-    type Result = ();
-}
 
 /// Who is told how the handshake of a dialled connection ended.
 pub(crate) type DoneSender = oneshot::Sender<Result<String, ConnectionError>>;
@@ -72,8 +52,6 @@ pub(crate) struct Connection {
     done: Option<DoneSender>,
     /// Why the connection ended, for the `Down` event and the log.
     error: Option<ConnectionError>,
-    /// Stop once the write buffer is empty.
-    closing: bool,
 }
 
 enum State {
@@ -86,12 +64,12 @@ enum State {
 struct Up {
     remote: Arc<str>,
     decoder: Codec,
-    encoder: Codec,
     rbuf: BytesMut,
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
+    outbox: Arc<Outbox>,
+    /// Bytes taken from the outbox and not yet written.
     wbuf: BytesMut,
-    queue: Arc<SendQueue>,
 }
 
 impl Connection {
@@ -113,7 +91,6 @@ impl Connection {
             state: State::Handshaking(Some(stream)),
             done,
             error: None,
-            closing: false,
         }
         .start()
     }
@@ -143,26 +120,22 @@ impl Connection {
             Err(f) => return self.handshake_failed(f.error, f.remote, ctx),
         };
         let remote: Arc<str> = Arc::from(est.remote_node.as_str());
+        if self.node.shutdown.is_cancelled() {
+            self.error = Some(ConnectionError::Shutdown);
+            return ctx.stop();
+        }
         let cfg = &self.node.config;
-        let queue = Arc::new(SendQueue::new(cfg.max_send_queue));
-        let link = Link {
-            conn_id: self.conn_id,
-            addr: ctx.address(),
-            framing: est.send_framing,
-            queue: queue.clone(),
-        };
-        let mut encoder = est.send_framing.codec(cfg.max_packet, cfg.max_depth);
-        let mut wbuf = BytesMut::with_capacity(READ_CHUNK);
-        let attached = self.node.peers.attach(remote.clone(), link, |waiting| {
-            for frame in waiting {
-                queue.count(frame.len());
-                // encoding a JSON frame cannot fail for the JSON framing
-                if let Err(e) = encoder.encode(frame, &mut wbuf) {
-                    tracing::warn!(node = %self.node.id, remote = %remote, error = %e, "dropping a queued frame that cannot be encoded");
-                }
-            }
-        });
-        if attached.is_err() {
+        let outbox = Arc::new(Outbox::new(
+            self.conn_id,
+            est.send_framing,
+            cfg.max_send_queue,
+        ));
+        if self
+            .node
+            .peers
+            .attach(remote.clone(), outbox.clone())
+            .is_err()
+        {
             let error = HandshakeError::AlreadyConnected {
                 node: remote.to_string(),
             };
@@ -172,12 +145,11 @@ impl Connection {
         self.state = State::Up(Box::new(Up {
             remote: remote.clone(),
             decoder: est.recv_framing.codec(cfg.max_packet, cfg.max_depth),
-            encoder,
             rbuf: rest,
             reader,
             writer,
-            wbuf,
-            queue,
+            outbox,
+            wbuf: BytesMut::new(),
         }));
         tracing::info!(
             node = %self.node.id, peer = %self.peer_addr, remote = %remote,
@@ -282,7 +254,24 @@ impl Connection {
         let State::Up(up) = &mut self.state else {
             return Poll::Ready(());
         };
-        while !up.wbuf.is_empty() {
+        loop {
+            if up.outbox.overflowed() {
+                self.fail(ConnectionError::SendQueueOverflow, ctx);
+                return Poll::Ready(());
+            }
+            if up.wbuf.is_empty() {
+                up.outbox.take(&mut up.wbuf);
+            }
+            if up.wbuf.is_empty() {
+                if up.outbox.close_requested() {
+                    self.fail(ConnectionError::Shutdown, ctx);
+                    return Poll::Ready(());
+                }
+                if up.outbox.register(cx.waker()) {
+                    continue; // bytes arrived while registering
+                }
+                return Poll::Pending;
+            }
             match Pin::new(&mut up.writer).poll_write(cx, &up.wbuf) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
@@ -291,7 +280,7 @@ impl Connection {
                 }
                 Poll::Ready(Ok(n)) => {
                     up.wbuf.advance(n);
-                    up.queue.written(n);
+                    up.outbox.written(n);
                 }
                 Poll::Ready(Err(e)) => {
                     self.fail(e.into(), ctx);
@@ -299,12 +288,6 @@ impl Connection {
                 }
             }
         }
-        if self.closing {
-            self.fail(ConnectionError::Shutdown, ctx);
-            return Poll::Ready(());
-        }
-        // woken again with the context, whenever a mailbox message arrives
-        Poll::Pending
     }
 }
 
@@ -339,7 +322,7 @@ impl Actor for Connection {
         if let State::Up(up) = std::mem::replace(&mut self.state, State::Closed) {
             // detach first: later sends queue for the next connection
             self.node.peers.detach(&up.remote, self.conn_id);
-            up.queue.close();
+            up.outbox.close();
             tracing::info!(
                 node = %self.node.id, peer = %self.peer_addr, remote = %up.remote,
                 %error, "connection closed"
@@ -348,38 +331,6 @@ impl Actor for Connection {
                 node: up.remote.to_string(),
                 error,
             });
-        }
-    }
-}
-
-impl Handler<Outgoing> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, Outgoing(frame): Outgoing, ctx: &mut Context<Self>) {
-        let State::Up(up) = &mut self.state else {
-            return;
-        };
-        if let Err(e) = up.encoder.encode(frame, &mut up.wbuf) {
-            self.fail(e.into(), ctx);
-        }
-    }
-}
-
-impl Handler<Overflow> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, _: Overflow, ctx: &mut Context<Self>) {
-        self.fail(ConnectionError::SendQueueOverflow, ctx);
-    }
-}
-
-impl Handler<Close> for Connection {
-    type Result = ();
-
-    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
-        match self.state {
-            State::Up(_) => self.closing = true,
-            _ => self.fail(ConnectionError::Shutdown, ctx),
         }
     }
 }

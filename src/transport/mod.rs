@@ -4,8 +4,8 @@
 pub(crate) mod connection;
 pub(crate) mod connector;
 pub(crate) mod handshake;
-pub(crate) mod link;
 pub(crate) mod listener;
+pub(crate) mod outbox;
 
 use tokio::net::TcpStream;
 

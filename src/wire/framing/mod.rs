@@ -10,11 +10,12 @@ use std::fmt;
 use std::str::FromStr;
 
 use bytes::{Bytes, BytesMut};
+use serde::Serialize;
 use tokio_util::codec::{Decoder, Encoder};
 
 pub use json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, JsonCodec};
 
-use crate::wire::error::FrameError;
+use crate::wire::error::{EncodeError, FrameError};
 use crate::wire::packet::Packet;
 
 /// A packet framing aemp can speak.
@@ -38,6 +39,30 @@ impl Framing {
     /// The framing with this name.
     pub fn from_name(name: &str) -> Option<Framing> {
         Framing::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Encodes the packet `[dest, msg elements…]` in this framing at the
+    /// end of `out` (nothing is appended on error).
+    pub fn encode_packet<M: Serialize + ?Sized>(
+        self,
+        dest: &str,
+        msg: &M,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        match self {
+            Framing::Json => Packet::encode(dest, msg, out),
+        }
+    }
+
+    /// Re-encodes a JSON frame (from [`Packet::encode`]) in this framing at
+    /// the end of `out`.
+    pub fn encode_frame(self, json_frame: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
+        match self {
+            Framing::Json => {
+                out.extend_from_slice(json_frame);
+                Ok(())
+            }
+        }
     }
 
     /// A codec for this framing with the given packet size and nesting
