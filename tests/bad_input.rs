@@ -382,8 +382,19 @@ async fn a_number_as_destination_closes_the_connection() {
 #[actix_rt::test]
 async fn a_hundred_thousand_open_brackets_close_the_connection() {
     let node = listening_node("victim").await;
+    // the second `[` is already a destination that is not a string
     closed_after_auth(&node, "bracketer", &[b'['; 100_000], |e| {
-        matches!(e, FrameError::TooDeep { .. })
+        *e == FrameError::DestNotString
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn nesting_beyond_the_limit_closes_the_connection() {
+    let node = listening_node("victim").await;
+    let bytes = [&br#"["inbox","#[..], &[b'['; 100_000]].concat();
+    closed_after_auth(&node, "nester", &bytes, |e| {
+        *e == FrameError::TooDeep { limit: 512 }
     })
     .await;
 }

@@ -47,8 +47,51 @@ fn decode_in_pieces(stream: &[u8], cuts: &[usize]) -> Result<Vec<Packet>, aemp::
     Ok(out)
 }
 
+/// What serde_json says about a frame: valid UTF-8 JSON, an array, and
+/// the first element (if any) a string.
+fn serde_verdict(frame: &[u8]) -> bool {
+    let trimmed: Vec<u8> = frame
+        .iter()
+        .copied()
+        .skip_while(|b| b" \t\r\n".contains(b))
+        .collect();
+    let after = trimmed.iter().skip(1).find(|b| !b" \t\r\n".contains(b));
+    std::str::from_utf8(frame).is_ok()
+        && serde_json::from_slice::<serde::de::IgnoredAny>(frame).is_ok()
+        && trimmed.first() == Some(&b'[')
+        && matches!(after, Some(b'"') | Some(b']'))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn the_scanner_agrees_with_serde_json_on_json_shaped_bytes(
+        data in "[\\[\\]{}\",:0-9a-z\\\\ .eE+-]{0,40}"
+    ) {
+        let ours = Packet::parse(bytes::Bytes::copy_from_slice(data.as_bytes())).is_ok();
+        prop_assert_eq!(ours, serde_verdict(data.as_bytes()), "{}", data);
+    }
+
+    #[test]
+    fn the_scanner_agrees_with_serde_json_on_mutated_packets(
+        dest in ".{0,6}",
+        body in prop::collection::vec(json_value(), 0..4),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        mutate in any::<bool>(),
+    ) {
+        let mut frame = Packet::to_frame(&dest, &body).unwrap().to_vec();
+        if mutate {
+            let i = at.index(frame.len());
+            frame[i] = byte;
+        }
+        let ours = Packet::parse(bytes::Bytes::from(frame.clone()));
+        prop_assert_eq!(ours.is_ok(), serde_verdict(&frame), "{}", String::from_utf8_lossy(&frame));
+        if let (Ok(p), false) = (ours, mutate) {
+            prop_assert_eq!(p.dest(), Some(dest.as_str()));
+        }
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..2048)) {

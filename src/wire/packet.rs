@@ -7,12 +7,11 @@
 //! JSON is the one data model of aemp: other framings are transcoded to and
 //! from it.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -35,6 +34,28 @@ pub struct Packet {
     dest: Dest,
 }
 
+/// Where the scanner found a frame's destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DestSpan {
+    /// `[]`: no destination.
+    None,
+    /// The string contents between the quotes at `start..end`.
+    Quoted {
+        start: usize,
+        end: usize,
+        /// The string contains escapes and must be decoded.
+        escaped: bool,
+    },
+}
+
+fn span_str(frame: &[u8], start: usize, end: usize) -> &str {
+    // validated as UTF-8 by the scanner
+    frame
+        .get(start..end)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or_default()
+}
+
 #[derive(Clone)]
 enum Dest {
     /// `[]`: a keepalive.
@@ -51,32 +72,31 @@ impl Packet {
     /// The frame must be valid UTF-8 JSON, an array, and (unless empty)
     /// have a string as its first element.
     pub fn parse(frame: Bytes) -> Result<Packet, FrameError> {
-        let first = frame.iter().position(|b| !is_ws(*b));
-        if first.map(|i| frame[i]) != Some(b'[') {
-            return Err(FrameError::NotAnArray);
-        }
-        let after = first.map_or(0, |i| i + 1);
-        match frame[after..].iter().find(|b| !is_ws(**b)) {
-            Some(b'"') | Some(b']') => {}
-            Some(_) => return Err(FrameError::DestNotString),
-            None => return Err(FrameError::Truncated),
-        }
-        if std::str::from_utf8(&frame).is_err() {
-            return Err(FrameError::InvalidJson("invalid UTF-8".into()));
-        }
-        let head: Head<'_> =
-            serde_json::from_slice(&frame).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
-        let dest = match head.0 {
-            None => Dest::None,
-            Some(Cow::Borrowed(s)) => {
-                let start = s.as_ptr() as usize - frame.as_ptr() as usize;
-                let end = start + s.len();
-                match (u32::try_from(start), u32::try_from(end)) {
-                    (Ok(a), Ok(b)) => Dest::Span(a, b),
-                    _ => Dest::Owned(s.into()),
-                }
+        super::framing::parse_frame(frame)
+    }
+
+    /// Builds a packet from a frame the JSON scanner validated, with the
+    /// destination it found.
+    pub(crate) fn from_scanned(frame: Bytes, dest: DestSpan) -> Result<Packet, FrameError> {
+        let dest = match dest {
+            DestSpan::None => Dest::None,
+            DestSpan::Quoted {
+                start,
+                end,
+                escaped: false,
+            } => match (u32::try_from(start), u32::try_from(end)) {
+                (Ok(a), Ok(b)) => Dest::Span(a, b),
+                _ => Dest::Owned(span_str(&frame, start, end).into()),
+            },
+            DestSpan::Quoted { start, end, .. } => {
+                // rare: unescape the string, quotes included
+                let quoted = frame
+                    .get(start.saturating_sub(1)..end + 1)
+                    .unwrap_or_default();
+                let s: String = serde_json::from_slice(quoted)
+                    .map_err(|e| FrameError::InvalidJson(e.to_string()))?;
+                Dest::Owned(s.into_boxed_str())
             }
-            Some(Cow::Owned(s)) => Dest::Owned(s.into_boxed_str()),
         };
         Ok(Packet { frame, dest })
     }
@@ -104,8 +124,7 @@ impl Packet {
     pub fn dest(&self) -> Option<&str> {
         match &self.dest {
             Dest::None => None,
-            // the span was validated as UTF-8 in `parse`
-            Dest::Span(a, b) => std::str::from_utf8(&self.frame[*a as usize..*b as usize]).ok(),
+            Dest::Span(a, b) => Some(span_str(&self.frame, *a as usize, *b as usize)),
             Dest::Owned(s) => Some(s),
         }
     }
@@ -206,53 +225,6 @@ impl PartialEq for Packet {
 
 pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-/// The destination of a frame: first element borrowed when possible, the
-/// rest skipped (validated) without building values.
-struct Head<'a>(Option<Cow<'a, str>>);
-
-impl<'de> Deserialize<'de> for Head<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Head<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON array")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Head<'de>, A::Error> {
-                let dest = seq.next_element_seed(DestSeed)?;
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Head(dest))
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-struct DestSeed;
-
-impl<'de> DeserializeSeed<'de> for DestSeed {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Cow<'de, str>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a port name string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(s))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(s.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(s))
-            }
-        }
-        d.deserialize_str(V)
-    }
 }
 
 /// The message part of a frame: skips the destination, hands the rest of

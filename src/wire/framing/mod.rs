@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use serde::Serialize;
 use tokio_util::codec::{Decoder, Encoder};
 
+pub(crate) use json::parse_frame;
 pub use json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, JsonCodec};
 
 use crate::wire::error::{EncodeError, FrameError};
