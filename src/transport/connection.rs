@@ -323,10 +323,17 @@ impl Actor for Connection {
             // detach first: later sends queue for the next connection
             self.node.peers.detach(&up.remote, self.conn_id);
             up.outbox.close();
-            tracing::info!(
-                node = %self.node.id, peer = %self.peer_addr, remote = %up.remote,
-                %error, "connection closed"
-            );
+            if matches!(error, ConnectionError::Eof | ConnectionError::Shutdown) {
+                tracing::info!(
+                    node = %self.node.id, peer = %self.peer_addr, remote = %up.remote,
+                    %error, "connection closed"
+                );
+            } else {
+                tracing::warn!(
+                    node = %self.node.id, peer = %self.peer_addr, remote = %up.remote,
+                    %error, "connection failed"
+                );
+            }
             self.node.emit(NodeEvent::Down {
                 node: up.remote.to_string(),
                 error,
