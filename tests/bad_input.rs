@@ -33,6 +33,11 @@ async fn refused(
     still_serves(node).await;
 }
 
+/// A raw client sends `bytes` and is refused with an error matching `expect`.
+async fn refused_bytes(node: &Node, bytes: &[u8], expect: impl Fn(&HandshakeError) -> bool) {
+    refused(node, expect, async |c| c.write_all(bytes).await.unwrap()).await;
+}
+
 /// Completes a good handshake as node `id`, sends `bytes`, then expects the
 /// node to drop the connection with a framing error matching `expect`.
 async fn closed_after_auth(
@@ -64,11 +69,9 @@ async fn closed_after_auth(
 #[actix_rt::test]
 async fn first_line_of_5000_bytes_without_newline_is_refused() {
     let node = listening_node("victim").await;
-    refused(
-        &node,
-        |e| matches!(e, HandshakeError::LineTooLong { limit: 4096 }),
-        async |c| c.write_all(&[b'a'; 5000]).await.unwrap(),
-    )
+    refused_bytes(&node, &[b'a'; 5000], |e| {
+        matches!(e, HandshakeError::LineTooLong { limit: 4096 })
+    })
     .await;
 }
 
@@ -149,50 +152,27 @@ async fn futures_connect(addr: &str, n: usize) -> Vec<TcpStream> {
 #[actix_rt::test]
 async fn version_2_is_refused() {
     let node = listening_node("victim").await;
-    refused(
-        &node,
-        |e| {
-            *e == HandshakeError::VersionMismatch {
-                ours: 1,
-                theirs: "2".into(),
-            }
-        },
-        async |c| {
-            c.write_all(b"aemp;2;x;hmac_md6_64_256;json\nnonce\n")
-                .await
-                .unwrap()
-        },
-    )
+    refused_bytes(&node, b"aemp;2;x;hmac_md6_64_256;json\nnonce\n", |e| {
+        e.to_string() == "version mismatch (we: 1, they: 2)"
+    })
     .await;
 }
 
 #[actix_rt::test]
 async fn protocol_xyz_is_refused() {
     let node = listening_node("victim").await;
-    refused(
-        &node,
-        |e| e.to_string() == "unparsable greeting, expected 'aemp', got 'xyz'",
-        async |c| {
-            c.write_all(b"xyz;1;x;hmac_md6_64_256;json\nnonce\n")
-                .await
-                .unwrap()
-        },
-    )
+    refused_bytes(&node, b"xyz;1;x;hmac_md6_64_256;json\nnonce\n", |e| {
+        e.to_string() == "unparsable greeting, expected 'aemp', got 'xyz'"
+    })
     .await;
 }
 
 #[actix_rt::test]
 async fn our_own_node_id_is_refused() {
     let node = listening_node("victim").await;
-    refused(
-        &node,
-        |e| *e == HandshakeError::TalkingToMyself,
-        async |c| {
-            c.write_all(b"aemp;1;victim;hmac_md6_64_256;json\nnonce\n")
-                .await
-                .unwrap()
-        },
-    )
+    refused_bytes(&node, b"aemp;1;victim;hmac_md6_64_256;json\nnonce\n", |e| {
+        *e == HandshakeError::TalkingToMyself
+    })
     .await;
 }
 
@@ -302,14 +282,10 @@ async fn cleartext_is_accepted_by_default() {
 #[actix_rt::test]
 async fn no_common_framing_is_refused() {
     let node = listening_node("victim").await;
-    refused(
+    refused_bytes(
         &node,
+        b"aemp;1;x;hmac_md6_64_256;storable,cbor\nnonce\n",
         |e| e.to_string() == "storable,cbor: no common framing method supported",
-        async |c| {
-            c.write_all(b"aemp;1;x;hmac_md6_64_256;storable,cbor\nnonce\n")
-                .await
-                .unwrap()
-        },
     )
     .await;
 }

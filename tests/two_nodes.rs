@@ -12,6 +12,12 @@ use common::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// A 127.0.0.1 address nothing listens on (bound once, then released).
+fn free_port() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().to_string()
+}
+
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct Order(String, u32, Vec<String>);
 
@@ -101,10 +107,8 @@ async fn seeds_are_dialled_and_their_node_id_learned() {
 
 #[actix_rt::test]
 async fn a_seed_is_redialled_until_it_answers() {
-    // reserve a port, close it, start the seed there later
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = probe.local_addr().unwrap().to_string();
-    drop(probe);
+    // nothing listens there yet: the seed starts later
+    let addr = free_port();
     let b = Node::builder()
         .node_id("patient")
         .secret(SECRET)
@@ -127,9 +131,7 @@ async fn a_seed_is_redialled_until_it_answers() {
 
 #[actix_rt::test]
 async fn a_seed_that_is_ourselves_is_dropped() {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = probe.local_addr().unwrap().to_string();
-    drop(probe);
+    let addr = free_port();
     let a = Node::builder()
         .node_id("narcissus")
         .secret(SECRET)

@@ -165,8 +165,8 @@ impl Connection {
             addr: self.peer_addr,
             outbound: self.outbound,
         });
-        ctx.spawn(ReadDriver);
-        ctx.spawn(WriteDriver);
+        ctx.spawn(Driver(Connection::poll_read));
+        ctx.spawn(Driver(Connection::poll_write));
     }
 
     fn handshake_failed(
@@ -342,10 +342,11 @@ impl Actor for Connection {
     }
 }
 
-/// Polls the read loop inside the actor's context.
-struct ReadDriver;
+/// Polls one of the connection's loops (read or write) inside the actor's
+/// context, so the loop has the actor's state at hand.
+struct Driver(fn(&mut Connection, &mut Context<Connection>, &mut TaskContext<'_>) -> Poll<()>);
 
-impl ActorFuture<Connection> for ReadDriver {
+impl ActorFuture<Connection> for Driver {
     type Output = ();
 
     fn poll(
@@ -354,22 +355,6 @@ impl ActorFuture<Connection> for ReadDriver {
         ctx: &mut Context<Connection>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<()> {
-        act.poll_read(ctx, cx)
-    }
-}
-
-/// Polls the write loop inside the actor's context.
-struct WriteDriver;
-
-impl ActorFuture<Connection> for WriteDriver {
-    type Output = ();
-
-    fn poll(
-        self: Pin<&mut Self>,
-        act: &mut Connection,
-        ctx: &mut Context<Connection>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<()> {
-        act.poll_write(ctx, cx)
+        (self.0)(act, ctx, cx)
     }
 }
