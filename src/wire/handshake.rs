@@ -116,6 +116,8 @@ pub struct Handshake {
     deadline: Instant,
     remote_node: Option<String>,
     state: State,
+    /// The handshake failed: every later call returns this error.
+    failed: Option<HandshakeError>,
 }
 
 impl Handshake {
@@ -148,6 +150,7 @@ impl Handshake {
             deadline: now + cfg.timeout,
             remote_node: None,
             state: State::ExpectGreeting,
+            failed: None,
             cfg,
         }
     }
@@ -193,8 +196,25 @@ impl Handshake {
     /// `out` (our auth line, once the peer's two greeting lines are in).
     /// `connected(node)` tells whether a live connection to `node` exists
     /// already. Returns the agreement once the peer's auth line checks out;
-    /// anything after it stays in `input`.
+    /// anything after it stays in `input`. Errors are final: every later
+    /// call returns the same error.
     pub fn advance(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut Vec<u8>,
+        connected: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<Established>, HandshakeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.step(input, out, connected);
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    fn step(
         &mut self,
         input: &mut BytesMut,
         out: &mut Vec<u8>,
@@ -443,6 +463,17 @@ mod tests {
             a.advance(&mut input, &mut Vec::new(), &|_| false),
             Err(HandshakeError::IdenticalNonce)
         );
+    }
+
+    #[test]
+    fn errors_are_final() {
+        let mut a = Handshake::new(cfg("a", "s"), None, Instant::now());
+        let mut input = BytesMut::from(&b"xyz;1;b;hmac_md6_64_256;json\n"[..]);
+        let e = a
+            .advance(&mut input, &mut Vec::new(), &|_| false)
+            .unwrap_err();
+        let mut good = BytesMut::from(&b"aemp;1;b;hmac_md6_64_256;json\n"[..]);
+        assert_eq!(a.advance(&mut good, &mut Vec::new(), &|_| false), Err(e));
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct JsonCodec {
     /// The current string is the destination.
     in_dest: bool,
     dest: DestSpan,
+    /// The stream is broken: every later call returns this error.
+    failed: Option<FrameError>,
 }
 
 impl Default for JsonCodec {
@@ -127,6 +129,7 @@ impl JsonCodec {
             dest_due: false,
             in_dest: false,
             dest: DestSpan::None,
+            failed: None,
         }
     }
 
@@ -348,7 +351,30 @@ impl Decoder for JsonCodec {
     type Item = Packet;
     type Error = FrameError;
 
+    /// Errors are final: the scanner's state is not resumable after one,
+    /// so every later call returns the same error.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let result = self.decode_inner(buf);
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        match self.decode(buf)? {
+            Some(p) => Ok(Some(p)),
+            None if self.st != St::Between => Err(FrameError::Truncated),
+            None => Ok(None),
+        }
+    }
+}
+
+impl JsonCodec {
+    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         if self.st == St::Between {
             // between frames: skip whitespace, then a frame must open with `[`
             let ws = buf.iter().take_while(|b| is_ws(**b)).count();
@@ -378,14 +404,6 @@ impl Decoder for JsonCodec {
             None if self.pos > self.max_packet => Err(FrameError::TooLarge {
                 limit: self.max_packet,
             }),
-            None => Ok(None),
-        }
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        match self.decode(buf)? {
-            Some(p) => Ok(Some(p)),
-            None if self.st != St::Between => Err(FrameError::Truncated),
             None => Ok(None),
         }
     }
@@ -545,6 +563,17 @@ mod tests {
         );
         let mut buf = BytesMut::from(&b" \n"[..]);
         assert_eq!(JsonCodec::default().decode_eof(&mut buf), Ok(None));
+    }
+
+    #[test]
+    fn errors_are_final() {
+        // found by the fuzzer: resuming after an error used stale offsets
+        let mut codec = JsonCodec::default();
+        let mut buf = BytesMut::from(&b"[\"\xdb\"\xdb222"[..]);
+        let first = codec.decode(&mut buf).unwrap_err();
+        assert!(matches!(first, FrameError::InvalidJson(_)));
+        assert_eq!(codec.decode(&mut buf), Err(first.clone()));
+        assert_eq!(codec.decode_eof(&mut buf), Err(first));
     }
 
     #[test]

@@ -1,0 +1,7 @@
+//! Every sans-IO parser on arbitrary bytes: greeting, line reader, JSON
+//! packet scanner, handshake state machine. None may panic.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    aemp::wire::fuzz_parsers(data);
+});
