@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use aemp::wire::{
     AuthMethod, Framing, Greeting, Handshake, HandshakeConfig, JsonCodec, Packet, Secret,
-    hmac_md6_64_256_token, md6_256, transcript, verify_token,
+    hmac_md6_64_256_token, md6_256, tls_md6_64_256_token, transcript, verify_token,
 };
 use bytes::BytesMut;
 use common::transcript::{self as tr, Dir};
@@ -63,6 +63,21 @@ fn seed_full_example_tokens() {
         false,
     )
     .unwrap();
+}
+
+/// The `tls_md6_64_256` vector of the implementer's notes (1.4): a Perl node
+/// sending, over its own lines first.
+#[test]
+fn tls_md6_64_256_token_vector() {
+    let text = b"aemp;1;perlT;tls_md6_64_256,hmac_md6_64_256,tls_anon,cleartext;json,storable;provider=AE-1.30;peeraddr=127.0.0.1:44528;tls=1.0\naH4zq50h9FDUJ/0BFU9HesqMoF3vdj1vg6ZWI9ZjOTDz9k2bRZXUAsw0XE4NIUIb6HJpq41vsXtASPQrBmTxsfJ3\naemp;1;pyTanon;tls_md6_64_256,hmac_md6_64_256,tls_anon,cleartext;json;tls=1.0\n!\n";
+    assert_eq!(
+        tls_md6_64_256_token(text),
+        "7e9f4c0e72c261680303ad2410c55ce73b235593f11e4fbdf95a9bbf3f661a4b"
+    );
+    // valid only inside TLS
+    let token = b"7e9f4c0e72c261680303ad2410c55ce73b235593f11e4fbdf95a9bbf3f661a4b";
+    verify_token(AuthMethod::TlsMd6_64_256, token, None, text, true).unwrap();
+    assert!(verify_token(AuthMethod::TlsMd6_64_256, token, None, text, false).is_err());
 }
 
 /// Splits a recorded connection into both sides' greeting lines, auth lines
