@@ -47,6 +47,43 @@ pub enum SendError {
     /// The node is shutting down.
     #[error("node is shut down")]
     Shutdown,
+    /// Node ports cannot be killed.
+    #[error("{0}: killing a node port is not allowed")]
+    NodePort(String),
+}
+
+/// A spawn could not be started.
+#[derive(Debug, Error)]
+pub enum SpawnError {
+    /// The function name is not fully qualified (`Pkg::func`).
+    #[error("{0}")]
+    InitName(String),
+    /// The target names no node.
+    #[error("spawn target {0:?} names no node")]
+    NoNode(String),
+    /// The generated name is taken (a user port of the same shape).
+    #[error("spawned port name {0:?} is taken")]
+    NameTaken(String),
+    /// The init arguments do not serialize to an array.
+    #[error("spawn arguments: {0}")]
+    Args(#[from] EncodeError),
+    /// The spawn request could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// A [`cal`](crate::Node::cal) did not get its reply.
+#[derive(Debug, Error)]
+pub enum CalError {
+    /// The request could not be sent.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// No reply within the timeout.
+    #[error("no reply within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The target port died (also a normal exit) before replying.
+    #[error("target port died: {0:?}")]
+    TargetDied(crate::kernel::Reason),
 }
 
 /// A port could not be created.
@@ -88,6 +125,9 @@ pub enum ConnectionError {
     /// The node is shutting down.
     #[error("node shut down")]
     Shutdown,
+    /// No connection came up within `monitor_timeout`.
+    #[error("unable to connect")]
+    UnableToConnect,
 }
 
 impl From<std::io::Error> for ConnectionError {

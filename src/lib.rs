@@ -43,8 +43,11 @@ mod transport;
 pub mod wire;
 
 pub use config::NodeConfig;
-pub use error::{ConnectionError, PortError, SendError, StartError};
-pub use kernel::{Node, NodeBuilder, NodeEvent, PortId};
+pub use error::{CalError, ConnectionError, PortError, SendError, SpawnError, StartError};
+pub use kernel::{
+    HandlerError, Monitor, MonitorGuard, Node, NodeBuilder, NodeEvent, PortBehaviour, PortContext,
+    PortId, Reason,
+};
 pub use wire::{Lenient, Packet};
 
 /// The README's example, compiled and run as a doctest.

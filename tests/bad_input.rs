@@ -276,7 +276,7 @@ async fn cleartext_is_accepted_by_default() {
         "hello from a simple client"
     );
     assert!(node.node_is_up("pysimple"));
-    node.remove_port(&port);
+    node.kil(&port, vec![]).unwrap();
 }
 
 #[actix_rt::test]
@@ -304,7 +304,7 @@ async fn nothing_before_authentication_reaches_a_port() {
     )
     .await;
     assert_silent(&mut rx, Duration::from_millis(200)).await;
-    node.remove_port(&port);
+    node.kil(&port, vec![]).unwrap();
 }
 
 #[actix_rt::test]
@@ -391,5 +391,5 @@ async fn keepalives_and_string_numbers_are_fine() {
         assert_eq!(n.0, want);
     }
     assert!(node.node_is_up("perlish"));
-    node.remove_port(&port);
+    node.kil(&port, vec![]).unwrap();
 }

@@ -286,7 +286,7 @@ async fn the_registry_hands_out_fresh_ids_and_refuses_taken_names() {
 
     a.snd("a#sink", &("one",)).unwrap();
     assert_eq!(recv(&mut rx).await.decode::<(String,)>().unwrap().0, "one");
-    assert!(a.remove_port(&named));
+    a.kil(&named, vec![]).unwrap();
     assert!(!a.port_exists(&named));
     // to a missing port: silently dropped, as in the reference
     a.snd("a#sink", &("two",)).unwrap();

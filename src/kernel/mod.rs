@@ -1,14 +1,26 @@
-//! The kernel: the node, its port registry and its table of peers —
-//! the Rust counterpart of `AnyEvent::MP::Kernel`.
+//! The kernel: the node, its ports and their registry, monitors, the
+//! node-port requests, spawning, and the table of peers — the Rust
+//! counterpart of `AnyEvent::MP::Kernel`.
 
+mod cal;
+mod functions;
+mod handler;
+mod lifecycle;
+mod monitor;
 mod node;
+mod node_port;
 mod peers;
 mod port;
 mod registry;
+mod spawn;
 
+pub use functions::{InitFn, PlainFn};
+pub use handler::{HandlerError, HandlerFn, PortBehaviour, PortContext};
+pub use lifecycle::MonNodesGuard;
+pub use monitor::{Monitor, MonitorGuard, Reason};
 pub use node::{Node, NodeBuilder, NodeEvent};
+pub use node_port::EVAL_REFUSED;
 pub use port::PortId;
 
 pub(crate) use node::NodeInner;
 pub(crate) use port::check_node_id;
-pub(crate) use registry::Delivery;

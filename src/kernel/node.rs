@@ -1,21 +1,27 @@
 //! The node: its ports, its peers, and sending.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use actix::Recipient;
 use actix_rt::ArbiterHandle;
+use dashmap::DashMap;
 use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::peers::Peers;
+use super::functions::{Function, Functions, InitFn, PlainFn, check_name};
+use super::handler::{HandlerError, PortBehaviour, PortContext};
+use super::lifecycle::MonNodesFn;
+use super::monitor::{Monitors, Reason};
+use super::peers::{Peers, Sent};
 use super::port::{PortId, alnum_random, perl_counter, split_port};
 use super::registry::{Delivery, PortTarget, Registry};
 use crate::config::{ANON_NODE_ID, NodeConfig};
-use crate::error::{ConnectionError, PortError, SendError, StartError};
+use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
 use crate::transport::{connector, listener};
 use crate::wire::{AuthMethod, Framing, HandshakeConfig, HandshakeError, Packet, Secret};
 
@@ -85,8 +91,12 @@ pub struct Node {
 
 pub(crate) struct NodeInner {
     pub(crate) id: Arc<str>,
+    /// This node as a handle, for handlers and monitors.
+    me: Weak<NodeInner>,
     /// Prefix of generated port names (the reference's `$UNIQ`).
     uniq: String,
+    /// Prefix of the names of ports we spawn (the reference's `$RUNIQ`).
+    runiq: String,
     /// Shared counter of generated port names.
     counter: AtomicU64,
     next_conn_id: AtomicU64,
@@ -94,6 +104,11 @@ pub(crate) struct NodeInner {
     pub(crate) handshake: Arc<HandshakeConfig>,
     pub(crate) registry: Registry,
     pub(crate) peers: Peers,
+    pub(crate) monitors: Monitors,
+    pub(crate) functions: Functions,
+    /// Known listen addresses of other nodes.
+    pub(crate) addresses: DashMap<Arc<str>, Vec<String>, ahash::RandomState>,
+    pub(crate) mon_nodes: Mutex<Vec<(u64, MonNodesFn)>>,
     pub(crate) arbiter: ArbiterHandle,
     listen_addrs: Vec<SocketAddr>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
@@ -101,6 +116,23 @@ pub(crate) struct NodeInner {
 }
 
 impl NodeInner {
+    /// A handle on this node.
+    pub(crate) fn handle(&self) -> Node {
+        // `self` is alive, so its Arc is
+        Node {
+            inner: self.me.upgrade().unwrap_or_else(unreachable_node),
+        }
+    }
+
+    pub(crate) fn weak(&self) -> Weak<NodeInner> {
+        self.me.clone()
+    }
+
+    /// Whether this node has no listeners (and so must send keepalives).
+    pub(crate) fn listen_addrs_empty(&self) -> bool {
+        self.listen_addrs.is_empty()
+    }
+
     pub(crate) fn next_conn_id(&self) -> u64 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -115,17 +147,20 @@ impl NodeInner {
         format!("{}.{}", self.uniq, perl_counter(n))
     }
 
-    /// A request to the node port `""`, from `from` (a remote node id) or
-    /// from this node itself (`None`).
-    pub(crate) fn node_port_request(&self, from: Option<&str>, packet: &Packet) {
-        let tag = packet
-            .values()
-            .ok()
-            .and_then(|v| v.first().and_then(|t| t.as_str().map(str::to_owned)));
-        tracing::debug!(
-            node = %self.id, remote = ?from, tag = ?tag,
-            "node-port request not implemented yet; ignored"
-        );
+    pub(crate) fn new_spawn_name(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{}", self.runiq, perl_counter(n))
+    }
+
+    /// Sends `msg` to `port`.
+    pub(crate) fn snd<M: Serialize + ?Sized>(&self, port: &str, msg: &M) -> Result<(), SendError> {
+        let (node, name) = split_port(port);
+        self.send(node, name, msg)
+    }
+
+    /// Sends a request to `node`'s node port.
+    pub(crate) fn snd_to_node_port(&self, node: &str, msg: &[Value]) -> Result<(), SendError> {
+        self.send(node, "", msg)
     }
 
     /// Sends `msg` to port `name` on node `node`.
@@ -139,22 +174,107 @@ impl NodeInner {
             return Err(SendError::Shutdown);
         }
         if node != &*self.id {
-            return self.peers.send(node, name, msg);
+            if self.peers.send(node, name, msg)? == Sent::QueuedStartConnecting {
+                self.start_connector(node);
+            }
+            return Ok(());
         }
         let packet = Packet::from_encoded(Packet::to_frame(name, msg)?, name);
         if name.is_empty() {
-            self.node_port_request(None, &packet);
-        } else if self.registry.deliver(packet) != Delivery::Delivered {
-            tracing::trace!(node = %self.id, port = name, "message to a missing local port dropped");
+            self.node_port_request(&self.id.clone(), &packet);
+            return Ok(());
         }
+        self.deliver(&self.id.clone(), packet);
         Ok(())
     }
+
+    /// Hands a packet to its local port.
+    fn deliver(&self, from: &str, packet: Packet) {
+        match self.registry.deliver(packet) {
+            Ok(Delivery::Delivered) => {}
+            Ok(Delivery::NoSuchPort) => {
+                tracing::trace!(node = %self.id, remote = from, "message to a missing port dropped");
+            }
+            // the receiver is gone: a normal exit, noticed now
+            Err(packet) => self.kill_local(packet.dest().unwrap_or_default(), Vec::new()),
+        }
+    }
+
+    /// Routes a packet that arrived from node `from`: keepalives are
+    /// dropped, node-port requests run at once, the rest goes to its port.
+    pub(crate) fn route(&self, from: &str, packet: Packet) {
+        let Some(dest) = packet.dest() else {
+            return; // keepalive
+        };
+        if dest.is_empty() {
+            return self.node_port_request(from, &packet);
+        }
+        self.deliver(from, packet);
+    }
+
+    /// A request to the node port `""`, from node `from`.
+    pub(crate) fn node_port_request(&self, from: &str, packet: &Packet) {
+        match packet.values() {
+            Ok(values) => super::node_port::handle(self, from, values),
+            Err(error) => {
+                tracing::warn!(node = %self.id, remote = from, %error, "undecodable node-port request ignored")
+            }
+        }
+    }
+
+    /// Kills `port` (local or remote) with `reason` (empty: normal exit).
+    pub(crate) fn kil(&self, port: &str, reason: Reason) -> Result<(), SendError> {
+        let (node, name) = split_port(port);
+        if name.is_empty() {
+            return Err(SendError::NodePort(port.to_owned()));
+        }
+        if node == &*self.id {
+            self.kill_local(name, reason);
+            Ok(())
+        } else {
+            let mut msg = vec![Value::from("kil"), Value::from(name)];
+            msg.extend(reason);
+            self.snd_to_node_port(node, &msg)
+        }
+    }
+
+    /// Kills local port `name`: it leaves the registry at once and its
+    /// monitors fire. Killing a port that does not exist is fine.
+    pub(crate) fn kill_local(&self, name: &str, reason: Reason) {
+        let Some(monitors) = self.registry.kill(name) else {
+            return;
+        };
+        let port = PortId::new(&self.id, name);
+        if monitors.is_empty() && !reason.is_empty() {
+            tracing::debug!(node = %self.id, %port, ?reason, "unmonitored port died");
+        }
+        for (_, action) in monitors {
+            action.fire(self, &port, &reason);
+        }
+    }
+
+    /// Kills every local port whose receiver is gone (a normal exit).
+    pub(crate) fn sweep(&self) {
+        for name in self.registry.closed_ports() {
+            self.kill_local(&name, Vec::new());
+        }
+    }
+}
+
+#[cold]
+fn unreachable_node() -> Arc<NodeInner> {
+    // NodeInner is only ever reached through an Arc that keeps it alive
+    panic!("aemp: node handle used after the node was dropped")
 }
 
 impl Node {
     /// Starts configuring a node.
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
+    }
+
+    pub(crate) fn inner(&self) -> &NodeInner {
+        &self.inner
     }
 
     /// This node's id.
@@ -173,7 +293,9 @@ impl Node {
     }
 
     /// Creates a port with a fresh id, `<node>#<uniq>.<counter>` (never
-    /// reused), whose messages go to `recipient`.
+    /// reused), whose messages go to an actix actor. The port dies with a
+    /// normal exit when the actor stops (noticed at its next message, or
+    /// within half a second).
     pub fn port(&self, recipient: Recipient<Packet>) -> PortId {
         self.fresh_port(PortTarget::Actor(recipient))
     }
@@ -185,13 +307,12 @@ impl Node {
         name: &str,
         recipient: Recipient<Packet>,
     ) -> Result<PortId, PortError> {
-        self.named_port(name, PortTarget::Actor(recipient))
+        self.named_port(name, |_| PortTarget::Actor(recipient))
     }
 
     /// Creates a port with a fresh id whose messages arrive on a channel,
     /// for code that would rather `await` messages than write an actor.
-    /// The port goes away when the receiver is dropped (at the next message
-    /// for it) or with [`Node::remove_port`].
+    /// The port dies with a normal exit when the receiver is dropped.
     pub fn port_channel(&self) -> (PortId, mpsc::UnboundedReceiver<Packet>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (self.fresh_port(PortTarget::Channel(tx)), rx)
@@ -203,34 +324,85 @@ impl Node {
         name: &str,
     ) -> Result<(PortId, mpsc::UnboundedReceiver<Packet>), PortError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        Ok((self.named_port(name, PortTarget::Channel(tx))?, rx))
+        Ok((self.named_port(name, |_| PortTarget::Channel(tx))?, rx))
     }
 
-    fn fresh_port(&self, mut target: PortTarget) -> PortId {
+    /// Creates a port with a fresh id whose messages the node hands to
+    /// `handler`, one at a time (the reference's `port { … }`). A handler
+    /// that returns an error or panics kills its port with
+    /// `("die", message)`.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// let doubler = node.port_fn(move |ctx, msg| {
+    ///     let (n,): (i64,) = msg.decode()?;
+    ///     ctx.snd(&out, &(n * 2,))?;
+    ///     Ok(())
+    /// });
+    /// node.snd(&doubler, &(21,)).unwrap();
+    /// assert_eq!(rx.recv().await.unwrap().decode::<(i64,)>().unwrap(), (42,));
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn port_fn(
+        &self,
+        handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
+    ) -> PortId {
+        let name = self.inner.new_port_name();
+        let port = PortId::new(&self.inner.id, &name);
+        let target = PortBehaviour::handler(handler)
+            .into_target(PortContext::new(self.clone(), port.clone()));
+        self.insert_fresh(name, target)
+    }
+
+    /// Like [`Node::port_fn`], with a fixed name.
+    pub fn port_fn_named(
+        &self,
+        name: &str,
+        handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
+    ) -> Result<PortId, PortError> {
+        let me = self.clone();
+        self.named_port(name, move |port| {
+            PortBehaviour::handler(handler).into_target(PortContext::new(me, port))
+        })
+    }
+
+    fn fresh_port(&self, target: PortTarget) -> PortId {
+        let name = self.inner.new_port_name();
+        self.insert_fresh(name, target)
+    }
+
+    fn insert_fresh(&self, mut name: String, mut target: PortTarget) -> PortId {
         loop {
-            let name = self.inner.new_port_name();
             // a user may have taken a name of this shape with port_named
             match self.inner.registry.insert_new(&name, target) {
                 Ok(()) => return PortId::new(&self.inner.id, &name),
-                Err(t) => target = t,
+                Err(t) => {
+                    target = t;
+                    name = self.inner.new_port_name();
+                }
             }
         }
     }
 
-    fn named_port(&self, name: &str, target: PortTarget) -> Result<PortId, PortError> {
+    fn named_port(
+        &self,
+        name: &str,
+        target: impl FnOnce(PortId) -> PortTarget,
+    ) -> Result<PortId, PortError> {
         if name.is_empty() || name.contains('#') {
             return Err(PortError::InvalidName(name.to_owned()));
         }
-        match self.inner.registry.insert_new(name, target) {
-            Ok(()) => Ok(PortId::new(&self.inner.id, name)),
+        if self.inner.registry.contains(name) {
+            return Err(PortError::NameTaken(name.to_owned()));
+        }
+        let port = PortId::new(&self.inner.id, name);
+        match self.inner.registry.insert_new(name, target(port.clone())) {
+            Ok(()) => Ok(port),
             Err(_) => Err(PortError::NameTaken(name.to_owned())),
         }
-    }
-
-    /// Removes a local port; messages to it are dropped from now on.
-    /// Returns false if `port` is not a port of this node.
-    pub fn remove_port(&self, port: &PortId) -> bool {
-        port.node() == self.id() && self.inner.registry.remove(port.name())
     }
 
     /// Whether `port` is a live port of this node.
@@ -247,10 +419,12 @@ impl Node {
     ///
     /// Local ports get it at once; remote ports over the live connection
     /// to their node; for a node that is not up it waits, in order, until a
-    /// connection to that node id exists however it comes up. A message
-    /// to a port that does not exist is dropped on its node (reference
-    /// behaviour). This never blocks; see [`Node::snd_async`] for sending
-    /// with backpressure.
+    /// connection to that node id exists however it comes up (or until
+    /// `monitor_timeout` passes without one: then it is dropped and the
+    /// node's monitors fire). A message to a port that does not exist is
+    /// dropped on its node (reference behaviour). A port id without `#`
+    /// names that node's node port. This never blocks; see
+    /// [`Node::snd_async`] for sending with backpressure.
     ///
     /// Errors: `msg` is not an array; the node's queue is full; the
     /// connection is failing (its send queue overflowed).
@@ -259,8 +433,7 @@ impl Node {
         port: impl AsRef<str>,
         msg: &M,
     ) -> Result<(), SendError> {
-        let (node, name) = split_port(port.as_ref());
-        self.inner.send(node, name, msg)
+        self.inner.snd(port.as_ref(), msg)
     }
 
     /// Like [`Node::snd`], but first waits while the connection to the
@@ -278,6 +451,69 @@ impl Node {
         self.snd(port, msg)
     }
 
+    /// Kills `port`, local or remote. An empty `reason` is a normal exit
+    /// (monitors that kill linked ports do nothing); otherwise it is an
+    /// error exit with that reason. A killed local port leaves the
+    /// registry at once; later messages to it are dropped. Killing a remote
+    /// port sends `["", "kil", name, reason…]` to its node.
+    pub fn kil(&self, port: impl AsRef<str>, reason: Reason) -> Result<(), SendError> {
+        self.inner.kil(port.as_ref(), reason)
+    }
+
+    /// Spawns a port on the node of `target` (a node id, or a port id whose
+    /// node is meant) by running the init function `func` there with
+    /// `args` (anything that serializes to an array). Returns the new
+    /// port's id at once, `<target node>#<runiq>.<counter>`; messages and
+    /// monitors may use it right away. A local init function runs only
+    /// after this returns. If the init function is unknown or fails, no
+    /// port is created and a monitor of the port fires with
+    /// `no_such_port`.
+    pub fn spawn<A: Serialize + ?Sized>(
+        &self,
+        target: impl AsRef<str>,
+        func: &str,
+        args: &A,
+    ) -> Result<PortId, SpawnError> {
+        let args = match serde_json::to_value(args)
+            .map_err(|e| SpawnError::Args(crate::wire::EncodeError::Serialize(e)))?
+        {
+            Value::Array(a) => a,
+            _ => return Err(SpawnError::Args(crate::wire::EncodeError::NotAnArray)),
+        };
+        self.inner.spawn(target.as_ref(), func, args)
+    }
+
+    /// Registers an init function that other nodes (and this one) may
+    /// spawn ports with, under its fully qualified name (`My::Worker::init`).
+    pub fn register_init(
+        &self,
+        name: &str,
+        f: impl Fn(&PortContext, Vec<Value>) -> Result<PortBehaviour, HandlerError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<(), SpawnError> {
+        check_name(name).map_err(SpawnError::InitName)?;
+        self.inner
+            .functions
+            .insert(name, Function::Init(Arc::new(f)));
+        Ok(())
+    }
+
+    /// Registers a plain function that a node-port request
+    /// `["", "Pkg::func", args…]` calls.
+    pub fn register_fn(
+        &self,
+        name: &str,
+        f: impl Fn(&Node, Vec<Value>) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Result<(), SpawnError> {
+        check_name(name).map_err(SpawnError::InitName)?;
+        self.inner
+            .functions
+            .insert(name, Function::Plain(Arc::new(f)));
+        Ok(())
+    }
+
     /// Dials `addr` (`host:port`) and runs the handshake. Resolves to the
     /// peer's node id once it is up.
     pub async fn connect(&self, addr: impl Into<String>) -> Result<String, ConnectionError> {
@@ -289,9 +525,17 @@ impl Node {
         self.inner.peers.is_up(node)
     }
 
-    /// The ids of all nodes with a live connection.
+    /// The ids of all nodes with a live connection (not this one).
     pub fn up_nodes(&self) -> Vec<String> {
         self.inner.peers.up_nodes()
+    }
+
+    /// This node and every node it has a connection to or something
+    /// pending for.
+    pub fn known_nodes(&self) -> Vec<String> {
+        let mut known = vec![self.id().to_owned()];
+        known.extend(self.inner.peers.known_nodes());
+        known
     }
 
     /// The framing we send to `node`, if it is up.
@@ -304,9 +548,16 @@ impl Node {
         self.inner.events.subscribe()
     }
 
-    /// Stops listening and dialling, and closes every connection after
-    /// writing what is queued on it. Sends fail from now on.
+    /// Stops listening and dialling, kills every local port (normal exit),
+    /// and closes every connection after writing what is queued on it.
+    /// Sends fail from now on.
     pub fn shutdown(&self) {
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        for name in self.inner.registry.names() {
+            self.inner.kill_local(&name, Vec::new());
+        }
         self.inner.shutdown.cancel();
         for outbox in self.inner.peers.drain() {
             outbox.request_close();
@@ -331,9 +582,10 @@ impl Node {
 /// # node.shutdown();
 /// # });
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct NodeBuilder {
     config: NodeConfig,
+    functions: Vec<(String, Function)>,
 }
 
 impl NodeBuilder {
@@ -385,7 +637,7 @@ impl NodeBuilder {
         self
     }
 
-    /// The handshake deadline (and, later, connect timeout).
+    /// The handshake deadline, connect deadline and keepalive interval.
     pub fn monitor_timeout(mut self, t: Duration) -> Self {
         self.config.monitor_timeout = t;
         self
@@ -415,12 +667,42 @@ impl NodeBuilder {
         self
     }
 
+    /// Registers an init function before the node starts (so no spawn
+    /// request can arrive before it); see [`Node::register_init`].
+    pub fn init_fn(
+        mut self,
+        name: &str,
+        f: impl Fn(&PortContext, Vec<Value>) -> Result<PortBehaviour, HandlerError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        let f: InitFn = Arc::new(f);
+        self.functions.push((name.to_owned(), Function::Init(f)));
+        self
+    }
+
+    /// Registers a plain function before the node starts; see
+    /// [`Node::register_fn`].
+    pub fn plain_fn(
+        mut self,
+        name: &str,
+        f: impl Fn(&Node, Vec<Value>) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        let f: PlainFn = Arc::new(f);
+        self.functions.push((name.to_owned(), Function::Plain(f)));
+        self
+    }
+
     /// Binds the listeners, starts accepting and dials the seeds. Must be
-    /// called inside a running actix system; connections live on the
-    /// calling arbiter.
+    /// called inside a running actix system; connections and handler ports
+    /// live on the calling arbiter.
     pub async fn start(self) -> Result<Node, StartError> {
         let mut config = self.config;
         config.validate().map_err(StartError::Config)?;
+        for (name, _) in &self.functions {
+            check_name(name).map_err(StartError::Config)?;
+        }
         let arbiter = actix_rt::Arbiter::try_current().ok_or(StartError::NoSystem)?;
         if config.node_id == ANON_NODE_ID {
             config.node_id = format!("{ANON_NODE_ID}{}", alnum_random(12));
@@ -445,14 +727,24 @@ impl NodeBuilder {
         handshake.framings = config.framings.clone();
         handshake.timeout = config.monitor_timeout;
 
-        let inner = Arc::new(NodeInner {
+        let functions = Functions::default();
+        for (name, f) in self.functions {
+            functions.insert(&name, f);
+        }
+        let inner = Arc::new_cyclic(|me| NodeInner {
             id: Arc::from(config.node_id.as_str()),
+            me: me.clone(),
             uniq: alnum_random(9),
+            runiq: alnum_random(12),
             counter: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
             handshake: Arc::new(handshake),
             registry: Registry::default(),
             peers: Peers::new(config.max_send_queue),
+            monitors: Monitors::default(),
+            functions,
+            addresses: DashMap::with_hasher(ahash::RandomState::new()),
+            mon_nodes: Mutex::new(Vec::new()),
             arbiter,
             listen_addrs,
             events: broadcast::channel(1024).0,
@@ -466,6 +758,7 @@ impl NodeBuilder {
         for seed in &inner.config.seeds {
             connector::spawn_seed(inner.clone(), seed.clone());
         }
+        super::lifecycle::spawn_sweeper(&inner);
         Ok(Node { inner })
     }
 }

@@ -1,6 +1,15 @@
-//! Remote nodes as the kernel sees them: up (a live connection) or not up
+//! Remote nodes as the kernel sees them: up (a live connection) or down
 //! (messages wait in order until a connection to that node id exists,
-//! however it comes up).
+//! however it comes up, or until the connect deadline drops them).
+//!
+//! **One connection per node.** A handshake claims its node's slot as soon
+//! as the peer's first greeting line names the node, before we send our
+//! auth line; a second handshake with the same node (in either direction)
+//! is refused there. A connection completes only when both sides sent
+//! their auth lines, so at most one connection between two aemp nodes can
+//! complete: when both dial at once and each side claims a different
+//! connection, both fail before any packet flows, no monitor fires, the
+//! queued messages stay queued, and the next attempt succeeds.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,11 +26,40 @@ use crate::wire::Packet;
 enum Peer {
     /// A connection completed its handshake; packets go to its outbox.
     Up(Arc<Outbox>),
-    /// No connection yet: JSON frames wait here, in order.
-    Waiting {
-        queue: VecDeque<Bytes>,
-        bytes: usize,
-    },
+    /// No live connection.
+    Down(Pending),
+}
+
+/// A node without a live connection.
+#[derive(Default)]
+struct Pending {
+    /// JSON frames waiting for a connection, in order.
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    /// The connection that claimed this node's handshake slot.
+    handshake: Option<u64>,
+    /// A connector (with its deadline) runs for this node.
+    connecting: bool,
+    /// The node's transport just failed and its monitors are firing:
+    /// no connection may complete until they have.
+    failing: bool,
+}
+
+impl Pending {
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.handshake.is_none() && !self.connecting && !self.failing
+    }
+}
+
+/// What a send did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Handed to a live connection.
+    Now,
+    /// Queued for a node that is not up; a connector runs already.
+    Queued,
+    /// Queued, and nothing connects to that node yet: start a connector.
+    QueuedStartConnecting,
 }
 
 /// The node table.
@@ -37,9 +75,9 @@ fn push<M: Serialize + ?Sized>(
     node: &str,
     name: &str,
     msg: &M,
-) -> Result<(), SendError> {
+) -> Result<Sent, SendError> {
     match outbox.push(|buf| outbox.framing.encode_packet(name, msg, buf)) {
-        Ok(result) => result.map_err(SendError::Encode),
+        Ok(result) => result.map(|()| Sent::Now).map_err(SendError::Encode),
         Err(Refused::Closed | Refused::Overflow) => Err(SendError::ConnectionClosed {
             node: node.to_owned(),
         }),
@@ -70,6 +108,11 @@ impl Peers {
             .collect()
     }
 
+    /// The ids of all nodes in the table (up, or with something pending).
+    pub(crate) fn known_nodes(&self) -> Vec<String> {
+        self.map.iter().map(|e| e.key().to_string()).collect()
+    }
+
     /// The outbox of the live connection to `node`, if any.
     pub(crate) fn outbox(&self, node: &str) -> Option<Arc<Outbox>> {
         match self.map.get(node).as_deref() {
@@ -95,82 +138,183 @@ impl Peers {
         node: &str,
         name: &str,
         msg: &M,
-    ) -> Result<(), SendError> {
+    ) -> Result<Sent, SendError> {
         // fast path under a read guard, which also orders this send with
-        // respect to attach/detach
+        // respect to attach/fail
         if let Some(peer) = self.map.get(node)
             && let Peer::Up(outbox) = &*peer
         {
             return push(outbox, node, name, msg);
         }
-        let queue_full = || SendError::QueueFull {
-            node: node.to_owned(),
-            limit: self.max_waiting,
+        let mut entry = self
+            .map
+            .entry(Arc::from(node))
+            .or_insert_with(|| Peer::Down(Pending::default()));
+        let pending = match entry.value_mut() {
+            Peer::Up(outbox) => return push(outbox, node, name, msg),
+            Peer::Down(pending) => pending,
         };
-        match self.map.entry(Arc::from(node)) {
-            Entry::Occupied(mut e) => match e.get_mut() {
-                Peer::Up(outbox) => push(outbox, node, name, msg),
-                Peer::Waiting { queue, bytes } => {
-                    let frame = Packet::to_frame(name, msg)?;
-                    if *bytes + frame.len() > self.max_waiting {
-                        return Err(queue_full());
-                    }
-                    *bytes += frame.len();
-                    queue.push_back(frame);
-                    Ok(())
-                }
-            },
-            Entry::Vacant(v) => {
-                let frame = Packet::to_frame(name, msg)?;
-                if frame.len() > self.max_waiting {
-                    return Err(queue_full());
-                }
-                let bytes = frame.len();
-                v.insert(Peer::Waiting {
-                    queue: VecDeque::from([frame]),
-                    bytes,
-                });
-                Ok(())
+        let frame = Packet::to_frame(name, msg)?;
+        if pending.bytes + frame.len() > self.max_waiting {
+            return Err(SendError::QueueFull {
+                node: node.to_owned(),
+                limit: self.max_waiting,
+            });
+        }
+        pending.bytes += frame.len();
+        pending.queue.push_back(frame);
+        if pending.connecting {
+            Ok(Sent::Queued)
+        } else {
+            pending.connecting = true;
+            Ok(Sent::QueuedStartConnecting)
+        }
+    }
+
+    /// Marks that a connector runs for `node`; false if one runs already
+    /// (or the node is up).
+    pub(crate) fn start_connecting(&self, node: &str) -> bool {
+        let mut entry = self
+            .map
+            .entry(Arc::from(node))
+            .or_insert_with(|| Peer::Down(Pending::default()));
+        match entry.value_mut() {
+            Peer::Up(_) => false,
+            Peer::Down(p) if p.connecting => false,
+            Peer::Down(p) => {
+                p.connecting = true;
+                true
             }
         }
     }
 
-    /// Marks `node` up with `outbox`. The frames waiting for it go into the
-    /// outbox first, in order, before any later `send` can reach it. Fails
-    /// if the node already has a live connection.
-    pub(crate) fn attach(&self, node: Arc<str>, outbox: Arc<Outbox>) -> Result<(), ()> {
-        match self.map.entry(node) {
-            Entry::Occupied(mut e) => match e.get_mut() {
-                Peer::Up(_) => Err(()),
-                Peer::Waiting { queue, .. } => {
-                    for frame in queue.drain(..) {
-                        let pushed = outbox.push(|buf| outbox.framing.encode_frame(&frame, buf));
-                        if !matches!(pushed, Ok(Ok(()))) {
-                            tracing::warn!(
-                                conn = outbox.conn_id,
-                                "a waiting message could not be queued on the new connection"
-                            );
-                        }
-                    }
-                    e.insert(Peer::Up(outbox));
-                    Ok(())
-                }
-            },
-            Entry::Vacant(v) => {
-                v.insert(Peer::Up(outbox));
-                Ok(())
+    /// The connector of `node` ended (the node came up, or shutdown).
+    pub(crate) fn stop_connecting(&self, node: &str) {
+        if let Entry::Occupied(mut e) = self.map.entry(Arc::from(node))
+            && let Peer::Down(p) = e.get_mut()
+        {
+            p.connecting = false;
+            if p.idle() {
+                e.remove();
             }
         }
     }
 
-    /// Forgets the connection `conn_id` of `node`, if it is the live one.
-    pub(crate) fn detach(&self, node: &str, conn_id: u64) -> bool {
-        self.map
-            .remove_if(
-                node,
-                |_, p| matches!(p, Peer::Up(o) if o.conn_id == conn_id),
-            )
-            .is_some()
+    /// Claims `node`'s handshake slot for connection `conn_id` (see the
+    /// module docs); false if the node is up, failing, or another
+    /// handshake holds the slot.
+    pub(crate) fn claim(&self, node: &str, conn_id: u64) -> bool {
+        let mut entry = self
+            .map
+            .entry(Arc::from(node))
+            .or_insert_with(|| Peer::Down(Pending::default()));
+        match entry.value_mut() {
+            Peer::Up(_) => false,
+            Peer::Down(p) if p.failing => false,
+            Peer::Down(p) => match p.handshake {
+                Some(other) if other != conn_id => false,
+                _ => {
+                    p.handshake = Some(conn_id);
+                    true
+                }
+            },
+        }
+    }
+
+    /// Releases `node`'s handshake slot if `conn_id` holds it.
+    pub(crate) fn release(&self, node: &str, conn_id: u64) {
+        if let Entry::Occupied(mut e) = self.map.entry(Arc::from(node))
+            && let Peer::Down(p) = e.get_mut()
+            && p.handshake == Some(conn_id)
+        {
+            p.handshake = None;
+            if p.idle() {
+                e.remove();
+            }
+        }
+    }
+
+    /// Marks `node` up with connection `conn_id`'s outbox. The frames
+    /// waiting for it go into the outbox first, in order, before any later
+    /// `send` can reach it. Fails if the node is up, failing, or another
+    /// handshake holds its slot.
+    pub(crate) fn attach(
+        &self,
+        node: Arc<str>,
+        conn_id: u64,
+        outbox: Arc<Outbox>,
+    ) -> Result<(), ()> {
+        let mut entry = self
+            .map
+            .entry(node)
+            .or_insert_with(|| Peer::Down(Pending::default()));
+        let pending = match entry.value_mut() {
+            Peer::Up(_) => return Err(()),
+            Peer::Down(p) if p.failing => return Err(()),
+            Peer::Down(p) if p.handshake.is_some_and(|h| h != conn_id) => return Err(()),
+            Peer::Down(p) => std::mem::take(p),
+        };
+        for frame in pending.queue {
+            let pushed = outbox.push(|buf| outbox.framing.encode_frame(&frame, buf));
+            if !matches!(pushed, Ok(Ok(()))) {
+                tracing::warn!(
+                    conn = conn_id,
+                    "a waiting message could not be queued on the new connection"
+                );
+            }
+        }
+        *entry.value_mut() = Peer::Up(outbox);
+        Ok(())
+    }
+
+    /// The connection `conn_id` to `node` was lost: the node is down and
+    /// failing until [`Peers::end_failing`]. False if that connection was
+    /// not the live one.
+    pub(crate) fn connection_lost(&self, node: &str, conn_id: u64) -> bool {
+        let Some(mut peer) = self.map.get_mut(node) else {
+            return false;
+        };
+        let live = matches!(&*peer, Peer::Up(o) if o.conn_id == conn_id);
+        if live {
+            *peer = Peer::Down(Pending {
+                failing: true,
+                ..Pending::default()
+            });
+        }
+        live
+    }
+
+    /// No connection to `node` came up in time: its queue is dropped and it
+    /// is failing until [`Peers::end_failing`]. False if it is up.
+    pub(crate) fn unable_to_connect(&self, node: &str) -> bool {
+        let Some(mut peer) = self.map.get_mut(node) else {
+            return false;
+        };
+        let Peer::Down(p) = &mut *peer else {
+            return false;
+        };
+        *p = Pending {
+            failing: true,
+            ..Pending::default()
+        };
+        true
+    }
+
+    /// The failure of `node` has been handled (monitors fired).
+    pub(crate) fn end_failing(&self, node: &str) {
+        if let Entry::Occupied(mut e) = self.map.entry(Arc::from(node))
+            && let Peer::Down(p) = e.get_mut()
+        {
+            p.failing = false;
+            if p.idle() {
+                e.remove();
+            }
+        }
+    }
+
+    /// Whether something waits for `node` (a queue or a connector).
+    pub(crate) fn is_connecting(&self, node: &str) -> bool {
+        matches!(self.map.get(node).as_deref(), Some(Peer::Down(p)) if p.connecting)
     }
 
     /// Removes every entry, returning the live outboxes.
@@ -180,7 +324,7 @@ impl Peers {
             .iter()
             .filter_map(|e| match e.value() {
                 Peer::Up(o) => Some(o.clone()),
-                Peer::Waiting { .. } => None,
+                Peer::Down(_) => None,
             })
             .collect();
         self.map.clear();

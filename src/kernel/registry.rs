@@ -1,23 +1,68 @@
-//! The port registry: local port names to the actors (or channels) behind
-//! them.
+//! The port registry: local port names to what receives their messages,
+//! with each port's monitors.
 //!
 //! This is the hot path of every inbound message: the connection actor
 //! decodes a packet, looks its destination up here and hands the packet
 //! straight to the target's mailbox while holding the map's read guard.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::Recipient;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::mpsc;
 
+use super::monitor::Action;
 use crate::wire::Packet;
 
 /// Where a port's messages go.
 pub(crate) enum PortTarget {
-    /// An actix actor's mailbox.
+    /// A user's actix actor.
     Actor(Recipient<Packet>),
     /// An unbounded channel (see [`crate::Node::port_channel`]).
     Channel(mpsc::UnboundedSender<Packet>),
+    /// A handler run by the node (a closure or init-function port); `alive`
+    /// goes false when the port is killed, so messages still queued in its
+    /// mailbox are dropped.
+    Handler {
+        recipient: Recipient<Packet>,
+        alive: Arc<AtomicBool>,
+    },
+    /// A local spawn whose init function has not run yet: messages wait.
+    Pending(Vec<Packet>),
+}
+
+impl PortTarget {
+    /// Whether whoever receives the messages is gone.
+    fn is_closed(&self) -> bool {
+        match self {
+            PortTarget::Actor(r) => !r.connected(),
+            PortTarget::Channel(tx) => tx.is_closed(),
+            PortTarget::Handler { recipient, .. } => !recipient.connected(),
+            PortTarget::Pending(_) => false,
+        }
+    }
+
+    /// Hands a packet over; gives it back for a pending port, which needs
+    /// the entry's write lock to queue it.
+    fn send(&self, packet: Packet) -> Result<(), Packet> {
+        match self {
+            PortTarget::Actor(r) | PortTarget::Handler { recipient: r, .. } => r.do_send(packet),
+            // a receiver dropped since the liveness check loses this packet,
+            // as an actor stopping at that moment would
+            PortTarget::Channel(tx) => drop(tx.send(packet)),
+            PortTarget::Pending(_) => return Err(packet),
+        }
+        Ok(())
+    }
+}
+
+/// A local port.
+pub(crate) struct PortEntry {
+    target: PortTarget,
+    /// Monitors of this port: local actions and remote nodes' `mon1`s.
+    monitors: Vec<(u64, Action)>,
 }
 
 /// What happened to a delivered packet.
@@ -27,13 +72,11 @@ pub(crate) enum Delivery {
     Delivered,
     /// No such port: dropped (reference behaviour).
     NoSuchPort,
-    /// The port's receiver is gone; its entry was removed.
-    Closed,
 }
 
 #[derive(Default)]
 pub(crate) struct Registry {
-    ports: DashMap<Box<str>, PortTarget>,
+    ports: DashMap<Box<str>, PortEntry, ahash::RandomState>,
 }
 
 impl Registry {
@@ -43,15 +86,13 @@ impl Registry {
         match self.ports.entry(name.into()) {
             Entry::Occupied(_) => Err(target),
             Entry::Vacant(v) => {
-                v.insert(target);
+                v.insert(PortEntry {
+                    target,
+                    monitors: Vec::new(),
+                });
                 Ok(())
             }
         }
-    }
-
-    /// Removes a port; false if there was none.
-    pub(crate) fn remove(&self, name: &str) -> bool {
-        self.ports.remove(name).is_some()
     }
 
     /// Whether a port of that name exists.
@@ -64,29 +105,130 @@ impl Registry {
         self.ports.len()
     }
 
-    /// Hands `packet` to the port named by its destination.
-    pub(crate) fn deliver(&self, packet: Packet) -> Delivery {
+    /// Hands `packet` to the port named by its destination. A port whose
+    /// receiver is gone gives the packet back: the caller kills the port.
+    pub(crate) fn deliver(&self, packet: Packet) -> Result<Delivery, Packet> {
         let Some(name) = packet.dest() else {
-            return Delivery::NoSuchPort;
+            return Ok(Delivery::NoSuchPort);
         };
-        let Some(target) = self.ports.get(name) else {
-            return Delivery::NoSuchPort;
+        let Some(entry) = self.ports.get(name) else {
+            return Ok(Delivery::NoSuchPort);
         };
-        let alive = match &*target {
-            PortTarget::Actor(r) => r.connected(),
-            PortTarget::Channel(tx) => !tx.is_closed(),
-        };
-        if !alive {
-            drop(target); // removing under the guard would deadlock the shard
-            self.ports.remove(name);
-            return Delivery::Closed;
+        if entry.target.is_closed() {
+            drop(entry);
+            return Err(packet);
         }
-        match &*target {
-            PortTarget::Actor(r) => r.do_send(packet),
-            // a receiver dropped since the check above loses this packet,
-            // as an actor stopping at that moment would
-            PortTarget::Channel(tx) => drop(tx.send(packet)),
+        let Err(packet) = entry.target.send(packet) else {
+            return Ok(Delivery::Delivered);
+        };
+        // a pending port (rare): queue under the write lock
+        drop(entry);
+        let Some(name) = packet.dest() else {
+            return Ok(Delivery::NoSuchPort);
+        };
+        Ok(match self.ports.get_mut(name) {
+            Some(mut entry) => match &mut entry.target {
+                PortTarget::Pending(queue) => {
+                    queue.push(packet);
+                    Delivery::Delivered
+                }
+                // completed meanwhile
+                target => match target.send(packet) {
+                    Ok(()) => Delivery::Delivered,
+                    Err(_) => Delivery::NoSuchPort,
+                },
+            },
+            None => Delivery::NoSuchPort,
+        })
+    }
+
+    /// Removes a port; returns its monitors, or `None` if there was no
+    /// such port (killing a port that does not exist is fine).
+    pub(crate) fn kill(&self, name: &str) -> Option<Vec<(u64, Action)>> {
+        let (_, entry) = self.ports.remove(name)?;
+        if let PortTarget::Handler { alive, .. } = &entry.target {
+            alive.store(false, Ordering::Release);
         }
-        Delivery::Delivered
+        Some(entry.monitors)
+    }
+
+    /// Adds a monitor to a port; gives the action back if there is no such
+    /// port.
+    pub(crate) fn add_monitor(&self, name: &str, id: u64, action: Action) -> Result<(), Action> {
+        match self.ports.get_mut(name) {
+            Some(mut entry) => {
+                entry.monitors.push((id, action));
+                Ok(())
+            }
+            None => Err(action),
+        }
+    }
+
+    /// Adds `node`'s `mon1` registration to a port (once per node); false
+    /// if there is no such port.
+    pub(crate) fn add_remote_monitor(&self, name: &str, id: u64, node: &Arc<str>) -> bool {
+        match self.ports.get_mut(name) {
+            Some(mut entry) => {
+                let known = entry
+                    .monitors
+                    .iter()
+                    .any(|(_, a)| matches!(a, Action::Remote(n) if n == node));
+                if !known {
+                    entry.monitors.push((id, Action::Remote(node.clone())));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a monitor from a port.
+    pub(crate) fn remove_monitor(&self, name: &str, id: u64) {
+        if let Some(mut entry) = self.ports.get_mut(name) {
+            entry.monitors.retain(|(i, _)| *i != id);
+        }
+    }
+
+    /// Removes `node`'s `mon1` registration from a port.
+    pub(crate) fn remove_remote_monitor(&self, name: &str, node: &str) {
+        if let Some(mut entry) = self.ports.get_mut(name) {
+            entry
+                .monitors
+                .retain(|(_, a)| !matches!(a, Action::Remote(n) if &**n == node));
+        }
+    }
+
+    /// Gives a pending (spawning) port its real target and hands it the
+    /// messages that waited, in order, before any later message can reach
+    /// it. False if the port is gone (killed while its init ran).
+    pub(crate) fn complete_pending(&self, name: &str, target: PortTarget) -> bool {
+        let Some(mut entry) = self.ports.get_mut(name) else {
+            return false;
+        };
+        let waiting = match &mut entry.target {
+            PortTarget::Pending(queue) => std::mem::take(queue),
+            _ => return false,
+        };
+        for packet in waiting {
+            // `target` is never pending here
+            let _ = target.send(packet);
+        }
+        entry.target = target;
+        true
+    }
+
+    /// Names of ports whose receivers are gone (stopped actors, dropped
+    /// channel receivers).
+    pub(crate) fn closed_ports(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .filter(|e| e.target.is_closed())
+            .map(|e| e.key().to_string())
+            .collect()
+    }
+
+    /// Names of all ports.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.ports.iter().map(|e| e.key().to_string()).collect()
     }
 }

@@ -70,6 +70,7 @@ struct Up {
     outbox: Arc<Outbox>,
     /// Bytes taken from the outbox and not yet written.
     wbuf: BytesMut,
+    last_write: std::time::Instant,
 }
 
 impl Connection {
@@ -93,13 +94,6 @@ impl Connection {
             error: None,
         }
         .start()
-    }
-
-    fn remote(&self) -> Option<&str> {
-        match &self.state {
-            State::Up(up) => Some(&up.remote),
-            _ => None,
-        }
     }
 
     /// Ends the connection with `error`.
@@ -133,7 +127,7 @@ impl Connection {
         if self
             .node
             .peers
-            .attach(remote.clone(), outbox.clone())
+            .attach(remote.clone(), self.conn_id, outbox.clone())
             .is_err()
         {
             let error = HandshakeError::AlreadyConnected {
@@ -150,6 +144,7 @@ impl Connection {
             writer,
             outbox,
             wbuf: BytesMut::new(),
+            last_write: std::time::Instant::now(),
         }));
         tracing::info!(
             node = %self.node.id, peer = %self.peer_addr, remote = %remote,
@@ -160,13 +155,27 @@ impl Connection {
         if let Some(done) = self.done.take() {
             let _ = done.send(Ok(remote.to_string()));
         }
-        self.node.emit(NodeEvent::Up {
-            node: remote.to_string(),
-            addr: self.peer_addr,
-            outbound: self.outbound,
-        });
+        self.node.node_up(&remote, self.peer_addr, self.outbound);
         ctx.spawn(Driver(Connection::poll_read));
         ctx.spawn(Driver(Connection::poll_write));
+        if self.node.listen_addrs_empty() {
+            // a node without listeners must write now and then, so that
+            // TCP notices a dead peer (the reference's write timeout)
+            let period = self.node.config.monitor_timeout;
+            ctx.run_interval(period / 4, move |act, _| act.keepalive(period));
+        }
+    }
+
+    /// Sends `[]` if nothing was written for `period`.
+    fn keepalive(&mut self, period: std::time::Duration) {
+        if let State::Up(up) = &self.state
+            && up.last_write.elapsed() >= period
+        {
+            let _ = up.outbox.push(|buf| {
+                buf.extend_from_slice(b"[]");
+                Ok::<(), std::convert::Infallible>(())
+            });
+        }
     }
 
     fn handshake_failed(
@@ -175,6 +184,9 @@ impl Connection {
         remote: Option<String>,
         ctx: &mut Context<Self>,
     ) {
+        if let Some(remote) = &remote {
+            self.node.peers.release(remote, self.conn_id);
+        }
         tracing::warn!(
             node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
             outbound = self.outbound, %error,
@@ -195,15 +207,8 @@ impl Connection {
     /// Routes one packet: keepalives are dropped, node-port requests run
     /// here (in packet order), everything else goes to its port's mailbox.
     fn on_packet(&mut self, packet: Packet) {
-        let Some(dest) = packet.dest() else {
-            return; // keepalive
-        };
-        if dest.is_empty() {
-            self.node.node_port_request(self.remote(), &packet);
-            return;
-        }
-        if self.node.registry.deliver(packet) != crate::kernel::Delivery::Delivered {
-            tracing::trace!(node = %self.node.id, remote = ?self.remote(), "message to a missing port dropped");
+        if let State::Up(up) = &self.state {
+            self.node.route(&up.remote, packet);
         }
     }
 
@@ -281,6 +286,7 @@ impl Connection {
                 Poll::Ready(Ok(n)) => {
                     up.wbuf.advance(n);
                     up.outbox.written(n);
+                    up.last_write = std::time::Instant::now();
                 }
                 Poll::Ready(Err(e)) => {
                     self.fail(e.into(), ctx);
@@ -307,7 +313,10 @@ impl Actor for Connection {
             Instant::now(),
         );
         let node = self.node.clone();
-        let fut = drive(stream, hs, move |n| node.peers.is_up(n));
+        let conn_id = self.conn_id;
+        // the peer's first line names it: claim its slot (refused if the
+        // node is up or another handshake with it is under way)
+        let fut = drive(stream, hs, move |n| !node.peers.claim(n, conn_id));
         ctx.spawn(
             fut.into_actor(self)
                 .map(|result, act, ctx| act.handshake_done(result, ctx)),
@@ -320,8 +329,6 @@ impl Actor for Connection {
             let _ = done.send(Err(error.clone()));
         }
         if let State::Up(up) = std::mem::replace(&mut self.state, State::Closed) {
-            // detach first: later sends queue for the next connection
-            self.node.peers.detach(&up.remote, self.conn_id);
             up.outbox.close();
             if matches!(error, ConnectionError::Eof | ConnectionError::Shutdown) {
                 tracing::info!(
@@ -334,10 +341,9 @@ impl Actor for Connection {
                     %error, "connection failed"
                 );
             }
-            self.node.emit(NodeEvent::Down {
-                node: up.remote.to_string(),
-                error,
-            });
+            // the node is down: monitors fire, later sends queue for the
+            // next connection
+            self.node.connection_lost(&up.remote, self.conn_id, &error);
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Dialling: single connects and the seed keepers.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, oneshot};
@@ -111,5 +113,78 @@ async fn until_down(node: &NodeInner, events: &mut broadcast::Receiver<NodeEvent
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+/// Connects to node `id` through its known addresses until it is up or
+/// `monitor_timeout` passes (then its monitors fire with `unable to
+/// connect` and its queue is dropped), paced as the reference: the first
+/// try after 0–50 ms, then one every `interval × (0.9 + 0.1·rand)`,
+/// cycling through the addresses, where `interval = min(connect_interval,
+/// (monitor_timeout − connect_interval) / #addresses)`, at least 0.4 s.
+/// The deadline is armed once. Addresses learned meanwhile are used.
+pub(crate) fn spawn_node_connector(node: Arc<NodeInner>, id: Arc<str>) {
+    let arbiter = node.arbiter.clone();
+    let spawned = arbiter.spawn(async move {
+        run_node_connector(&node, &id).await;
+    });
+    if !spawned {
+        tracing::debug!("arbiter gone; node connector not started");
+    }
+}
+
+async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
+    use rand::RngExt as _;
+    let cfg = &node.config;
+    let start = tokio::time::Instant::now();
+    let deadline = start + cfg.monitor_timeout;
+    let mut next = start + Duration::from_millis(rand::rng().random_range(0..50));
+    let mut cursor = 0usize;
+    let in_flight: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+    loop {
+        if node.shutdown.is_cancelled() || node.peers.is_up(id) {
+            node.peers.stop_connecting(id);
+            return;
+        }
+        if !node.peers.is_connecting(id) {
+            return; // failed or reset meanwhile
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            node.unable_to_connect(id);
+            return;
+        }
+        if now >= next {
+            let addrs = node.addresses_of(id);
+            let interval = if addrs.is_empty() {
+                cfg.connect_interval
+            } else {
+                let addr = addrs[cursor % addrs.len()].clone();
+                cursor += 1;
+                let fresh = in_flight
+                    .lock()
+                    .map(|mut set| set.insert(addr.clone()))
+                    .unwrap_or(false);
+                if fresh {
+                    let (n, set) = (node.clone(), in_flight.clone());
+                    tracing::debug!(node = %node.id, remote = %id, %addr, "connecting");
+                    actix_rt::spawn(async move {
+                        let _ = connect(n, addr.clone()).await;
+                        if let Ok(mut set) = set.lock() {
+                            set.remove(&addr);
+                        }
+                    });
+                }
+                let per_addr =
+                    cfg.monitor_timeout.saturating_sub(cfg.connect_interval) / addrs.len() as u32;
+                cfg.connect_interval
+                    .min(per_addr)
+                    .max(Duration::from_millis(400))
+            };
+            next = now + interval.mul_f64(0.9 + 0.1 * rand::rng().random::<f64>());
+        }
+        // look again soon: the node may come up through another connection
+        let wake = next.min(deadline).min(now + Duration::from_millis(100));
+        tokio::time::sleep_until(wake).await;
     }
 }

@@ -149,7 +149,7 @@ pub async fn still_serves(node: &Node) {
     let msg = recv(&mut rx).await;
     assert_eq!(msg.decode::<(String, String)>().unwrap().1, "alive");
     other.shutdown();
-    node.remove_port(&port);
+    node.kil(&port, vec![]).unwrap();
 }
 
 fn rand_suffix() -> u64 {

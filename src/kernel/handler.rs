@@ -1,0 +1,187 @@
+//! Ports run by the node: a handler function per port, like the
+//! reference's `rcv $port, sub { … }`.
+//!
+//! Each handler port is a small actix actor on the node's arbiter. A
+//! handler that returns an error or panics kills its port with
+//! `("die", <message>)`, as a Perl callback that dies does; messages still
+//! in the mailbox of a killed port are dropped.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix::prelude::*;
+use serde_json::Value;
+
+use super::monitor::{Action, Monitor, Reason};
+use super::node::Node;
+use super::port::PortId;
+use super::registry::PortTarget;
+use crate::error::SendError;
+use crate::wire::Packet;
+
+/// The error type of handlers and init functions: anything that converts
+/// into a boxed error, e.g. `"text".into()` or `?` on most errors.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A port's message handler (see [`Node::port_fn`]).
+pub type HandlerFn = Box<dyn FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send>;
+
+/// Who a handler runs for: its node and its own port (the reference's
+/// `$SELF`).
+#[derive(Clone)]
+pub struct PortContext {
+    node: Node,
+    port: PortId,
+}
+
+impl fmt::Debug for PortContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PortContext")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl PortContext {
+    pub(crate) fn new(node: Node, port: PortId) -> PortContext {
+        PortContext { node, port }
+    }
+
+    /// The node this port lives on.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// This port's id (`$SELF`).
+    pub fn port(&self) -> &PortId {
+        &self.port
+    }
+
+    /// Kills this port: with an empty reason a normal exit, else an error
+    /// exit.
+    pub fn kil(&self, reason: Reason) {
+        self.node.inner().kill_local(self.port.name(), reason);
+    }
+
+    /// Monitors `port` and kills this port with the same reason when it
+    /// dies with an error (the reference's one-argument `mon $port`).
+    pub fn mon(&self, port: impl AsRef<str>) -> Monitor {
+        self.node
+            .inner()
+            .mon_action(port.as_ref(), Action::Kill(self.port.clone()))
+    }
+
+    /// Sends a message (shorthand for [`Node::snd`]).
+    pub fn snd<M: serde::Serialize + ?Sized>(
+        &self,
+        port: impl AsRef<str>,
+        msg: &M,
+    ) -> Result<(), SendError> {
+        self.node.snd(port, msg)
+    }
+}
+
+/// What receives a port's messages: returned by init functions (see
+/// [`Node::register_init`]), which thereby create their spawned port.
+pub enum PortBehaviour {
+    /// A handler function run by the node.
+    Handler(HandlerFn),
+    /// A user's actix actor.
+    Actor(Recipient<Packet>),
+}
+
+impl PortBehaviour {
+    /// A handler function.
+    pub fn handler(
+        f: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
+    ) -> PortBehaviour {
+        PortBehaviour::Handler(Box::new(f))
+    }
+
+    /// An actix actor.
+    pub fn actor(recipient: Recipient<Packet>) -> PortBehaviour {
+        PortBehaviour::Actor(recipient)
+    }
+
+    /// The registry target for this behaviour on port `ctx.port()`.
+    pub(crate) fn into_target(self, ctx: PortContext) -> PortTarget {
+        match self {
+            PortBehaviour::Actor(r) => PortTarget::Actor(r),
+            PortBehaviour::Handler(handler) => {
+                let alive = Arc::new(AtomicBool::new(true));
+                let arbiter = ctx.node.inner().arbiter.clone();
+                let flag = alive.clone();
+                let addr = HandlerPort::start_in_arbiter(&arbiter, move |_| HandlerPort {
+                    ctx,
+                    handler,
+                    alive: flag,
+                });
+                PortTarget::Handler {
+                    recipient: addr.recipient(),
+                    alive,
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for PortBehaviour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortBehaviour::Handler(_) => f.write_str("PortBehaviour::Handler"),
+            PortBehaviour::Actor(_) => f.write_str("PortBehaviour::Actor"),
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
+}
+
+/// The reason a failed handler kills its port with: `("die", message)`,
+/// trailing newlines removed as the reference does.
+pub(crate) fn die_reason(message: &str) -> Reason {
+    vec![
+        Value::from("die"),
+        Value::from(message.trim_end_matches('\n')),
+    ]
+}
+
+/// The actor behind a handler port.
+struct HandlerPort {
+    ctx: PortContext,
+    handler: HandlerFn,
+    alive: Arc<AtomicBool>,
+}
+
+impl Actor for HandlerPort {
+    type Context = Context<Self>;
+}
+
+impl Handler<Packet> for HandlerPort {
+    type Result = ();
+
+    fn handle(&mut self, msg: Packet, actx: &mut Context<Self>) {
+        if !self.alive.load(Ordering::Acquire) {
+            actx.stop();
+            return;
+        }
+        let ctx = &self.ctx;
+        let handler = &mut self.handler;
+        let failure = match catch_unwind(AssertUnwindSafe(|| handler(ctx, msg))) {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(payload) => panic_text(payload.as_ref()),
+        };
+        tracing::debug!(node = %self.ctx.node.id(), port = %self.ctx.port, error = %failure, "port handler failed");
+        self.ctx.kil(die_reason(&failure));
+        actx.stop();
+    }
+}

@@ -1,0 +1,138 @@
+//! Spawning ports on other nodes (and on this one).
+//!
+//! The spawner picks the new port's name, `<runiq>.<counter>`, and sends
+//! `["", "AnyEvent::MP::_spawn", name, initfunc, @initdata]` to the target
+//! node, which runs the init function; the init function creates the port
+//! (here: by returning its [`PortBehaviour`]). No port exists before that.
+//! An unknown init function, one that fails, or a name that is taken
+//! leaves no port, so the spawner's `mon1` (which the reference always
+//! sends right after) is answered with `no_such_port`. Perl silently
+//! replaces an existing port of the same name; aemp refuses.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde_json::Value;
+
+use super::functions::{Function, check_name};
+use super::handler::{PortBehaviour, PortContext, panic_text};
+use super::node::NodeInner;
+use super::node_port::no_such_port;
+use super::port::{PortId, split_port};
+use super::registry::PortTarget;
+use crate::error::SpawnError;
+
+/// The node-port function that spawns.
+pub(crate) const SPAWN_FUNCTION: &str = "AnyEvent::MP::_spawn";
+
+impl NodeInner {
+    /// Spawns a port on the node of `target` (a node id or a port id).
+    /// Returns its id at once; a local init function runs only later.
+    pub(crate) fn spawn(
+        &self,
+        target: &str,
+        func: &str,
+        args: Vec<Value>,
+    ) -> Result<PortId, SpawnError> {
+        check_name(func).map_err(SpawnError::InitName)?;
+        let (node, _) = split_port(target);
+        if node.is_empty() {
+            return Err(SpawnError::NoNode(target.to_owned()));
+        }
+        let name = self.new_spawn_name();
+        let port = PortId::new(node, &name);
+        if node == &*self.id {
+            // a placeholder keeps messages and monitors until init has run
+            if self
+                .registry
+                .insert_new(&name, PortTarget::Pending(Vec::new()))
+                .is_err()
+            {
+                return Err(SpawnError::NameTaken(name));
+            }
+            let me = self.handle();
+            let func = func.to_owned();
+            let spawned = self.arbiter.spawn(async move {
+                me.inner().run_local_spawn(&name, &func, args);
+            });
+            if !spawned {
+                self.kill_local(port.name(), no_such_port(port.as_str()));
+                return Err(SpawnError::Send(crate::error::SendError::Shutdown));
+            }
+        } else {
+            let mut msg = vec![
+                Value::from(SPAWN_FUNCTION),
+                Value::from(name),
+                Value::from(func),
+            ];
+            msg.extend(args);
+            self.snd_to_node_port(node, &msg)?;
+        }
+        Ok(port)
+    }
+
+    /// Runs init function `func` for the port `name`; the port's behaviour
+    /// or why there is none.
+    fn run_init(&self, name: &str, func: &str, args: Vec<Value>) -> Result<PortBehaviour, String> {
+        let init = match self.functions.get(func) {
+            Some(Function::Init(f)) => f,
+            Some(Function::Plain(_)) => return Err(format!("{func} is not an init function")),
+            None => return Err(format!("unknown init function {func}")),
+        };
+        let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
+        match catch_unwind(AssertUnwindSafe(|| init(&ctx, args))) {
+            Ok(Ok(behaviour)) => Ok(behaviour),
+            Ok(Err(e)) => Err(format!("init function {func} failed: {e}")),
+            Err(p) => Err(format!(
+                "init function {func} panicked: {}",
+                panic_text(p.as_ref())
+            )),
+        }
+    }
+
+    /// A `_spawn` request from node `from`.
+    pub(crate) fn spawn_request(&self, from: &str, name: &str, func: &str, args: Vec<Value>) {
+        if name.is_empty() || name.contains('#') {
+            tracing::warn!(node = %self.id, remote = from, port = name, "spawn with an invalid port name refused");
+            return;
+        }
+        if self.registry.contains(name) {
+            tracing::warn!(node = %self.id, remote = from, port = name, "spawn of an existing port's name refused");
+            return;
+        }
+        let behaviour = match self.run_init(name, func, args) {
+            Ok(b) => b,
+            Err(error) => {
+                tracing::warn!(node = %self.id, remote = from, port = name, %error, "spawn created no port");
+                return;
+            }
+        };
+        let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
+        if self
+            .registry
+            .insert_new(name, behaviour.into_target(ctx))
+            .is_err()
+        {
+            tracing::warn!(node = %self.id, remote = from, port = name, "spawn lost a race for its port name");
+        }
+    }
+
+    /// The deferred half of a local spawn.
+    fn run_local_spawn(&self, name: &str, func: &str, args: Vec<Value>) {
+        match self.run_init(name, func, args) {
+            Ok(behaviour) => {
+                let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
+                if !self
+                    .registry
+                    .complete_pending(name, behaviour.into_target(ctx))
+                {
+                    tracing::debug!(node = %self.id, port = name, "spawned port was killed before its init ran");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(node = %self.id, port = name, %error, "local spawn created no port");
+                let id = PortId::new(&self.id, name);
+                self.kill_local(name, no_such_port(id.as_str()));
+            }
+        }
+    }
+}
