@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::monitor::{Action, Monitor, Reason};
 use super::node::Node;
+use super::node::NodeInner;
 use super::port::PortId;
 use super::registry::PortTarget;
 use crate::error::SendError;
@@ -34,6 +35,9 @@ pub type HandlerFn = Box<dyn FnMut(&PortContext, Packet) -> Result<(), HandlerEr
 pub struct PortContext {
     node: Node,
     port: PortId,
+    /// Set when the port was killed through this context (its handler
+    /// drops whatever is still queued).
+    killed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for PortContext {
@@ -46,7 +50,11 @@ impl fmt::Debug for PortContext {
 
 impl PortContext {
     pub(crate) fn new(node: Node, port: PortId) -> PortContext {
-        PortContext { node, port }
+        PortContext {
+            node,
+            port,
+            killed: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// The node this port lives on.
@@ -59,10 +67,11 @@ impl PortContext {
         &self.port
     }
 
-    /// Kills this port: with an empty reason a normal exit, else an error
-    /// exit.
+    /// Kills this port at once: with an empty reason a normal exit, else
+    /// an error exit. Messages already queued for it are dropped.
     pub fn kil(&self, reason: Reason) {
-        self.node.inner().kill_local(self.port.name(), reason);
+        self.killed.store(true, Ordering::Release);
+        self.node.inner().kill_now(self.port.name(), reason);
     }
 
     /// Monitors `port` and kills this port with the same reason when it
@@ -110,18 +119,10 @@ impl PortBehaviour {
         match self {
             PortBehaviour::Actor(r) => PortTarget::Actor(r),
             PortBehaviour::Handler(handler) => {
-                let alive = Arc::new(AtomicBool::new(true));
                 let arbiter = ctx.node.inner().arbiter.clone();
-                let flag = alive.clone();
-                let addr = HandlerPort::start_in_arbiter(&arbiter, move |_| HandlerPort {
-                    ctx,
-                    handler,
-                    alive: flag,
-                });
-                PortTarget::Handler {
-                    recipient: addr.recipient(),
-                    alive,
-                }
+                PortTarget::Handler(HandlerPort::start_in_arbiter(&arbiter, move |_| {
+                    HandlerPort { ctx, handler }
+                }))
             }
         }
     }
@@ -155,10 +156,9 @@ pub(crate) fn die_reason(message: &str) -> Reason {
 }
 
 /// The actor behind a handler port.
-struct HandlerPort {
+pub(crate) struct HandlerPort {
     ctx: PortContext,
     handler: HandlerFn,
-    alive: Arc<AtomicBool>,
 }
 
 impl Actor for HandlerPort {
@@ -169,7 +169,8 @@ impl Handler<Packet> for HandlerPort {
     type Result = ();
 
     fn handle(&mut self, msg: Packet, actx: &mut Context<Self>) {
-        if !self.alive.load(Ordering::Acquire) {
+        if self.ctx.killed.load(Ordering::Acquire) {
+            // killed through its context: what was queued is dropped
             actx.stop();
             return;
         }
@@ -182,6 +183,27 @@ impl Handler<Packet> for HandlerPort {
         };
         tracing::debug!(node = %self.ctx.node.id(), port = %self.ctx.port, error = %failure, "port handler failed");
         self.ctx.kil(die_reason(&failure));
+        actx.stop();
+    }
+}
+
+/// A kil from outside: it arrives behind the messages delivered before it,
+/// and runs the port's monitors once they are handled.
+pub(crate) struct Die {
+    pub(crate) reason: Reason,
+    pub(crate) monitors: Vec<(u64, Action)>,
+}
+
+impl Message for Die {
+    type Result = ();
+}
+
+impl Handler<Die> for HandlerPort {
+    type Result = ();
+
+    fn handle(&mut self, die: Die, actx: &mut Context<Self>) {
+        let node: &NodeInner = self.ctx.node.inner();
+        node.fire_port_monitors(&self.ctx.port, die.monitors, &die.reason);
         actx.stop();
     }
 }

@@ -239,17 +239,42 @@ impl NodeInner {
     }
 
     /// Kills local port `name`: it leaves the registry at once and its
-    /// monitors fire. Killing a port that does not exist is fine.
+    /// monitors fire (for a handler port: after the handler dealt with what
+    /// was delivered before the kil). Killing a port that does not exist is
+    /// fine.
     pub(crate) fn kill_local(&self, name: &str, reason: Reason) {
-        let Some(monitors) = self.registry.kill(name) else {
+        let Some((target, monitors)) = self.registry.kill(name) else {
             return;
         };
-        let port = PortId::new(&self.id, name);
+        if let PortTarget::Handler(addr) = &target
+            && addr.connected()
+        {
+            addr.do_send(super::handler::Die { reason, monitors });
+            return;
+        }
+        self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
+    }
+
+    /// Kills local port `name` and runs its monitors now (a handler killing
+    /// its own port).
+    pub(crate) fn kill_now(&self, name: &str, reason: Reason) {
+        if let Some((_, monitors)) = self.registry.kill(name) {
+            self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
+        }
+    }
+
+    /// Runs the monitors of a dead local port.
+    pub(crate) fn fire_port_monitors(
+        &self,
+        port: &PortId,
+        monitors: Vec<(u64, super::monitor::Action)>,
+        reason: &Reason,
+    ) {
         if monitors.is_empty() && !reason.is_empty() {
             tracing::debug!(node = %self.id, %port, ?reason, "unmonitored port died");
         }
         for (_, action) in monitors {
-            action.fire(self, &port, &reason);
+            action.fire(self, port, reason);
         }
     }
 
@@ -462,7 +487,7 @@ impl Node {
 
     /// Spawns a port on the node of `target` (a node id, or a port id whose
     /// node is meant) by running the init function `func` there with
-    /// `args` (anything that serializes to an array). Returns the new
+    /// `args` (anything that serializes to an array; `&()` for none). Returns the new
     /// port's id at once, `<target node>#<runiq>.<counter>`; messages and
     /// monitors may use it right away. A local init function runs only
     /// after this returns. If the init function is unknown or fails, no
@@ -478,6 +503,7 @@ impl Node {
             .map_err(|e| SpawnError::Args(crate::wire::EncodeError::Serialize(e)))?
         {
             Value::Array(a) => a,
+            Value::Null => Vec::new(), // `&()`: no arguments
             _ => return Err(SpawnError::Args(crate::wire::EncodeError::NotAnArray)),
         };
         self.inner.spawn(target.as_ref(), func, args)

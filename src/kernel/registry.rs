@@ -6,13 +6,13 @@
 //! straight to the target's mailbox while holding the map's read guard.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix::Recipient;
+use actix::{Addr, Recipient};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::mpsc;
 
+use super::handler::HandlerPort;
 use super::monitor::Action;
 use crate::wire::Packet;
 
@@ -22,13 +22,10 @@ pub(crate) enum PortTarget {
     Actor(Recipient<Packet>),
     /// An unbounded channel (see [`crate::Node::port_channel`]).
     Channel(mpsc::UnboundedSender<Packet>),
-    /// A handler run by the node (a closure or init-function port); `alive`
-    /// goes false when the port is killed, so messages still queued in its
-    /// mailbox are dropped.
-    Handler {
-        recipient: Recipient<Packet>,
-        alive: Arc<AtomicBool>,
-    },
+    /// A handler run by the node (a closure or init-function port). Killed
+    /// from outside, it still handles what was delivered before the kil,
+    /// then runs its monitors.
+    Handler(Addr<HandlerPort>),
     /// A local spawn whose init function has not run yet: messages wait.
     Pending(Vec<Packet>),
 }
@@ -39,7 +36,7 @@ impl PortTarget {
         match self {
             PortTarget::Actor(r) => !r.connected(),
             PortTarget::Channel(tx) => tx.is_closed(),
-            PortTarget::Handler { recipient, .. } => !recipient.connected(),
+            PortTarget::Handler(addr) => !addr.connected(),
             PortTarget::Pending(_) => false,
         }
     }
@@ -48,7 +45,8 @@ impl PortTarget {
     /// the entry's write lock to queue it.
     fn send(&self, packet: Packet) -> Result<(), Packet> {
         match self {
-            PortTarget::Actor(r) | PortTarget::Handler { recipient: r, .. } => r.do_send(packet),
+            PortTarget::Actor(r) => r.do_send(packet),
+            PortTarget::Handler(addr) => addr.do_send(packet),
             // a receiver dropped since the liveness check loses this packet,
             // as an actor stopping at that moment would
             PortTarget::Channel(tx) => drop(tx.send(packet)),
@@ -142,14 +140,12 @@ impl Registry {
         })
     }
 
-    /// Removes a port; returns its monitors, or `None` if there was no
-    /// such port (killing a port that does not exist is fine).
-    pub(crate) fn kill(&self, name: &str) -> Option<Vec<(u64, Action)>> {
+    /// Removes a port; returns what received its messages and its
+    /// monitors, or `None` if there was no such port (killing a port that
+    /// does not exist is fine).
+    pub(crate) fn kill(&self, name: &str) -> Option<(PortTarget, Vec<(u64, Action)>)> {
         let (_, entry) = self.ports.remove(name)?;
-        if let PortTarget::Handler { alive, .. } = &entry.target {
-            alive.store(false, Ordering::Release);
-        }
-        Some(entry.monitors)
+        Some((entry.target, entry.monitors))
     }
 
     /// Adds a monitor to a port; gives the action back if there is no such

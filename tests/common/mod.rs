@@ -157,3 +157,81 @@ fn rand_suffix() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+/// A hand-driven peer: a real handshake as node `id`, then raw packets
+/// both ways, so tests can see exactly what a node sends.
+pub struct RawPeer {
+    pub stream: TcpStream,
+    codec: aemp::wire::JsonCodec,
+    buf: BytesMut,
+}
+
+impl RawPeer {
+    /// Connects to `node` as node `id` with the shared test secret.
+    pub async fn connect(node: &Node, id: &str) -> RawPeer {
+        let stream = raw_handshake(&addr_of(node), client_cfg(id, SECRET))
+            .await
+            .expect("raw handshake");
+        until("the raw peer to be up", || node.node_is_up(id)).await;
+        RawPeer {
+            stream,
+            codec: aemp::wire::JsonCodec::default(),
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Sends one packet (a JSON array: destination first).
+    pub async fn send(&mut self, packet: serde_json::Value) {
+        let bytes = serde_json::to_vec(&packet).unwrap();
+        self.stream.write_all(&bytes).await.unwrap();
+    }
+
+    /// The next packet that is not a keepalive and not Global chatter.
+    pub async fn recv(&mut self) -> serde_json::Value {
+        use tokio_util::codec::Decoder;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            while let Some(p) = self.codec.decode(&mut self.buf).expect("valid packets") {
+                if !p.is_keepalive() {
+                    return serde_json::from_slice(p.frame()).unwrap();
+                }
+            }
+            let n = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("a packet within the wait")
+                .expect("read");
+            assert!(n > 0, "the node closed the connection");
+        }
+    }
+
+    /// Reads packets until one matches; returns it.
+    pub async fn recv_until(
+        &mut self,
+        mut pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        for _ in 0..1000 {
+            let p = self.recv().await;
+            if pred(&p) {
+                return p;
+            }
+        }
+        panic!("no matching packet among 1000");
+    }
+
+    /// Asserts that no packet (keepalives aside) arrives within `d`.
+    pub async fn assert_silent(&mut self, d: Duration) {
+        use tokio_util::codec::Decoder;
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            while let Some(p) = self.codec.decode(&mut self.buf).expect("valid packets") {
+                assert!(p.is_keepalive(), "unexpected packet {:?}", p.values());
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return,
+                Ok(Ok(0)) => panic!("the node closed the connection"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("read: {e}"),
+            }
+        }
+    }
+}
