@@ -97,7 +97,12 @@ pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 /// A raw client that completes a real handshake with `cfg` (any secret,
 /// methods or framings) and returns the socket in the data phase.
 pub async fn raw_handshake(addr: &str, cfg: HandshakeConfig) -> Result<TcpStream, String> {
-    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    handshake_on(s, cfg).await
+}
+
+/// Runs a real handshake with `cfg` on a connected socket (either side).
+pub async fn handshake_on(mut s: TcpStream, cfg: HandshakeConfig) -> Result<TcpStream, String> {
     let mut hs = Handshake::new(Arc::new(cfg), None, Instant::now());
     s.write_all(&hs.greeting())
         .await
@@ -167,6 +172,15 @@ pub struct RawPeer {
 }
 
 impl RawPeer {
+    /// Wraps a socket that completed its handshake.
+    pub fn from_stream(stream: TcpStream) -> RawPeer {
+        RawPeer {
+            stream,
+            codec: aemp::wire::JsonCodec::default(),
+            buf: BytesMut::new(),
+        }
+    }
+
     /// Connects to `node` as node `id` with the shared test secret.
     pub async fn connect(node: &Node, id: &str) -> RawPeer {
         let stream = raw_handshake(&addr_of(node), client_cfg(id, SECRET))

@@ -1,0 +1,504 @@
+//! The connection lifecycle: the connect deadline, known addresses,
+//! keepalives of listener-less nodes, `mon_nodes`, simultaneous connects,
+//! a peer process that dies, and the no-holes guarantee across a cut
+//! connection.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aemp::{Node, NodeEvent, Reason};
+use common::*;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+fn free_port() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().to_string()
+}
+
+fn reporter() -> (
+    impl FnOnce(Reason) + Send + 'static,
+    mpsc::UnboundedReceiver<Reason>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        move |r| {
+            let _ = tx.send(r);
+        },
+        rx,
+    )
+}
+
+async fn reason(rx: &mut mpsc::UnboundedReceiver<Reason>) -> Reason {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("the monitor fires within the wait")
+        .expect("open")
+}
+
+type NodeLog = Arc<Mutex<Vec<(String, bool, Reason)>>>;
+
+fn log_mon_nodes(node: &Node) -> NodeLog {
+    let log: NodeLog = Arc::default();
+    let l = log.clone();
+    node.mon_nodes(move |n, up, reason| {
+        l.lock().unwrap().push((n.to_owned(), up, reason.clone()));
+    })
+    .forget();
+    log
+}
+
+#[actix_rt::test]
+async fn no_connection_within_monitor_timeout_fires_unable_to_connect() {
+    let node = Node::builder()
+        .node_id("lonely")
+        .secret(SECRET)
+        .monitor_timeout(Duration::from_secs(1))
+        .connect_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let log = log_mon_nodes(&node);
+    node.add_addresses("ghost", [free_port()]);
+    let (cb1, mut port_mon) = reporter();
+    let (cb2, mut node_mon) = reporter();
+    node.mon("ghost#p", cb1).forget();
+    node.mon("ghost", cb2).forget();
+    node.snd("ghost#p", &("lost",)).unwrap();
+    let expected = vec![
+        json!("transport_error"),
+        json!("ghost"),
+        json!("unable to connect"),
+    ];
+    assert_eq!(reason(&mut port_mon).await, expected);
+    assert_eq!(reason(&mut node_mon).await, expected);
+    // the queue is gone with the node's entry; mon_nodes heard nothing
+    until("ghost to be forgotten", || {
+        !node.known_nodes().contains(&"ghost".to_string())
+    })
+    .await;
+    assert!(log.lock().unwrap().is_empty());
+}
+
+#[actix_rt::test]
+async fn monitoring_a_bare_node_id_starts_no_connection() {
+    let node = Node::builder()
+        .node_id("quiet")
+        .secret(SECRET)
+        .monitor_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    let (cb, mut r) = reporter();
+    node.mon("nowhere", cb).forget();
+    // no connect attempt, so no deadline: nothing fires
+    if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(800), r.recv()).await {
+        panic!("fired: {r:?}");
+    }
+    assert_eq!(node.known_nodes(), vec!["quiet".to_string()]);
+}
+
+#[actix_rt::test]
+async fn messages_for_a_node_with_known_addresses_connect_to_it() {
+    let a = listening_node("a").await;
+    let (inbox, mut rx) = a.port_channel_named("inbox").unwrap();
+    let b = Node::builder()
+        .node_id("b")
+        .secret(SECRET)
+        .connect_interval(Duration::from_millis(100))
+        .monitor_timeout(Duration::from_secs(10))
+        .start()
+        .await
+        .unwrap();
+    // the first address answers nothing; the connector cycles to the next
+    b.add_addresses("a", [free_port(), addr_of(&a)]);
+    for i in 0..3 {
+        b.snd(&inbox, &("queued", i)).unwrap();
+    }
+    for want in 0..3 {
+        let (_, i): (String, u32) = recv(&mut rx).await.decode().unwrap();
+        assert_eq!(i, want);
+    }
+    assert!(b.node_is_up("a"));
+}
+
+/// Counts `[]` keepalives arriving on `stream` for `d`.
+async fn count_keepalives(stream: &mut TcpStream, d: Duration) -> usize {
+    let mut bytes = Vec::new();
+    let deadline = tokio::time::Instant::now() + d;
+    let mut buf = [0u8; 1024];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    bytes.windows(2).filter(|w| w == b"[]").count()
+}
+
+#[actix_rt::test]
+async fn a_node_without_listeners_sends_keepalives_when_idle() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let node = Node::builder()
+        .node_id("nolisten")
+        .secret(SECRET)
+        .monitor_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    let dial = {
+        let node = node.clone();
+        actix_rt::spawn(async move { node.connect(addr).await })
+    };
+    let (s, _) = listener.accept().await.unwrap();
+    let mut s = handshake_on(s, client_cfg("raw", SECRET)).await.unwrap();
+    dial.await.unwrap().unwrap();
+    let n = count_keepalives(&mut s, Duration::from_millis(3500)).await;
+    assert!(
+        (2..=4).contains(&n),
+        "{n} keepalives in 3.5 s with a 1 s monitor_timeout"
+    );
+
+    // a node with a listener sends none
+    let listening = Node::builder()
+        .node_id("listening")
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .monitor_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    let mut s = raw_handshake(&addr_of(&listening), client_cfg("raw2", SECRET))
+        .await
+        .unwrap();
+    assert_eq!(
+        count_keepalives(&mut s, Duration::from_millis(2500)).await,
+        0
+    );
+}
+
+#[actix_rt::test]
+async fn mon_nodes_sees_up_and_down_alternate() {
+    let a = listening_node("a").await;
+    let log = log_mon_nodes(&a);
+    let b = listening_node("b").await;
+    b.connect(addr_of(&a)).await.unwrap();
+    until("a sees b", || a.node_is_up("b")).await;
+    b.shutdown();
+    until("a loses b", || !a.node_is_up("b")).await;
+    let b2 = listening_node("b").await;
+    b2.connect(addr_of(&a)).await.unwrap();
+    until("a sees b again", || a.node_is_up("b")).await;
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        vec![
+            ("b".to_string(), true, vec![]),
+            (
+                "b".to_string(),
+                false,
+                vec![
+                    json!("transport_error"),
+                    json!("b"),
+                    json!("Unexpected end-of-file")
+                ]
+            ),
+            ("b".to_string(), true, vec![]),
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn simultaneous_connects_between_aemp_nodes_agree_without_losses() {
+    for round in 0..8 {
+        let (ida, idb) = (format!("sa{round}"), format!("sb{round}"));
+        let mk = |id: String| {
+            Node::builder()
+                .node_id(id)
+                .secret(SECRET)
+                .bind("127.0.0.1:0")
+                .connect_interval(Duration::from_millis(100))
+                .start()
+        };
+        let a = mk(ida.clone()).await.unwrap();
+        let b = mk(idb.clone()).await.unwrap();
+        let (pa, mut ra) = a.port_channel_named("inbox").unwrap();
+        let (pb, mut rb) = b.port_channel_named("inbox").unwrap();
+        let (ea, eb) = (a.events(), b.events());
+        let (cba, mut mon_a) = reporter();
+        let (cbb, mut mon_b) = reporter();
+        a.mon(&idb, cba).forget();
+        b.mon(&ida, cbb).forget();
+        a.add_addresses(&idb, [addr_of(&b)]);
+        b.add_addresses(&ida, [addr_of(&a)]);
+        // both sides queue, so both connectors dial at once; and both dial
+        // explicitly too
+        for i in 0..100u32 {
+            a.snd(&pb, &(i,)).unwrap();
+            b.snd(&pa, &(i,)).unwrap();
+        }
+        let (ra_conn, rb_conn) = tokio::join!(a.connect(addr_of(&b)), b.connect(addr_of(&a)));
+        let _ = (ra_conn, rb_conn); // either may lose the race
+        for i in 0..100u32 {
+            assert_eq!(
+                recv(&mut rb).await.decode::<(u32,)>().unwrap().0,
+                i,
+                "round {round}"
+            );
+            assert_eq!(
+                recv(&mut ra).await.decode::<(u32,)>().unwrap().0,
+                i,
+                "round {round}"
+            );
+        }
+        assert_silent(&mut ra, Duration::from_millis(50)).await;
+        assert_silent(&mut rb, Duration::from_millis(50)).await;
+        until("both up", || a.node_is_up(&idb) && b.node_is_up(&ida)).await;
+        // nothing went down, no monitor fired
+        for mut events in [ea, eb] {
+            while let Ok(ev) = events.try_recv() {
+                assert!(
+                    !matches!(ev, NodeEvent::Down { .. }),
+                    "round {round}: {ev:?}"
+                );
+            }
+        }
+        assert!(
+            mon_a.try_recv().is_err() && mon_b.try_recv().is_err(),
+            "round {round}"
+        );
+        a.shutdown();
+        b.shutdown();
+    }
+}
+
+// ----------------------------------------------------------- peer process
+
+/// Runs as a child process only (see `ChildNode`): a node with an inbox,
+/// printing its address, until it is killed.
+#[test]
+fn child_node_process() {
+    let Ok(id) = std::env::var("AEMP_TEST_CHILD_NODE") else {
+        return; // an ordinary test run: nothing to do
+    };
+    actix_rt::System::new().block_on(async move {
+        let node = listening_node(&id).await;
+        let (_inbox, _rx) = node.port_channel_named("inbox").unwrap();
+        println!("CHILD-ADDR {}", addr_of(&node));
+        std::future::pending::<()>().await;
+    });
+}
+
+/// A node in a child process (this test binary, re-run), killed on drop.
+struct ChildNode {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl ChildNode {
+    fn start(id: &str) -> ChildNode {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_node_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("AEMP_TEST_CHILD_NODE", id)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // the harness prints "test … ... " before our line
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once("CHILD-ADDR ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let mut node = ChildNode {
+            child,
+            addr: String::new(),
+        };
+        // killed on drop, also if this panics
+        node.addr = rx
+            .recv_timeout(WAIT)
+            .expect("the child node reports its address");
+        node
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[actix_rt::test]
+async fn a_killed_peer_process_fires_transport_error() {
+    let mut child = ChildNode::start("child");
+    let node = listening_node("parent").await;
+    let log = log_mon_nodes(&node);
+    assert_eq!(node.connect(child.addr.clone()).await.unwrap(), "child");
+    let (cb1, mut port_mon) = reporter();
+    let (cb2, mut node_mon) = reporter();
+    node.mon("child#inbox", cb1).forget();
+    node.mon("child", cb2).forget();
+    // the monitor is registered over there before the kill
+    node.cal("child", &("info",), Some(WAIT)).await.unwrap();
+    child.kill();
+    for r in [reason(&mut port_mon).await, reason(&mut node_mon).await] {
+        assert_eq!(r[0..2], [json!("transport_error"), json!("child")]);
+        let text = r[2].as_str().unwrap();
+        assert!(
+            text == "Unexpected end-of-file" || text == "Connection reset by peer",
+            "{text}"
+        );
+    }
+    until("mon_nodes to hear of it", || log.lock().unwrap().len() == 2).await;
+    assert!(!log.lock().unwrap()[1].1);
+}
+
+// ----------------------------------------------------------------- no holes
+
+/// A TCP proxy whose connections the test can cut.
+struct Proxy {
+    addr: String,
+    live: Arc<Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let live: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+        let l = live.clone();
+        actix_rt::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (client, server) = (client.into_std().unwrap(), server.into_std().unwrap());
+                l.lock().unwrap().push(client.try_clone().unwrap());
+                l.lock().unwrap().push(server.try_clone().unwrap());
+                let client = TcpStream::from_std(client).unwrap();
+                let server = TcpStream::from_std(server).unwrap();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                actix_rt::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                });
+                actix_rt::spawn(async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                });
+            }
+        });
+        Proxy { addr, live }
+    }
+
+    /// Ends every proxied connection in both directions.
+    fn cut(&self) {
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn after_a_loss_nothing_arrives_before_the_senders_monitor_fired() {
+    let a = listening_node("recv").await;
+    let (sink, mut rx) = a.port_channel_named("sink").unwrap();
+    let proxy = Proxy::start(addr_of(&a)).await;
+    let b = Node::builder()
+        .node_id("send")
+        .secret(SECRET)
+        .connect_interval(Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    b.add_addresses("recv", [proxy.addr.clone()]);
+
+    // how many times the sender's monitor of the sink fired so far
+    let fired = Arc::new(AtomicU64::new(0));
+    let arm = |b: &Node, fired: &Arc<AtomicU64>| {
+        let f = fired.clone();
+        b.mon("recv#sink", move |_| {
+            f.fetch_add(1, Ordering::SeqCst);
+        })
+        .forget();
+    };
+    arm(&b, &fired);
+    const N: u64 = 30_000;
+    let mut epoch_of = vec![0u64; N as usize + 1];
+    let mut armed_epoch = 0;
+    for seq in 1..=N {
+        let epoch = fired.load(Ordering::SeqCst);
+        if epoch != armed_epoch {
+            arm(&b, &fired); // monitors are one-shot: watch again
+            armed_epoch = epoch;
+        }
+        epoch_of[seq as usize] = epoch;
+        b.snd(&sink, &(seq,)).unwrap();
+        if seq % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if seq == 8_000 || seq == 20_000 {
+            proxy.cut();
+        }
+    }
+    // the last message arrives once the nodes reconnected
+    let mut got = Vec::new();
+    loop {
+        let (seq,): (u64,) = recv(&mut rx).await.decode().unwrap();
+        got.push(seq);
+        if seq == N {
+            break;
+        }
+    }
+    assert!(fired.load(Ordering::SeqCst) >= 1, "no cut was noticed");
+    // in order, no duplicates; and a lost message is never followed by one
+    // sent before the monitor fired
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "out of order or duplicated"
+    );
+    let received: std::collections::HashSet<u64> = got.iter().copied().collect();
+    let mut last_lost_epoch: Option<u64> = None;
+    for seq in 1..=N {
+        let epoch = epoch_of[seq as usize];
+        if received.contains(&seq) {
+            if let Some(lost) = last_lost_epoch {
+                assert!(
+                    epoch > lost,
+                    "message {seq} (epoch {epoch}) arrived after a loss in epoch {lost}"
+                );
+            }
+        } else {
+            last_lost_epoch = Some(last_lost_epoch.map_or(epoch, |e: u64| e.max(epoch)));
+        }
+    }
+    let lost = N as usize - got.len();
+    eprintln!(
+        "no-holes: {lost} messages lost in {} cuts",
+        fired.load(Ordering::SeqCst)
+    );
+    let _: Value = json!(lost);
+}
