@@ -38,27 +38,6 @@ async fn kernel_node(id: &str) -> Node {
         .unwrap()
 }
 
-/// A monitor callback that reports into a channel.
-fn reporter() -> (
-    impl FnOnce(Vec<Value>) + Send + 'static,
-    mpsc::UnboundedReceiver<Vec<Value>>,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (
-        move |reason| {
-            let _ = tx.send(reason);
-        },
-        rx,
-    )
-}
-
-async fn reason(rx: &mut mpsc::UnboundedReceiver<Vec<Value>>) -> Vec<Value> {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("the monitor fires within the wait")
-        .expect("monitor channel open")
-}
-
 async fn no_reason(rx: &mut mpsc::UnboundedReceiver<Vec<Value>>, d: Duration) {
     if let Ok(Some(r)) = tokio::time::timeout(d, rx.recv()).await {
         panic!("the monitor fired: {r:?}");

@@ -16,32 +16,6 @@ use common::*;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-
-fn free_port() -> String {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().to_string()
-}
-
-fn reporter() -> (
-    impl FnOnce(Reason) + Send + 'static,
-    mpsc::UnboundedReceiver<Reason>,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (
-        move |r| {
-            let _ = tx.send(r);
-        },
-        rx,
-    )
-}
-
-async fn reason(rx: &mut mpsc::UnboundedReceiver<Reason>) -> Reason {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("the monitor fires within the wait")
-        .expect("open")
-}
 
 type NodeLog = Arc<Mutex<Vec<(String, bool, Reason)>>>;
 

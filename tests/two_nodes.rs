@@ -12,12 +12,6 @@ use common::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// A 127.0.0.1 address nothing listens on (bound once, then released).
-fn free_port() -> String {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().to_string()
-}
-
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 struct Order(String, u32, Vec<String>);
 

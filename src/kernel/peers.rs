@@ -188,16 +188,22 @@ impl Peers {
         }
     }
 
-    /// The connector of `node` ended (the node came up, or shutdown).
-    pub(crate) fn stop_connecting(&self, node: &str) {
+    /// Changes the pending state of a node that is down, and forgets the
+    /// node when nothing is pending any more.
+    fn update_down(&self, node: &str, change: impl FnOnce(&mut Pending)) {
         if let Entry::Occupied(mut e) = self.map.entry(Arc::from(node))
             && let Peer::Down(p) = e.get_mut()
         {
-            p.connecting = false;
+            change(p);
             if p.idle() {
                 e.remove();
             }
         }
+    }
+
+    /// The connector of `node` ended (the node came up, or shutdown).
+    pub(crate) fn stop_connecting(&self, node: &str) {
+        self.update_down(node, |p| p.connecting = false);
     }
 
     /// Claims `node`'s handshake slot for connection `conn_id` (see the
@@ -223,15 +229,11 @@ impl Peers {
 
     /// Releases `node`'s handshake slot if `conn_id` holds it.
     pub(crate) fn release(&self, node: &str, conn_id: u64) {
-        if let Entry::Occupied(mut e) = self.map.entry(Arc::from(node))
-            && let Peer::Down(p) = e.get_mut()
-            && p.handshake == Some(conn_id)
-        {
-            p.handshake = None;
-            if p.idle() {
-                e.remove();
+        self.update_down(node, |p| {
+            if p.handshake == Some(conn_id) {
+                p.handshake = None;
             }
-        }
+        });
     }
 
     /// Marks `node` up with connection `conn_id`'s outbox. The frames
@@ -302,14 +304,7 @@ impl Peers {
 
     /// The failure of `node` has been handled (monitors fired).
     pub(crate) fn end_failing(&self, node: &str) {
-        if let Entry::Occupied(mut e) = self.map.entry(Arc::from(node))
-            && let Peer::Down(p) = e.get_mut()
-        {
-            p.failing = false;
-            if p.idle() {
-                e.remove();
-            }
-        }
+        self.update_down(node, |p| p.failing = false);
     }
 
     /// Whether something waits for `node` (a queue or a connector).

@@ -187,11 +187,20 @@ impl Connection {
         if let Some(remote) = &remote {
             self.node.peers.release(remote, self.conn_id);
         }
-        tracing::warn!(
-            node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
-            outbound = self.outbound, %error,
-            "handshake failed"
-        );
+        if matches!(error, HandshakeError::AlreadyConnected { .. }) {
+            // expected when both sides dial at once
+            tracing::info!(
+                node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
+                outbound = self.outbound, %error,
+                "handshake refused"
+            );
+        } else {
+            tracing::warn!(
+                node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
+                outbound = self.outbound, %error,
+                "handshake failed"
+            );
+        }
         if let Some(done) = self.done.take() {
             let _ = done.send(Err(error.clone().into()));
         }

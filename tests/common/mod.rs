@@ -20,6 +20,34 @@ pub const SECRET: &str = "geheim";
 /// Every wait in the tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// A 127.0.0.1 address nothing listens on (bound once, then released).
+pub fn free_port() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().to_string()
+}
+
+/// A monitor callback that reports the reason into a channel.
+pub fn reporter() -> (
+    impl FnOnce(aemp::Reason) + Send + 'static,
+    mpsc::UnboundedReceiver<aemp::Reason>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (
+        move |reason| {
+            let _ = tx.send(reason);
+        },
+        rx,
+    )
+}
+
+/// The reason a [`reporter`] got, or a panic after [`WAIT`].
+pub async fn reason(rx: &mut mpsc::UnboundedReceiver<aemp::Reason>) -> aemp::Reason {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("the monitor fires within the wait")
+        .expect("monitor channel open")
+}
+
 /// A node listening on 127.0.0.1 with an OS-chosen port.
 pub async fn listening_node(id: &str) -> Node {
     Node::builder()
