@@ -38,12 +38,14 @@
 
 pub mod config;
 pub mod error;
+pub mod global;
 pub mod kernel;
 mod transport;
 pub mod wire;
 
 pub use config::NodeConfig;
 pub use error::{CalError, ConnectionError, PortError, SendError, SpawnError, StartError};
+pub use global::{GroupError, GroupMonitor, GroupRegistration};
 pub use kernel::{
     HandlerError, Monitor, MonitorGuard, Node, NodeBuilder, NodeEvent, PortBehaviour, PortContext,
     PortId, Reason,

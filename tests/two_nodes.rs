@@ -193,7 +193,11 @@ async fn a_lost_connection_is_reported_and_later_sends_wait_for_the_next() {
         _ => None,
     })
     .await;
-    assert_eq!(error, ConnectionError::Eof);
+    // a reads the end, or (writing Global traffic) finds the pipe broken
+    assert!(
+        matches!(&error, ConnectionError::Eof | ConnectionError::Io(_)),
+        "{error:?}"
+    );
     assert!(!a.node_is_up("b"));
     assert!(matches!(b.snd(&pa, &("x",)), Err(SendError::Shutdown)));
 

@@ -145,6 +145,10 @@ pub(crate) fn spawn_sweeper(inner: &Arc<NodeInner>) {
 
 static NEXT_MON_NODES: AtomicU64 = AtomicU64::new(0);
 
+pub(crate) fn next_mon_nodes_id() -> u64 {
+    NEXT_MON_NODES.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Removes its `mon_nodes` callback when dropped.
 #[must_use = "dropping the guard removes the callback; call forget() to keep it"]
 pub struct MonNodesGuard {
@@ -180,7 +184,7 @@ impl Node {
         &self,
         callback: impl Fn(&str, bool, &Reason) + Send + Sync + 'static,
     ) -> MonNodesGuard {
-        let id = NEXT_MON_NODES.fetch_add(1, Ordering::Relaxed);
+        let id = next_mon_nodes_id();
         self.inner()
             .mon_nodes
             .lock()

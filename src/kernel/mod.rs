@@ -22,5 +22,6 @@ pub use node::{Node, NodeBuilder, NodeEvent};
 pub use node_port::EVAL_REFUSED;
 pub use port::PortId;
 
+pub(crate) use functions::Function;
 pub(crate) use node::NodeInner;
 pub(crate) use port::check_node_id;

@@ -113,9 +113,30 @@ pub(crate) struct NodeInner {
     listen_addrs: Vec<SocketAddr>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
     pub(crate) shutdown: CancellationToken,
+    /// The Global service (mesh and groups).
+    pub(crate) global: crate::global::Global,
 }
 
 impl NodeInner {
+    /// The addresses this node listens on.
+    pub(crate) fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listen_addrs
+    }
+
+    /// Registers a function by name (no name check).
+    pub(crate) fn register_function(&self, name: &str, f: Function) {
+        self.functions.insert(name, f);
+    }
+
+    /// Adds an internal `mon_nodes` callback for the node's lifetime.
+    pub(crate) fn add_mon_nodes(&self, f: MonNodesFn) {
+        let id = super::lifecycle::next_mon_nodes_id();
+        self.mon_nodes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, f));
+    }
+
     /// A handle on this node.
     pub(crate) fn handle(&self) -> Node {
         // `self` is alive, so its Arc is
@@ -300,6 +321,10 @@ impl Node {
 
     pub(crate) fn inner(&self) -> &NodeInner {
         &self.inner
+    }
+
+    pub(crate) fn inner_arc(&self) -> Arc<NodeInner> {
+        self.inner.clone()
     }
 
     /// This node's id.
@@ -734,10 +759,7 @@ impl NodeBuilder {
             config.node_id = format!("{ANON_NODE_ID}{}", alnum_random(12));
         }
 
-        let mut listeners = Vec::new();
-        for spec in &config.binds {
-            listeners.extend(listener::bind(spec).await?);
-        }
+        let listeners = listener::bind(&config.binds).await?;
         let listen_addrs = listeners
             .iter()
             .map(|l| l.local_addr())
@@ -775,15 +797,14 @@ impl NodeBuilder {
             listen_addrs,
             events: broadcast::channel(1024).0,
             shutdown: CancellationToken::new(),
+            global: crate::global::Global::default(),
             config,
         });
         tracing::info!(node = %inner.id, listen = ?inner.listen_addrs, "node starting");
         for l in listeners {
             listener::spawn_accept_loop(inner.clone(), l);
         }
-        for seed in &inner.config.seeds {
-            connector::spawn_seed(inner.clone(), seed.clone());
-        }
+        crate::global::Global::start(&inner);
         super::lifecycle::spawn_sweeper(&inner);
         Ok(Node { inner })
     }

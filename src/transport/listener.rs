@@ -9,20 +9,22 @@ use super::connection::Connection;
 use crate::error::StartError;
 use crate::kernel::NodeInner;
 
-/// Binds every address `spec` (`host:port`, port 0 allowed) resolves to.
-pub(crate) async fn bind(spec: &str) -> Result<Vec<TcpListener>, StartError> {
-    let err = |source| StartError::Bind {
-        addr: spec.to_owned(),
-        source,
-    };
+/// Binds every address the bind specifications expand to (see
+/// [`super::binds`]).
+pub(crate) async fn bind(specs: &[String]) -> Result<Vec<TcpListener>, StartError> {
     let mut listeners = Vec::new();
-    for addr in tokio::net::lookup_host(spec).await.map_err(err)? {
-        listeners.push(TcpListener::bind(addr).await.map_err(err)?);
+    for addr in super::binds::resolve(specs).await? {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        listeners.push(listener);
     }
-    if listeners.is_empty() {
-        return Err(err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "the address resolves to nothing",
+    if listeners.is_empty() && !specs.is_empty() {
+        return Err(StartError::Config(format!(
+            "binds {specs:?} expand to no address"
         )));
     }
     Ok(listeners)

@@ -1,6 +1,7 @@
 //! Transport: TCP listeners and dialers, the handshake driver, and the
 //! connection actor that moves bytes between sockets and the kernel.
 
+pub(crate) mod binds;
 pub(crate) mod connection;
 pub(crate) mod connector;
 pub(crate) mod handshake;

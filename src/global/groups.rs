@@ -1,0 +1,335 @@
+//! Global port groups: `grp_reg`, `grp_get`, `grp_mon`.
+//!
+//! A registration is announced (`reg1`) to every node where our Global
+//! port exists, withdrawn (`reg0`) when its guard drops or its port dies,
+//! and reaches nodes that join later through `set`. All of a node's
+//! registrations vanish when that node goes down.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use serde_json::Value;
+use thiserror::Error;
+
+use super::GroupMonFn;
+use crate::kernel::{NodeInner, PortId};
+
+/// A group registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum GroupError {
+    /// Only local ports can be registered.
+    #[error("{0}: grp_reg can only be called for local ports")]
+    NotLocal(String),
+    /// The port does not exist.
+    #[error("{0}: no such port")]
+    NoSuchPort(String),
+    /// The port is in the group already.
+    #[error("'{group}': {port} is registered already, cannot register a second time")]
+    AlreadyRegistered {
+        /// The group.
+        group: String,
+        /// The port.
+        port: String,
+    },
+}
+
+/// Applies a change to a group and tells its watchers (`_change`).
+pub(crate) fn change(node: &NodeInner, group: &str, add: Vec<PortId>, del: Vec<PortId>) {
+    let (all, watchers) = {
+        let mut st = node.global.lock();
+        let members = st.greg.entry(group.to_owned()).or_default();
+        for p in &del {
+            members.remove(p);
+        }
+        members.extend(add.iter().cloned());
+        let all: Vec<PortId> = members.iter().cloned().collect();
+        let watchers: Vec<GroupMonFn> = st
+            .gmon
+            .get(group)
+            .map(|w| w.iter().map(|(_, f)| f.clone()).collect())
+            .unwrap_or_default();
+        (all, watchers)
+    };
+    for w in watchers {
+        let call = std::panic::AssertUnwindSafe(|| w(&all, &add, &del));
+        if std::panic::catch_unwind(call).is_err() {
+            tracing::warn!(node = %node.id, group, "a group monitor panicked");
+        }
+    }
+}
+
+/// Removes every registration of node `id` (it went down, or its Global
+/// port died).
+pub(crate) fn unreg_groups(node: &NodeInner, id: &str) {
+    let gone: Vec<(String, Vec<PortId>)> = {
+        let st = node.global.lock();
+        st.greg
+            .iter()
+            .map(|(g, ports)| {
+                let del: Vec<PortId> = ports.iter().filter(|p| p.node() == id).cloned().collect();
+                (g.clone(), del)
+            })
+            .filter(|(_, del)| !del.is_empty())
+            .collect()
+    };
+    for (group, del) in gone {
+        change(node, &group, Vec::new(), del);
+    }
+}
+
+/// Tells every node where our Global port exists.
+fn announce(node: &NodeInner, tag: &str, group: &str, port: &PortId) {
+    let targets: Vec<PortId> = node.global.lock().port.values().cloned().collect();
+    let msg = [
+        Value::from(tag),
+        Value::from(group),
+        Value::from(port.as_str()),
+    ];
+    for t in targets {
+        if let Err(error) = node.snd(t.as_str(), &msg) {
+            tracing::debug!(node = %node.id, %t, %error, "group announcement not sent");
+        }
+    }
+}
+
+/// Registers local `port` in `group` (see [`crate::Node::grp_reg`]).
+pub(crate) fn register(
+    node: &Arc<NodeInner>,
+    group: &str,
+    port: &PortId,
+) -> Result<GroupRegistration, GroupError> {
+    let handle = node.handle();
+    if port.node() != &*node.id {
+        return Err(GroupError::NotLocal(port.to_string()));
+    }
+    if !handle.port_exists(port) {
+        return Err(GroupError::NoSuchPort(port.to_string()));
+    }
+    {
+        let mut st = node.global.lock();
+        let list = st.lreg.entry(group.to_owned()).or_default();
+        if list.contains(port) {
+            return Err(GroupError::AlreadyRegistered {
+                group: group.to_owned(),
+                port: port.to_string(),
+            });
+        }
+        list.push(port.clone());
+    }
+    // unregistered when the port dies (this may fire at once if it just did)
+    let (weak, g, p) = (Arc::downgrade(node), group.to_owned(), port.clone());
+    let monitor = handle.mon(port, move |_| {
+        if let Some(node) = weak.upgrade() {
+            unregister(&node, &g, &p);
+        }
+    });
+    {
+        let mut st = node.global.lock();
+        if st.lreg.get(group).is_some_and(|l| l.contains(port)) {
+            st.lmon.insert((group.to_owned(), port.clone()), monitor);
+        } else {
+            drop(st);
+            monitor.unmon(); // fired already
+            return Ok(GroupRegistration::released(group, port));
+        }
+    }
+    announce(node, "reg1", group, port);
+    change(node, group, vec![port.clone()], Vec::new());
+    Ok(GroupRegistration {
+        node: Arc::downgrade(node),
+        group: group.to_owned(),
+        port: port.clone(),
+    })
+}
+
+/// Withdraws a registration (once; later calls do nothing).
+pub(crate) fn unregister(node: &NodeInner, group: &str, port: &PortId) {
+    let monitor = {
+        let mut st = node.global.lock();
+        let Some(list) = st.lreg.get_mut(group) else {
+            return;
+        };
+        let before = list.len();
+        list.retain(|p| p != port);
+        if list.len() == before {
+            return;
+        }
+        if list.is_empty() {
+            st.lreg.remove(group);
+        }
+        st.lmon.remove(&(group.to_owned(), port.clone()))
+    };
+    if let Some(m) = monitor {
+        m.unmon();
+    }
+    change(node, group, Vec::new(), vec![port.clone()]);
+    announce(node, "reg0", group, port);
+}
+
+/// A group registration (see [`crate::Node::grp_reg`]). Dropping it
+/// withdraws the registration; [`GroupRegistration::forget`] keeps it
+/// until the port dies.
+#[derive(Debug)]
+#[must_use = "dropping the registration withdraws it; call forget() to keep it"]
+pub struct GroupRegistration {
+    node: Weak<NodeInner>,
+    group: String,
+    port: PortId,
+}
+
+impl GroupRegistration {
+    fn released(group: &str, port: &PortId) -> GroupRegistration {
+        GroupRegistration {
+            node: Weak::new(),
+            group: group.to_owned(),
+            port: port.clone(),
+        }
+    }
+
+    /// The group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The registered port.
+    pub fn port(&self) -> &PortId {
+        &self.port
+    }
+
+    /// Keeps the registration until the port dies.
+    pub fn forget(mut self) {
+        self.node = Weak::new();
+    }
+}
+
+impl Drop for GroupRegistration {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.upgrade() {
+            unregister(&node, &self.group, &self.port);
+        }
+    }
+}
+
+/// Watches a group (see [`crate::Node::grp_mon`]); dropping it stops the
+/// watching.
+#[must_use = "dropping the monitor stops it; call forget() to keep it"]
+pub struct GroupMonitor {
+    node: Weak<NodeInner>,
+    group: String,
+    id: u64,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl GroupMonitor {
+    /// Keeps watching for the node's lifetime.
+    pub fn forget(mut self) {
+        self.node = Weak::new();
+    }
+}
+
+impl Drop for GroupMonitor {
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Release);
+        if let Some(node) = self.node.upgrade() {
+            let mut st = node.global.lock();
+            if let Some(list) = st.gmon.get_mut(&self.group) {
+                list.retain(|(i, _)| *i != self.id);
+                if list.is_empty() {
+                    st.gmon.remove(&self.group);
+                }
+            }
+        }
+    }
+}
+
+/// Installs a group watcher; first called, from the node's arbiter and not
+/// before this returns, with `(members, members, [])` if the group has
+/// members.
+pub(crate) fn monitor(node: &Arc<NodeInner>, group: &str, cb: GroupMonFn) -> GroupMonitor {
+    let id = {
+        let mut st = node.global.lock();
+        st.next_id += 1;
+        st.next_id
+    };
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let (weak, g, flag) = (Arc::downgrade(node), group.to_owned(), cancelled.clone());
+    let spawned = node.arbiter.spawn(async move {
+        let Some(node) = weak.upgrade() else {
+            return;
+        };
+        if flag.load(Ordering::Acquire) {
+            return;
+        }
+        let members: Vec<PortId> = {
+            let mut st = node.global.lock();
+            st.gmon.entry(g.clone()).or_default().push((id, cb.clone()));
+            st.greg
+                .get(&g)
+                .map(|m| m.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        if !members.is_empty() {
+            cb(&members, &members, &[]);
+        }
+    });
+    if !spawned {
+        tracing::debug!(node = %node.id, group, "node arbiter gone; group monitor not installed");
+    }
+    GroupMonitor {
+        node: Arc::downgrade(node),
+        group: group.to_owned(),
+        id,
+        cancelled,
+    }
+}
+
+impl crate::Node {
+    /// Registers the local port `port` in the global group `group`; every
+    /// node of the network sees it in [`Node::grp_get`](crate::Node::grp_get)
+    /// and its group monitors. The registration is withdrawn when the
+    /// returned guard drops (or use [`GroupRegistration::forget`]) and when
+    /// the port dies.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let (svc, _rx) = node.port_channel();
+    /// let reg = node.grp_reg("chat", &svc).unwrap();
+    /// assert_eq!(node.grp_get("chat"), vec![svc.clone()]);
+    /// drop(reg);
+    /// assert!(node.grp_get("chat").is_empty());
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn grp_reg(&self, group: &str, port: &PortId) -> Result<GroupRegistration, GroupError> {
+        register(&self.inner_arc(), group, port)
+    }
+
+    /// The current members of `group` (empty if it has none).
+    pub fn grp_get(&self, group: &str) -> Vec<PortId> {
+        self.inner()
+            .global
+            .lock()
+            .greg
+            .get(group)
+            .map(|m| m.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Calls `callback(all members, added, removed)` on every change of
+    /// `group`; the first call comes soon after this returns, with
+    /// `(members, members, [])`, if the group has members. The callback
+    /// must not block.
+    pub fn grp_mon(
+        &self,
+        group: &str,
+        callback: impl Fn(&[PortId], &[PortId], &[PortId]) + Send + Sync + 'static,
+    ) -> GroupMonitor {
+        monitor(&self.inner_arc(), group, Arc::new(callback))
+    }
+
+    /// The node this node currently asks for network updates.
+    pub fn master(&self) -> Option<String> {
+        self.inner().global.lock().master.clone()
+    }
+}

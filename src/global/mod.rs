@@ -1,0 +1,361 @@
+//! The Global service (`AnyEvent::MP::Global`): a full mesh of nodes and
+//! network-wide port groups. Every node runs it.
+//!
+//! On every node-up each side spawns `AnyEvent::MP::Global::connect(0,
+//! <own id>)` on the other node, monitors that port, and sends it, in
+//! order, `addr` (our listen addresses), `nodes` (the addresses we know),
+//! `set` (our group registrations) and `setup`. The spawned port — served
+//! here by [`Global::connect_port`] — understands `setup`, `addr`, `nodes`,
+//! `set`, `find`, `reg0`, `reg1`, `seedme0` and `seedme1`. Seeds and the
+//! choice of a master are in [`mesh`], groups in [`groups`].
+
+pub mod groups;
+pub(crate) mod mesh;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+
+use crate::kernel::{HandlerError, Monitor, NodeInner, PortBehaviour, PortContext, PortId};
+
+pub use groups::{GroupError, GroupMonitor, GroupRegistration};
+
+/// The init function each node spawns on every other node.
+pub const CONNECT_FUNCTION: &str = "AnyEvent::MP::Global::connect";
+
+/// The Global protocol version (compared by integer part).
+pub const GLOBAL_VERSION: i64 = 0;
+
+/// A group monitor callback: `(all members, added, removed)`.
+pub(crate) type GroupMonFn = Arc<dyn Fn(&[PortId], &[PortId], &[PortId]) + Send + Sync>;
+
+/// What the service knows; one lock, never held while calling out.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Listen addresses of other nodes, as they told us (`%addr`).
+    pub(crate) addr: BTreeMap<String, Vec<String>>,
+    /// Our connect port on each other node (`%port`).
+    pub(crate) port: HashMap<String, PortId>,
+    /// Our local registrations: group → ports (`%lreg`).
+    pub(crate) lreg: BTreeMap<String, Vec<PortId>>,
+    /// The monitors that unregister local ports when they die (`%lmon`).
+    pub(crate) lmon: HashMap<(String, PortId), Monitor>,
+    /// Everybody's registrations: group → ports (`%greg`).
+    pub(crate) greg: HashMap<String, BTreeSet<PortId>>,
+    /// Group watchers (`%gmon`).
+    pub(crate) gmon: HashMap<String, Vec<(u64, GroupMonFn)>>,
+    /// Nodes that asked us for network updates (`%SEEDME`).
+    pub(crate) seedme: HashSet<String>,
+    /// Seed addresses and the node id behind each, once known (`%SEEDS`).
+    pub(crate) seeds: BTreeMap<String, Option<String>>,
+    /// Seeds with a connect attempt or a live connection (`%SEED_CONNECT`).
+    pub(crate) seed_busy: HashSet<String>,
+    /// Seeds not tried in this round yet (`@SEEDS`).
+    pub(crate) rotation: Vec<String>,
+    /// The node we ask for network updates (`$MASTER`).
+    pub(crate) master: Option<String>,
+    /// Nodes up.
+    pub(crate) nodecnt: usize,
+    pub(crate) next_id: u64,
+}
+
+/// The service of one node.
+pub(crate) struct Global {
+    pub(crate) state: Mutex<State>,
+    /// Runs the seeding at once (the last node went down).
+    pub(crate) seed_now: Notify,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            state: Mutex::new(State::default()),
+            seed_now: Notify::new(),
+        }
+    }
+}
+
+/// A number, or a numeric string, as Perl reads it; its integer part.
+fn int_of(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc() as i64)),
+        Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f.trunc() as i64),
+        _ => None,
+    }
+}
+
+/// A list of strings (addresses, ports) from a JSON array; other elements
+/// are skipped.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `{name: [strings]}` from a JSON object.
+fn string_lists(v: &Value) -> Vec<(String, Vec<String>)> {
+    v.as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
+        .unwrap_or_default()
+}
+
+/// `{name: [strings]}` as JSON.
+fn to_object<'a>(items: impl IntoIterator<Item = (&'a String, Vec<String>)>) -> Value {
+    let mut m = Map::new();
+    for (k, v) in items {
+        m.insert(k.clone(), Value::from(v));
+    }
+    Value::Object(m)
+}
+
+impl Global {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the service on `node`: its init function, the node watcher,
+    /// and the seeds.
+    pub(crate) fn start(node: &Arc<NodeInner>) {
+        let weak = Arc::downgrade(node);
+        node.register_function(
+            CONNECT_FUNCTION,
+            crate::kernel::Function::Init(Arc::new(move |ctx: &PortContext, args: Vec<Value>| {
+                match weak.upgrade() {
+                    Some(node) => node.global.connect_port(&node, ctx, args),
+                    None => Err("node gone".into()),
+                }
+            })),
+        );
+        let weak = Arc::downgrade(node);
+        node.add_mon_nodes(Arc::new(move |id: &str, up: bool, _reason: &Vec<Value>| {
+            if let Some(node) = weak.upgrade() {
+                node.global.mon_node(&node, id, up);
+            }
+        }));
+        mesh::start_seeding(node);
+    }
+
+    /// Our listen addresses as `host:port` strings (the real bound ones).
+    fn listeners(node: &NodeInner) -> Vec<String> {
+        node.listen_addrs().iter().map(|a| a.to_string()).collect()
+    }
+
+    /// Opens the Global exchange with node `id` (once per node): spawns our
+    /// connect port there, monitors it, and sends `addr`, `nodes`, `set`,
+    /// `setup`.
+    pub(crate) fn start_node(&self, node: &Arc<NodeInner>, id: &str) {
+        if id == &*node.id {
+            return;
+        }
+        let args = [Value::from(GLOBAL_VERSION), Value::from(&*node.id)];
+        let (gport, nodes, set) = {
+            let mut st = self.lock();
+            if st.port.contains_key(id) {
+                return;
+            }
+            // spawning only sends: it never calls back into this service
+            let gport = match node.spawn(id, CONNECT_FUNCTION, args.to_vec()) {
+                Ok(p) => p,
+                Err(error) => {
+                    tracing::warn!(node = %node.id, remote = id, %error, "cannot start Global with node");
+                    return;
+                }
+            };
+            st.port.insert(id.to_owned(), gport.clone());
+            let nodes = (!st.addr.is_empty())
+                .then(|| to_object(st.addr.iter().map(|(k, v)| (k, v.clone()))));
+            let set = (!st.lreg.is_empty()).then(|| {
+                to_object(
+                    st.lreg
+                        .iter()
+                        .map(|(g, ports)| (g, ports.iter().map(|p| p.to_string()).collect())),
+                )
+            });
+            (gport, nodes, set)
+        };
+        let weak = Arc::downgrade(node);
+        let (remote, watched) = (id.to_owned(), gport.clone());
+        node.handle()
+            .mon(&gport, move |_| {
+                if let Some(node) = weak.upgrade() {
+                    node.global.connect_port_died(&node, &remote, &watched);
+                }
+            })
+            .forget();
+        let mut msgs = vec![Value::from(vec![
+            Value::from("addr"),
+            Value::from(Self::listeners(node)),
+        ])];
+        if let Some(nodes) = nodes {
+            msgs.push(Value::from(vec![Value::from("nodes"), nodes]));
+        }
+        if let Some(set) = set {
+            msgs.push(Value::from(vec![Value::from("set"), set]));
+        }
+        msgs.push(Value::from(vec![Value::from("setup")]));
+        for msg in msgs {
+            if let Err(error) = node.snd(gport.as_str(), &msg) {
+                tracing::warn!(node = %node.id, remote = id, %error, "Global message not sent");
+            }
+        }
+    }
+
+    /// Our connect port on `remote` died: its registrations go.
+    fn connect_port_died(&self, node: &Arc<NodeInner>, remote: &str, gport: &PortId) {
+        {
+            let mut st = self.lock();
+            if st.port.get(remote) == Some(gport) {
+                st.port.remove(remote);
+            }
+        }
+        groups::unreg_groups(node, remote);
+    }
+
+    /// Sends `msg` to our connect port on `remote`, if there is one.
+    fn to_node(&self, node: &NodeInner, remote: &str, msg: &[Value]) {
+        let port = self.lock().port.get(remote).cloned();
+        if let Some(port) = port
+            && let Err(error) = node.snd(port.as_str(), msg)
+        {
+            tracing::debug!(node = %node.id, remote, %error, "Global message not sent");
+        }
+    }
+
+    /// The init function `AnyEvent::MP::Global::connect(version, node)`:
+    /// the port through which `node` talks to our Global service.
+    fn connect_port(
+        &self,
+        node: &Arc<NodeInner>,
+        ctx: &PortContext,
+        args: Vec<Value>,
+    ) -> Result<PortBehaviour, HandlerError> {
+        let version = args.first().and_then(int_of);
+        if version != Some(GLOBAL_VERSION) {
+            let shown = args.first().map(|v| v.to_string()).unwrap_or_default();
+            return Err(format!(
+                "node version mismatch (requested {shown}; we have {GLOBAL_VERSION})"
+            )
+            .into());
+        }
+        let remote = args
+            .get(1)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or("Global::connect needs the caller's node id")?
+            .to_owned();
+        // when that node's transport fails: forget it, and end this port
+        let (weak, r, me) = (Arc::downgrade(node), remote.clone(), ctx.clone());
+        node.handle()
+            .mon(&remote, move |_| {
+                if let Some(node) = weak.upgrade() {
+                    node.global.lock().seedme.remove(&r);
+                }
+                me.kil(Vec::new());
+            })
+            .forget();
+        let weak = Arc::downgrade(node);
+        Ok(PortBehaviour::handler(move |_ctx, msg| {
+            if let Some(node) = weak.upgrade() {
+                node.global.request(&node, &remote, msg.values()?);
+            }
+            Ok(())
+        }))
+    }
+
+    /// One message from `remote` to its connect port here.
+    fn request(&self, node: &Arc<NodeInner>, remote: &str, msg: Vec<Value>) {
+        let tag = msg.first().and_then(Value::as_str).unwrap_or_default();
+        let arg = |i: usize| msg.get(i).cloned().unwrap_or(Value::Null);
+        match tag {
+            "setup" => {}
+            "addr" => mesh::addr(node, remote, strings(&arg(1))),
+            "nodes" => mesh::nodes(node, string_lists(&arg(1))),
+            "find" => {
+                if let Some(other) = arg(1).as_str() {
+                    let known = self.lock().addr.get(other).cloned();
+                    if let Some(addrs) = known {
+                        let nodes = to_object([(&other.to_owned(), addrs)]);
+                        self.to_node(node, remote, &[Value::from("nodes"), nodes]);
+                    }
+                }
+            }
+            "set" => {
+                for (group, ports) in string_lists(&arg(1)) {
+                    let add = ports.into_iter().map(PortId::from).collect();
+                    groups::change(node, &group, add, Vec::new());
+                }
+            }
+            "reg0" | "reg1" => match (arg(1).as_str(), arg(2).as_str()) {
+                (Some(group), Some(port)) => {
+                    let p = vec![PortId::from(port)];
+                    let (add, del) = if tag == "reg1" {
+                        (p, vec![])
+                    } else {
+                        (vec![], p)
+                    };
+                    groups::change(node, group, add, del);
+                }
+                _ => {
+                    tracing::warn!(node = %node.id, remote, tag, "malformed Global request ignored")
+                }
+            },
+            "seedme0" => {
+                self.lock().seedme.remove(remote);
+            }
+            "seedme1" => {
+                let nodes = {
+                    let mut st = self.lock();
+                    st.seedme.insert(remote.to_owned());
+                    (!st.addr.is_empty())
+                        .then(|| to_object(st.addr.iter().map(|(k, v)| (k, v.clone()))))
+                };
+                if let Some(nodes) = nodes {
+                    self.to_node(node, remote, &[Value::from("nodes"), nodes]);
+                }
+            }
+            other => {
+                tracing::debug!(node = %node.id, remote, tag = other, "unknown Global request ignored");
+            }
+        }
+    }
+
+    /// A node went up or down (the reference's `mon_node`).
+    fn mon_node(&self, node: &Arc<NodeInner>, id: &str, up: bool) {
+        if up {
+            self.lock().nodecnt += 1;
+            self.start_node(node, id);
+            mesh::master_on_up(node, id);
+        }
+        mesh::ensure_master(node);
+        if !up {
+            let (last, master) = {
+                let mut st = self.lock();
+                st.nodecnt = st.nodecnt.saturating_sub(1);
+                st.addr.remove(id);
+                (st.nodecnt == 0, st.master.clone())
+            };
+            if last {
+                self.seed_now.notify_one();
+            }
+            groups::unreg_groups(node, id);
+            // ask our master for quick recovery
+            if let Some(master) = master {
+                self.to_node(node, &master, &[Value::from("find"), Value::from(id)]);
+            }
+        }
+    }
+}
+
+/// The delay before an `addr` is passed on to the nodes that asked to be
+/// seeded: 2 s plus up to 1 s, so nodes do not all connect at once
+/// (reference timing, which mixed networks depend on).
+pub(crate) fn rebroadcast_delay() -> Duration {
+    Duration::from_secs_f64(2.0 + rand::random::<f64>())
+}
