@@ -229,14 +229,16 @@ impl GroupMonitor {
 
 impl Drop for GroupMonitor {
     fn drop(&mut self) {
+        // forgotten (or the node is gone): keep watching
+        let Some(node) = self.node.upgrade() else {
+            return;
+        };
         self.cancelled.store(true, Ordering::Release);
-        if let Some(node) = self.node.upgrade() {
-            let mut st = node.global.lock();
-            if let Some(list) = st.gmon.get_mut(&self.group) {
-                list.retain(|(i, _)| *i != self.id);
-                if list.is_empty() {
-                    st.gmon.remove(&self.group);
-                }
+        let mut st = node.global.lock();
+        if let Some(list) = st.gmon.get_mut(&self.group) {
+            list.retain(|(i, _)| *i != self.id);
+            if list.is_empty() {
+                st.gmon.remove(&self.group);
             }
         }
     }

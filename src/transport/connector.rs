@@ -81,7 +81,8 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
     let deadline = start + cfg.monitor_timeout;
     let mut next = start + Duration::from_millis(rand::rng().random_range(0..50));
     let mut cursor = 0usize;
-    let in_flight: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     loop {
         if node.shutdown.is_cancelled() || node.peers.is_up(id) {
             node.peers.stop_connecting(id);
@@ -102,18 +103,12 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
             } else {
                 let addr = addrs[cursor % addrs.len()].clone();
                 cursor += 1;
-                let fresh = in_flight
-                    .lock()
-                    .map(|mut set| set.insert(addr.clone()))
-                    .unwrap_or(false);
-                if fresh {
-                    let (n, set) = (node.clone(), in_flight.clone());
+                if in_flight.insert(addr.clone()) {
                     tracing::debug!(node = %node.id, remote = %id, %addr, "connecting");
+                    let (n, tx) = (node.clone(), done_tx.clone());
                     actix_rt::spawn(async move {
-                        let _ = connect(n, addr.clone()).await;
-                        if let Ok(mut set) = set.lock() {
-                            set.remove(&addr);
-                        }
+                        let result = connect(n, addr.clone()).await;
+                        let _ = tx.send((addr, result));
                     });
                 }
                 let per_addr =
@@ -126,6 +121,29 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
         }
         // look again soon: the node may come up through another connection
         let wake = next.min(deadline).min(now + Duration::from_millis(100));
-        tokio::time::sleep_until(wake).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            Some((addr, result)) = done.recv() => {
+                in_flight.remove(&addr);
+                if collided(&result) && *node.id < **id {
+                    // both sides dialled at once and both handshakes were
+                    // refused: the smaller node id tries again at once, the
+                    // other keeps its pace, so the next try does not collide
+                    let soon = Duration::from_millis(rand::rng().random_range(20..100));
+                    next = next.min(tokio::time::Instant::now() + soon);
+                }
+            }
+        }
     }
+}
+
+/// Whether a dial failed the way a simultaneous connect makes it fail: the
+/// peer (or we) refused it because another handshake held the slot.
+fn collided(result: &Result<String, ConnectionError>) -> bool {
+    matches!(
+        result,
+        Err(ConnectionError::Handshake(
+            crate::wire::HandshakeError::AlreadyConnected { .. } | crate::wire::HandshakeError::Eof
+        ))
+    )
 }

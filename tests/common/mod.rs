@@ -263,13 +263,22 @@ impl RawPeer {
 
     /// The next packet that is not a keepalive and not Global chatter.
     pub async fn recv(&mut self) -> serde_json::Value {
+        self.recv_filtered(true).await
+    }
+
+    /// The next packet that is not a keepalive, Global traffic included.
+    pub async fn recv_any(&mut self) -> serde_json::Value {
+        self.recv_filtered(false).await
+    }
+
+    async fn recv_filtered(&mut self, skip_global: bool) -> serde_json::Value {
         use tokio_util::codec::Decoder;
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             while let Some(p) = self.codec.decode(&mut self.buf).expect("valid packets") {
                 if !p.is_keepalive() {
                     let v = serde_json::from_slice(p.frame()).unwrap();
-                    if !self.is_global(&v) {
+                    if !(self.is_global(&v) && skip_global) {
                         return v;
                     }
                 }
@@ -282,13 +291,14 @@ impl RawPeer {
         }
     }
 
-    /// Reads packets until one matches; returns it.
+    /// Reads packets (Global traffic included) until one matches; returns
+    /// it.
     pub async fn recv_until(
         &mut self,
         mut pred: impl FnMut(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         for _ in 0..1000 {
-            let p = self.recv().await;
+            let p = self.recv_any().await;
             if pred(&p) {
                 return p;
             }

@@ -1,0 +1,349 @@
+//! The Global service: its traffic (checked packet by packet against a
+//! peer scripted like the recorded Perl nodes), groups across nodes, and
+//! meshing through seeds.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aemp::{GroupError, Node, PortId};
+use common::*;
+use serde_json::{Value, json};
+
+/// Reads our node's opening of the Global exchange with a new peer: the
+/// spawn of its connect port, `mon1`, `addr`, then whatever else up to
+/// `setup`. Returns the connect port's name and the messages after `mon1`.
+async fn opening(peer: &mut RawPeer, node: &Node) -> (String, Vec<Value>) {
+    let spawn = peer.recv_any().await;
+    assert_eq!(spawn[1], "AnyEvent::MP::_spawn", "{spawn}");
+    assert_eq!(spawn[3], "AnyEvent::MP::Global::connect");
+    assert_eq!(spawn[4], 0);
+    assert_eq!(spawn[5], node.id());
+    let gport = spawn[2].as_str().unwrap().to_owned();
+    assert_eq!(peer.recv_any().await, json!(["", "mon1", gport]));
+    let mut msgs = Vec::new();
+    loop {
+        let m = peer.recv_any().await;
+        assert_eq!(m[0], gport.as_str(), "{m}");
+        let done = m[1] == "setup";
+        msgs.push(m);
+        if done {
+            return (gport, msgs);
+        }
+    }
+}
+
+/// What the raw peer sends, as a Perl node does on connect: spawn its
+/// connect port `name` on us, monitor it, then `addr`, `set`, `setup`.
+async fn perl_style_opening(peer: &mut RawPeer, me: &str, name: &str, addr: &str, set: Value) {
+    peer.send(json!([
+        "",
+        "AnyEvent::MP::_spawn",
+        name,
+        "AnyEvent::MP::Global::connect",
+        0,
+        me
+    ]))
+    .await;
+    peer.send(json!(["", "mon1", name])).await;
+    peer.send(json!([name, "addr", [addr]])).await;
+    peer.send(json!([name, "set", set])).await;
+    peer.send(json!([name, "setup"])).await;
+}
+
+#[actix_rt::test]
+async fn a_new_peer_gets_the_global_opening_in_order() {
+    let node = listening_node("glob").await;
+    let (svc, _rx) = node.port_channel_named("svc").unwrap();
+    let _reg = node.grp_reg("echo", &svc).unwrap();
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    let (gport, msgs) = opening(&mut peer, &node).await;
+    assert_eq!(
+        msgs,
+        vec![
+            json!([gport, "addr", [addr_of(&node)]]),
+            json!([gport, "set", {"echo": ["glob#svc"]}]),
+            json!([gport, "setup"]),
+        ]
+    );
+    // a lone node makes the first peer its master
+    assert_eq!(peer.recv_any().await, json!([gport, "seedme1"]));
+    assert_eq!(node.master().as_deref(), Some("raw"));
+}
+
+#[actix_rt::test]
+async fn the_connect_port_serves_a_perl_style_peer() {
+    let node = listening_node("glob").await;
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    let (gport, _) = opening(&mut peer, &node).await;
+    assert_eq!(peer.recv_any().await, json!([gport, "seedme1"]));
+
+    perl_style_opening(
+        &mut peer,
+        "raw",
+        "g.a",
+        "127.0.0.1:1",
+        json!({"echo": ["raw#echo"]}),
+    )
+    .await;
+    until("raw's registration", || {
+        node.grp_get("echo") == vec![PortId::from("raw#echo")]
+    })
+    .await;
+
+    // seedme1 is answered at once with every known address, the asker's too
+    peer.send(json!(["g.a", "seedme1"])).await;
+    assert_eq!(
+        peer.recv_any().await,
+        json!([gport, "nodes", {"raw": ["127.0.0.1:1"]}])
+    );
+
+    // reg1 / reg0
+    peer.send(json!(["g.a", "reg1", "svc", "raw#svc"])).await;
+    until("reg1", || {
+        node.grp_get("svc") == vec![PortId::from("raw#svc")]
+    })
+    .await;
+    peer.send(json!(["g.a", "reg0", "svc", "raw#svc"])).await;
+    until("reg0", || node.grp_get("svc").is_empty()).await;
+
+    // find: answered only for known nodes
+    peer.send(json!(["g.a", "find", "nobody"])).await;
+    peer.send(json!(["g.a", "find", "raw"])).await;
+    assert_eq!(
+        peer.recv_any().await,
+        json!([gport, "nodes", {"raw": ["127.0.0.1:1"]}])
+    );
+
+    // nodes: remember the addresses and start connecting (and Global)
+    let ghost = free_port();
+    peer.send(json!(["g.a", "nodes", {"ghost": [ghost], "glob": ["127.0.0.1:9"]}]))
+        .await;
+    until("ghost's address", || {
+        node.addresses("ghost") == vec![ghost.clone()]
+    })
+    .await;
+    assert!(node.known_nodes().contains(&"ghost".to_string()));
+    assert!(
+        node.addresses("glob").is_empty(),
+        "our own entry must be skipped"
+    );
+
+    // our registrations are announced to its connect port
+    let (mine, _rx) = node.port_channel_named("mine").unwrap();
+    let reg = node.grp_reg("svc", &mine).unwrap();
+    assert_eq!(
+        peer.recv_any().await,
+        json!([gport, "reg1", "svc", "glob#mine"])
+    );
+    drop(reg);
+    assert_eq!(
+        peer.recv_any().await,
+        json!([gport, "reg0", "svc", "glob#mine"])
+    );
+
+    // a malformed or unknown Global request changes nothing
+    peer.send(json!(["g.a", "reg1", 5])).await;
+    peer.send(json!(["g.a", "bogus"])).await;
+    peer.send(json!(["", "info", "raw#alive"])).await;
+    assert_eq!(peer.recv_any().await, json!(["alive", "glob"]));
+}
+
+#[actix_rt::test]
+async fn a_global_version_mismatch_creates_no_port() {
+    let node = listening_node("glob").await;
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    peer.send(json!([
+        "",
+        "AnyEvent::MP::_spawn",
+        "g.v",
+        "AnyEvent::MP::Global::connect",
+        1,
+        "raw"
+    ]))
+    .await;
+    peer.send(json!(["", "mon1", "g.v"])).await;
+    assert_eq!(
+        peer.recv().await,
+        json!([
+            "",
+            "kil0",
+            "g.v",
+            "no_such_port",
+            "cannot monitor nonexistent port",
+            "glob#g.v"
+        ])
+    );
+    // the integer part counts, and numeric strings are numbers
+    peer.send(json!([
+        "",
+        "AnyEvent::MP::_spawn",
+        "g.w",
+        "AnyEvent::MP::Global::connect",
+        "0.5",
+        "raw"
+    ]))
+    .await;
+    peer.send(json!(["", "mon1", "g.w"])).await;
+    peer.send(json!(["", "info", "raw#sync"])).await;
+    assert_eq!(peer.recv().await, json!(["sync", "glob"]));
+}
+
+#[actix_rt::test]
+async fn addresses_are_passed_on_to_nodes_that_asked_to_be_seeded() {
+    let node = listening_node("glob").await;
+    let mut first = RawPeer::connect(&node, "first").await;
+    let (gport, _) = opening(&mut first, &node).await;
+    perl_style_opening(&mut first, "first", "f.a", "127.0.0.1:11", json!({})).await;
+    first.send(json!(["f.a", "seedme1"])).await;
+    let mut second = RawPeer::connect(&node, "second").await;
+    perl_style_opening(&mut second, "second", "s.a", "127.0.0.1:22", json!({})).await;
+    // 2–3 s after second's addr, first hears of it
+    let started = std::time::Instant::now();
+    let heard = first
+        .recv_until(|m| m[1] == "nodes" && m[2].get("second").is_some())
+        .await;
+    assert_eq!(heard, json!([gport, "nodes", {"second": ["127.0.0.1:22"]}]));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "passed on after {waited:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn three_nodes_seeded_in_a_chain_end_up_fully_meshed() {
+    let a = listening_node("ma").await;
+    let b = Node::builder()
+        .node_id("mb")
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .seed(addr_of(&a))
+        .start()
+        .await
+        .unwrap();
+    let c = Node::builder()
+        .node_id("mc")
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .seed(addr_of(&b))
+        .start()
+        .await
+        .unwrap();
+    until("a full mesh", || {
+        a.node_is_up("mb") && a.node_is_up("mc") && b.node_is_up("mc") && c.node_is_up("ma")
+    })
+    .await;
+    assert_eq!(c.master().as_deref(), Some("mb"), "the seed is the master");
+}
+
+#[actix_rt::test]
+async fn grp_reg_refuses_remote_missing_and_duplicate_ports() {
+    let node = listening_node("g").await;
+    let (p, _rx) = node.port_channel();
+    assert!(matches!(
+        node.grp_reg("x", &PortId::from("other#p")),
+        Err(GroupError::NotLocal(_))
+    ));
+    assert!(matches!(
+        node.grp_reg("x", &PortId::from("g#nosuch")),
+        Err(GroupError::NoSuchPort(_))
+    ));
+    let reg = node.grp_reg("x", &p).unwrap();
+    assert!(matches!(
+        node.grp_reg("x", &p),
+        Err(GroupError::AlreadyRegistered { .. })
+    ));
+    // in another group it is fine
+    node.grp_reg("y", &p).unwrap().forget();
+    assert_eq!(node.grp_get("x"), vec![p.clone()]);
+    drop(reg);
+    assert!(node.grp_get("x").is_empty());
+    // a port that dies leaves its groups
+    node.kil(&p, vec![]).unwrap();
+    assert!(node.grp_get("y").is_empty());
+}
+
+type Changes = Arc<Mutex<Vec<(Vec<String>, Vec<String>, Vec<String>)>>>;
+
+fn watch(node: &Node, group: &str) -> Changes {
+    let log: Changes = Arc::default();
+    let l = log.clone();
+    let names = |ps: &[PortId]| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    node.grp_mon(group, move |all, add, del| {
+        l.lock().unwrap().push((names(all), names(add), names(del)));
+    })
+    .forget();
+    log
+}
+
+async fn everywhere(nodes: &[&Node], group: &str, want: &[&PortId]) {
+    let want: Vec<PortId> = {
+        let mut w: Vec<PortId> = want.iter().map(|p| (*p).clone()).collect();
+        w.sort();
+        w
+    };
+    until(&format!("group {group} = {want:?} everywhere"), || {
+        nodes.iter().all(|n| n.grp_get(group) == want)
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn groups_span_the_network_and_follow_ports_and_nodes() {
+    let seeded = |id: &'static str, seed: String| {
+        Node::builder()
+            .node_id(id)
+            .secret(SECRET)
+            .bind("127.0.0.1:0")
+            .seed(seed)
+            .connect_interval(Duration::from_millis(200))
+            .start()
+    };
+    let a = listening_node("ga").await;
+    let b = seeded("gb", addr_of(&a)).await.unwrap();
+    let c = seeded("gc", addr_of(&a)).await.unwrap();
+    until("mesh", || {
+        c.node_is_up("gb") && b.node_is_up("gc") && a.up_nodes().len() == 2
+    })
+    .await;
+
+    let (pa, _ra) = a.port_channel();
+    let reg_a = a.grp_reg("svc", &pa).unwrap();
+    everywhere(&[&a, &b, &c], "svc", &[&pa]).await;
+
+    // a watcher is first called with the members, then with each change
+    let log = watch(&c, "svc");
+    until("first call", || log.lock().unwrap().len() == 1).await;
+    let (pb, _rb) = b.port_channel();
+    b.grp_reg("svc", &pb).unwrap().forget();
+    everywhere(&[&a, &b, &c], "svc", &[&pa, &pb]).await;
+    until("second call", || log.lock().unwrap().len() >= 2).await;
+    {
+        let log = log.lock().unwrap();
+        assert_eq!(log[0], (vec![pa.to_string()], vec![pa.to_string()], vec![]));
+        assert_eq!(log[1].1, vec![pb.to_string()]);
+        assert!(log[1].2.is_empty());
+    }
+
+    // the guard withdraws, a dead port leaves
+    drop(reg_a);
+    everywhere(&[&a, &b, &c], "svc", &[&pb]).await;
+    b.kil(&pb, vec![]).unwrap();
+    everywhere(&[&a, &b, &c], "svc", &[]).await;
+
+    // registrations made before a node joined reach it through `set`
+    let (pc, _rc) = c.port_channel();
+    c.grp_reg("late", &pc).unwrap().forget();
+    let d = seeded("gd", addr_of(&a)).await.unwrap();
+    everywhere(&[&a, &b, &c, &d], "late", &[&pc]).await;
+    until("d meshed", || d.up_nodes().len() == 3).await;
+
+    // a node that goes down takes its registrations with it
+    let (pb2, _rb2) = b.port_channel();
+    b.grp_reg("late", &pb2).unwrap().forget();
+    everywhere(&[&a, &b, &c, &d], "late", &[&pc, &pb2]).await;
+    b.shutdown();
+    everywhere(&[&a, &c, &d], "late", &[&pc]).await;
+}
