@@ -5,9 +5,9 @@
 //! <own id>)` on the other node, monitors that port, and sends it, in
 //! order, `addr` (our listen addresses), `nodes` (the addresses we know),
 //! `set` (our group registrations) and `setup`. The spawned port — served
-//! here by [`Global::connect_port`] — understands `setup`, `addr`, `nodes`,
+//! here by `Global::connect_port` — understands `setup`, `addr`, `nodes`,
 //! `set`, `find`, `reg0`, `reg1`, `seedme0` and `seedme1`. Seeds and the
-//! choice of a master are in [`mesh`], groups in [`groups`].
+//! choice of a master are in `mesh.rs`, groups in [`groups`].
 
 pub mod groups;
 pub(crate) mod mesh;
