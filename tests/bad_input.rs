@@ -49,7 +49,8 @@ async fn closed_after_auth(
     let mut events = node.events();
     let mut client = raw_handshake(&addr_of(node), client_cfg(id, SECRET))
         .await
-        .unwrap();
+        .unwrap()
+        .stream;
     until("the client node to be up", || node.node_is_up(id)).await;
     client.write_all(bytes).await.unwrap();
     read_to_close(&mut client).await;
@@ -313,7 +314,8 @@ async fn garbage_after_a_good_handshake_closes_the_connection() {
     let mut events = node.events();
     let mut client = raw_handshake(&addr_of(&node), client_cfg("garbler", SECRET))
         .await
-        .unwrap();
+        .unwrap()
+        .stream;
     until("garbler up", || node.node_is_up("garbler")).await;
     client.write_all(b"[1,2").await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -381,7 +383,8 @@ async fn keepalives_and_string_numbers_are_fine() {
     let (port, mut rx) = node.port_channel_named("inbox").unwrap();
     let mut client = raw_handshake(&addr_of(&node), client_cfg("perlish", SECRET))
         .await
-        .unwrap();
+        .unwrap()
+        .stream;
     client
         .write_all(br#"[][]["inbox","n","1"][ ]["inbox","n",2]"#)
         .await

@@ -347,3 +347,37 @@ async fn groups_span_the_network_and_follow_ports_and_nodes() {
     b.shutdown();
     everywhere(&[&a, &c, &d], "late", &[&pc]).await;
 }
+
+#[actix_rt::test]
+async fn a_seed_becomes_the_master_and_the_master_hears_of_lost_nodes() {
+    let seed_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let seed_addr = seed_listener.local_addr().unwrap().to_string();
+    let node = Node::builder()
+        .node_id("glob")
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .seed(seed_addr)
+        .start()
+        .await
+        .unwrap();
+    // a node that is not a seed comes first: it becomes the master
+    let mut plain = RawPeer::connect(&node, "plain").await;
+    let (gplain, _) = opening(&mut plain, &node).await;
+    assert_eq!(plain.recv_any().await, json!([gplain, "seedme1"]));
+    // then the seed answers: a seed beats a non-seed
+    let (s, _) = seed_listener.accept().await.unwrap();
+    let mut seedy = handshake_on(s, client_cfg("seedy", SECRET)).await.unwrap();
+    let (gseed, _) = opening(&mut seedy, &node).await;
+    assert_eq!(seedy.recv_any().await, json!([gseed, "seedme1"]));
+    assert_eq!(
+        plain.recv_until(|m| m[1] == "seedme0").await,
+        json!([gplain, "seedme0"])
+    );
+    assert_eq!(node.master().as_deref(), Some("seedy"));
+    // a node that goes down: the master is asked to find it
+    drop(plain);
+    assert_eq!(
+        seedy.recv_until(|m| m[1] == "find").await,
+        json!([gseed, "find", "plain"])
+    );
+}

@@ -14,7 +14,6 @@ use std::time::Duration;
 use aemp::{Node, NodeEvent, Reason};
 use common::*;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 type NodeLog = Arc<Mutex<Vec<(String, bool, Reason)>>>;
@@ -103,20 +102,6 @@ async fn messages_for_a_node_with_known_addresses_connect_to_it() {
     assert!(b.node_is_up("a"));
 }
 
-/// Counts `[]` keepalives arriving on `stream` for `d`.
-async fn count_keepalives(stream: &mut TcpStream, d: Duration) -> usize {
-    let mut bytes = Vec::new();
-    let deadline = tokio::time::Instant::now() + d;
-    let mut buf = [0u8; 1024];
-    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-        if n == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&buf[..n]);
-    }
-    bytes.windows(2).filter(|w| w == b"[]").count()
-}
-
 #[actix_rt::test]
 async fn a_node_without_listeners_sends_keepalives_when_idle() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -133,9 +118,9 @@ async fn a_node_without_listeners_sends_keepalives_when_idle() {
         actix_rt::spawn(async move { node.connect(addr).await })
     };
     let (s, _) = listener.accept().await.unwrap();
-    let mut s = handshake_on(s, client_cfg("raw", SECRET)).await.unwrap();
+    let mut peer = handshake_on(s, client_cfg("raw", SECRET)).await.unwrap();
     dial.await.unwrap().unwrap();
-    let n = count_keepalives(&mut s, Duration::from_millis(3500)).await;
+    let n = peer.count_keepalives(Duration::from_millis(3500)).await;
     assert!(
         (2..=4).contains(&n),
         "{n} keepalives in 3.5 s with a 1 s monitor_timeout"
@@ -150,13 +135,10 @@ async fn a_node_without_listeners_sends_keepalives_when_idle() {
         .start()
         .await
         .unwrap();
-    let mut s = raw_handshake(&addr_of(&listening), client_cfg("raw2", SECRET))
+    let mut peer = raw_handshake(&addr_of(&listening), client_cfg("raw2", SECRET))
         .await
         .unwrap();
-    assert_eq!(
-        count_keepalives(&mut s, Duration::from_millis(2500)).await,
-        0
-    );
+    assert_eq!(peer.count_keepalives(Duration::from_millis(2500)).await, 0);
 }
 
 #[actix_rt::test]

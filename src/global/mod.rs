@@ -142,6 +142,14 @@ impl Global {
         mesh::start_seeding(node);
     }
 
+    /// A connection we dialled to `addr` completed with node `id`: if
+    /// `addr` is a seed, that is its node (the reference's connect hook).
+    pub(crate) fn dialed(&self, addr: &str, id: &str) {
+        if let Some(entry) = self.lock().seeds.get_mut(addr) {
+            *entry = Some(id.to_owned());
+        }
+    }
+
     /// Our listen addresses as `host:port` strings (the real bound ones).
     fn listeners(node: &NodeInner) -> Vec<String> {
         node.listen_addrs().iter().map(|a| a.to_string()).collect()

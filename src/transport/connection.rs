@@ -47,6 +47,8 @@ pub(crate) struct Connection {
     node: Arc<NodeInner>,
     conn_id: u64,
     peer_addr: SocketAddr,
+    /// For a connection we dialled: the address as it was given.
+    dialed: Option<String>,
     outbound: bool,
     state: State,
     done: Option<DoneSender>,
@@ -74,21 +76,24 @@ struct Up {
 }
 
 impl Connection {
-    /// Starts the actor for a connected socket on the current arbiter.
+    /// Starts the actor for a connected socket on the current arbiter;
+    /// `dialed` holds the address we dialled and who waits for the
+    /// handshake (`None` for an accepted connection).
     pub(crate) fn start(
         node: Arc<NodeInner>,
         stream: TcpStream,
         peer_addr: SocketAddr,
-        outbound: bool,
-        done: Option<DoneSender>,
+        dialed: Option<(String, DoneSender)>,
     ) -> Addr<Connection> {
         super::configure_socket(&stream, node.config.nodelay);
         let conn_id = node.next_conn_id();
+        let (dialed, done) = dialed.unzip();
         Connection {
             node,
             conn_id,
             peer_addr,
-            outbound,
+            outbound: dialed.is_some(),
+            dialed,
             state: State::Handshaking(Some(stream)),
             done,
             error: None,
@@ -154,6 +159,10 @@ impl Connection {
         );
         if let Some(done) = self.done.take() {
             let _ = done.send(Ok(remote.to_string()));
+        }
+        if let Some(addr) = &self.dialed {
+            // before node-up: whether it is a seed decides the master
+            self.node.global.dialed(addr, &remote);
         }
         self.node.node_up(&remote, self.peer_addr, self.outbound);
         ctx.spawn(Driver(Connection::poll_read));

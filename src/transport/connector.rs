@@ -21,7 +21,7 @@ pub(crate) async fn connect(node: Arc<NodeInner>, addr: String) -> Result<String
     let spawned = node.arbiter.spawn(async move {
         match dial(&n, &addr).await {
             Ok((stream, peer)) => {
-                Connection::start(n, stream, peer, true, Some(tx));
+                Connection::start(n, stream, peer, Some((addr, tx)));
             }
             Err(e) => {
                 tracing::debug!(node = %n.id, %addr, error = %e, "connect failed");

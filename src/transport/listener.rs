@@ -42,7 +42,7 @@ pub(crate) fn spawn_accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
             };
             match accepted {
                 Ok((stream, addr)) => {
-                    Connection::start(node.clone(), stream, addr, false, None);
+                    Connection::start(node.clone(), stream, addr, None);
                 }
                 Err(e) => {
                     // e.g. out of file descriptors: back off instead of spinning

@@ -141,14 +141,15 @@ pub async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 }
 
 /// A raw client that completes a real handshake with `cfg` (any secret,
-/// methods or framings) and returns the socket in the data phase.
-pub async fn raw_handshake(addr: &str, cfg: HandshakeConfig) -> Result<TcpStream, String> {
+/// methods or framings) and returns the peer in the data phase.
+pub async fn raw_handshake(addr: &str, cfg: HandshakeConfig) -> Result<RawPeer, String> {
     let s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     handshake_on(s, cfg).await
 }
 
-/// Runs a real handshake with `cfg` on a connected socket (either side).
-pub async fn handshake_on(mut s: TcpStream, cfg: HandshakeConfig) -> Result<TcpStream, String> {
+/// Runs a real handshake with `cfg` on a connected socket (either side);
+/// the bytes that followed the peer's auth line stay with the result.
+pub async fn handshake_on(mut s: TcpStream, cfg: HandshakeConfig) -> Result<RawPeer, String> {
     let mut hs = Handshake::new(Arc::new(cfg), None, Instant::now());
     s.write_all(&hs.greeting())
         .await
@@ -162,7 +163,7 @@ pub async fn handshake_on(mut s: TcpStream, cfg: HandshakeConfig) -> Result<TcpS
             out.clear();
         }
         match step {
-            Ok(Some(_)) => return Ok(s),
+            Ok(Some(_)) => return Ok(RawPeer::from_parts(s, input)),
             Ok(None) => {}
             Err(e) => return Err(e.to_string()),
         }
@@ -221,12 +222,13 @@ pub struct RawPeer {
 }
 
 impl RawPeer {
-    /// Wraps a socket that completed its handshake.
-    pub fn from_stream(stream: TcpStream) -> RawPeer {
+    /// Wraps a socket that completed its handshake, with the bytes that
+    /// already arrived after the auth line.
+    pub fn from_parts(stream: TcpStream, buf: BytesMut) -> RawPeer {
         RawPeer {
             stream,
             codec: aemp::wire::JsonCodec::default(),
-            buf: BytesMut::new(),
+            buf,
             global_port: None,
         }
     }
@@ -248,11 +250,27 @@ impl RawPeer {
                 || (s(0) == Some("") && matches!(s(1), Some("mon1" | "mon0")) && s(2) == g))
     }
     pub async fn connect(node: &Node, id: &str) -> RawPeer {
-        let stream = raw_handshake(&addr_of(node), client_cfg(id, SECRET))
+        let peer = raw_handshake(&addr_of(node), client_cfg(id, SECRET))
             .await
             .expect("raw handshake");
         until("the raw peer to be up", || node.node_is_up(id)).await;
-        RawPeer::from_stream(stream)
+        peer
+    }
+
+    /// Counts the `[]` keepalives that arrive within `d`.
+    pub async fn count_keepalives(&mut self, d: Duration) -> usize {
+        use tokio_util::codec::Decoder;
+        let deadline = tokio::time::Instant::now() + d;
+        let mut n = 0;
+        loop {
+            while let Some(p) = self.codec.decode(&mut self.buf).expect("valid packets") {
+                n += usize::from(p.is_keepalive());
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(read)) if read > 0 => {}
+                _ => return n,
+            }
+        }
     }
 
     /// Sends one packet (a JSON array: destination first).
