@@ -21,6 +21,17 @@ pub enum StartError {
     /// `start` was called outside a running actix system.
     #[error("Node::start must run inside an actix system (actix_rt::System)")]
     NoSystem,
+    /// The configuration file could not be used.
+    #[error(transparent)]
+    File(#[from] crate::config::ConfigError),
+    /// A configured service could not be started.
+    #[error("service {service}: {message}")]
+    Service {
+        /// The service as configured.
+        service: String,
+        /// Why it failed.
+        message: String,
+    },
 }
 
 /// A message could not be sent.

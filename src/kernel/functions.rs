@@ -55,6 +55,55 @@ impl Functions {
     pub(crate) fn get(&self, name: &str) -> Option<Function> {
         self.map.get(name).map(|f| f.clone())
     }
+
+    /// Whether some function of package `pkg` (`"Pkg::"`) is registered.
+    pub(crate) fn has_package(&self, pkg: &str) -> bool {
+        self.map.iter().any(|e| e.key().starts_with(pkg))
+    }
+}
+
+/// Packages that are always "loaded" in an aemp node (the reference's
+/// own modules): naming them as a service does nothing.
+const BUILTIN_PACKAGES: &[&str] = &[
+    "AnyEvent::MP::",
+    "AnyEvent::MP::Kernel::",
+    "AnyEvent::MP::Global::",
+    "AnyEvent::MP::Transport::",
+    "AnyEvent::MP::Node::",
+    "AnyEvent::MP::Config::",
+];
+
+impl super::node::NodeInner {
+    /// Starts one configured service: `"Pkg::"` (a package), `"Pkg::func"`
+    /// (called without arguments) or `["Pkg::func", args…]`.
+    pub(crate) fn start_service(&self, service: &Value) -> Result<(), String> {
+        let (name, args) = match service {
+            Value::String(s) => (s.as_str(), Vec::new()),
+            Value::Array(a) => match a.split_first() {
+                Some((Value::String(s), rest)) => (s.as_str(), rest.to_vec()),
+                _ => return Err("expected [\"Pkg::func\", args…]".into()),
+            },
+            _ => return Err("expected \"Pkg::func\" or [\"Pkg::func\", args…]".into()),
+        };
+        if name.ends_with("::") && args.is_empty() {
+            return if BUILTIN_PACKAGES.contains(&name) || self.functions.has_package(name) {
+                Ok(())
+            } else {
+                Err(format!("no function of package {name} is registered"))
+            };
+        }
+        match self.functions.get(name) {
+            Some(Function::Plain(f)) => {
+                let node = self.handle();
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&node, args))) {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(p) => Err(super::handler::panic_text(p.as_ref())),
+                }
+            }
+            Some(Function::Init(_)) => Err(format!("{name} is an init function, not a service")),
+            None => Err(format!("unknown function {name}")),
+        }
+    }
 }
 
 /// Checks a function name: fully qualified (`Pkg::func`), as the reference

@@ -20,7 +20,7 @@ pub use lifecycle::MonNodesGuard;
 pub use monitor::{Monitor, MonitorGuard, Reason};
 pub use node::{Node, NodeBuilder, NodeEvent};
 pub use node_port::EVAL_REFUSED;
-pub use port::PortId;
+pub use port::{PortId, alnum_random};
 
 pub(crate) use functions::Function;
 pub(crate) use node::NodeInner;

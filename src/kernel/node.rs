@@ -20,7 +20,7 @@ use super::monitor::{Monitors, Reason};
 use super::peers::{Peers, Sent};
 use super::port::{PortId, alnum_random, perl_counter, split_port};
 use super::registry::{Delivery, PortTarget, Registry};
-use crate::config::{ANON_NODE_ID, NodeConfig};
+use crate::config::{ANON_NODE_ID, ConfigError, ConfigFile, NodeConfig};
 use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
 use crate::transport::{connector, listener};
 use crate::wire::{AuthMethod, Framing, HandshakeConfig, HandshakeError, Packet, Secret};
@@ -115,6 +115,10 @@ pub(crate) struct NodeInner {
     pub(crate) shutdown: CancellationToken,
     /// The Global service (mesh and groups).
     pub(crate) global: crate::global::Global,
+    /// What each peer's greeting gave as `provider` (`AE-1.30`, `aemp-…`).
+    pub(crate) providers: DashMap<Arc<str>, String, ahash::RandomState>,
+    /// Connection actors alive (handshaking or up).
+    pub(crate) live_connections: AtomicU64,
 }
 
 impl NodeInner {
@@ -317,6 +321,17 @@ impl Node {
     /// Starts configuring a node.
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
+    }
+
+    /// Starts a node from the configuration file the Perl `aemp` tool
+    /// edits (`$PERL_ANYEVENT_MP_RC`, else `~/.perl-anyevent-mp`), with
+    /// profile `profile` (default: the host name). Functions its
+    /// `services` name must be registered first: use
+    /// [`NodeBuilder::from_config`] and register them on the builder.
+    pub async fn from_config(profile: Option<&str>) -> Result<Node, StartError> {
+        let file = ConfigFile::load_default()?;
+        let profile = profile.map_or_else(crate::config::default_profile, str::to_owned);
+        NodeBuilder::from_config(&file, &profile)?.start().await
     }
 
     pub(crate) fn inner(&self) -> &NodeInner {
@@ -603,16 +618,42 @@ impl Node {
     /// and closes every connection after writing what is queued on it.
     /// Sends fail from now on.
     pub fn shutdown(&self) {
+        self.shutdown_with(Vec::new());
+    }
+
+    /// Like [`Node::shutdown`], killing the local ports with `reason` (so
+    /// remote monitors hear it in their `kil0`).
+    pub fn shutdown_with(&self, reason: Reason) {
         if self.inner.shutdown.is_cancelled() {
             return;
         }
+        // the ports die first: their kil0s and group withdrawals (reg0)
+        // are queued before the connections close
         for name in self.inner.registry.names() {
-            self.inner.kill_local(&name, Vec::new());
+            self.inner.kill_local(&name, reason.clone());
         }
         self.inner.shutdown.cancel();
         for outbox in self.inner.peers.drain() {
             outbox.request_close();
         }
+    }
+
+    /// Shuts down with `reason` and waits (at most `timeout`) until every
+    /// connection has written what was queued and closed.
+    pub async fn shutdown_gracefully(&self, reason: Reason, timeout: Duration) {
+        self.shutdown_with(reason);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.inner.live_connections.load(Ordering::Acquire) > 0
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The `provider` the greeting of `node` named (`AE-1.30` for the Perl
+    /// reference, `aemp-…` for aemp), if we have been connected to it.
+    pub fn provider_of(&self, node: &str) -> Option<String> {
+        self.inner.providers.get(node).map(|p| p.clone())
     }
 }
 
@@ -798,6 +839,8 @@ impl NodeBuilder {
             events: broadcast::channel(1024).0,
             shutdown: CancellationToken::new(),
             global: crate::global::Global::default(),
+            providers: DashMap::with_hasher(ahash::RandomState::new()),
+            live_connections: AtomicU64::new(0),
             config,
         });
         tracing::info!(node = %inner.id, listen = ?inner.listen_addrs, "node starting");
@@ -806,6 +849,25 @@ impl NodeBuilder {
         }
         crate::global::Global::start(&inner);
         super::lifecycle::spawn_sweeper(&inner);
-        Ok(Node { inner })
+        let node = Node { inner };
+        for service in node.inner.config.services.clone() {
+            if let Err(message) = node.inner.start_service(&service) {
+                node.shutdown();
+                return Err(StartError::Service {
+                    service: service.to_string(),
+                    message,
+                });
+            }
+        }
+        Ok(node)
+    }
+
+    /// The settings of profile `profile` in the configuration file `file`
+    /// (see [`NodeConfig::from_values`]). Unlike the reference, where the
+    /// file wins over `configure` arguments, settings made on the builder
+    /// after this call win over the file.
+    pub fn from_config(file: &ConfigFile, profile: &str) -> Result<NodeBuilder, ConfigError> {
+        let (values, _) = file.resolve(profile, &serde_json::Map::new())?;
+        Ok(NodeBuilder::default().config(NodeConfig::from_values(profile, &values)?))
     }
 }

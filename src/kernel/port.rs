@@ -124,19 +124,34 @@ pub(crate) fn check_node_id(id: &str) -> Result<(), String> {
 
 /// Random text of `[0-9A-Za-z]` from `bytes` random bytes, like the
 /// reference's `alnumbits` (base 62 of a random number).
-pub(crate) fn alnum_random(bytes: usize) -> String {
+pub fn alnum_random(bytes: usize) -> String {
+    let mut raw = vec![0u8; bytes];
+    rand::fill(&mut raw[..]);
+    base62(&raw)
+}
+
+/// `bytes` as one big-endian number, written in base 62.
+fn base62(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut raw = [0u8; 16];
-    let bytes = bytes.min(16);
-    rand::fill(&mut raw[..bytes]);
-    let mut n = u128::from_be_bytes(raw) >> (8 * (16 - bytes));
+    let mut num: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
     let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 62) as usize]);
-        n /= 62;
-        if n == 0 {
-            break;
+    while !num.is_empty() {
+        // divide by 62, keep the remainder
+        let mut rem = 0u32;
+        let mut quotient = Vec::with_capacity(num.len());
+        for &b in &num {
+            let cur = rem * 256 + u32::from(b);
+            let q = cur / 62;
+            rem = cur % 62;
+            if !(quotient.is_empty() && q == 0) {
+                quotient.push(q as u8);
+            }
         }
+        out.push(DIGITS[rem as usize]);
+        num = quotient;
+    }
+    if out.is_empty() {
+        out.push(b'0');
     }
     out.reverse();
     String::from_utf8(out).unwrap_or_default()
@@ -168,6 +183,15 @@ mod tests {
             .map(perl_counter)
             .into();
         assert_eq!(seq, ["a", "b", "z", "aa", "ab", "az", "ba", "zz", "aaa"]);
+    }
+
+    #[test]
+    fn base62_numbers() {
+        assert_eq!(base62(&[0]), "0");
+        assert_eq!(base62(&[61]), "z");
+        assert_eq!(base62(&[62]), "10");
+        assert_eq!(base62(&[1, 0]), "48"); // 256 = 4·62 + 8
+        assert!(alnum_random(64).len() >= 80);
     }
 
     #[test]

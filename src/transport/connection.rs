@@ -87,6 +87,8 @@ impl Connection {
     ) -> Addr<Connection> {
         super::configure_socket(&stream, node.config.nodelay);
         let conn_id = node.next_conn_id();
+        node.live_connections
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         let (dialed, done) = dialed.unzip();
         Connection {
             node,
@@ -159,6 +161,11 @@ impl Connection {
         );
         if let Some(done) = self.done.take() {
             let _ = done.send(Ok(remote.to_string()));
+        }
+        if let Some(provider) = est.remote_greeting.get("provider") {
+            self.node
+                .providers
+                .insert(remote.clone(), provider.to_owned());
         }
         if let Some(addr) = &self.dialed {
             // before node-up: whether it is a seed decides the master
@@ -342,6 +349,9 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.node
+            .live_connections
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         let error = self.error.take().unwrap_or(ConnectionError::Shutdown);
         if let Some(done) = self.done.take() {
             let _ = done.send(Err(error.clone()));

@@ -1,0 +1,506 @@
+//! The configuration file shared with the Perl `aemp` tool
+//! (`AnyEvent::MP::Config`).
+//!
+//! A JSON object, read as JSON::XS's *relaxed* JSON (trailing commas and
+//! `#` comments allowed), at `$PERL_ANYEVENT_MP_RC` if that is set (even
+//! empty), else `$HOME/.perl-anyevent-mp`. Global keys, and
+//! `profile: {name: {…, parent: name}}`. A new file is `{"version":1}`.
+//! Saving writes `<file>~new~`, keeps the old file as `<file>~`, and
+//! renames — with mode 0600, since the file holds secrets. Unknown keys are
+//! kept as they are.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// What can go wrong with the configuration file.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The file is not (relaxed) JSON.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Line of the error, from 1.
+        line: usize,
+        /// Column of the error, from 1.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file holds JSON, but not an object.
+    #[error("{0}: the configuration must be a JSON object")]
+    NotAnObject(PathBuf),
+    /// Profiles whose parents lead back to themselves.
+    #[error("profile {0:?}: its parent chain is circular")]
+    ParentCycle(String),
+    /// A setting has a value of the wrong kind.
+    #[error("configuration key {key:?}: {message}")]
+    Value {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Where the configuration file is: `$PERL_ANYEVENT_MP_RC` if set (even
+/// empty), else `$HOME/.perl-anyevent-mp` (else `$APPDATA`, as the
+/// reference).
+pub fn default_path() -> PathBuf {
+    if let Some(rc) = std::env::var_os("PERL_ANYEVENT_MP_RC") {
+        return PathBuf::from(rc);
+    }
+    match (std::env::var_os("HOME"), std::env::var_os("APPDATA")) {
+        (Some(home), _) => Path::new(&home).join(".perl-anyevent-mp"),
+        (None, Some(appdata)) => Path::new(&appdata).join("perl-anyevent-mp"),
+        (None, None) => PathBuf::from(".perl-anyevent-mp"),
+    }
+}
+
+/// The default profile name: the host name (`uname -n`).
+pub fn default_profile() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Turns JSON::XS relaxed JSON into strict JSON: `#` comments become
+/// spaces, trailing commas before `]`/`}` become spaces, and literal TABs
+/// in strings become `\t`. Line and column numbers stay the same, but for
+/// TABs in strings.
+pub fn relaxed_to_strict(text: &str) -> String {
+    // pass 1: comments
+    let mut out: Vec<char> = Vec::with_capacity(text.len());
+    let (mut in_string, mut escape, mut in_comment) = (false, false, false);
+    for c in text.chars() {
+        if in_comment {
+            if c == '\n' {
+                in_comment = false;
+                out.push('\n');
+            } else {
+                out.push(' ');
+            }
+            continue;
+        }
+        if in_string {
+            if escape {
+                escape = false;
+            } else if c == '\\' {
+                escape = true;
+            } else if c == '"' {
+                in_string = false;
+            } else if c == '\t' {
+                out.extend(['\\', 't']);
+                continue;
+            }
+            out.push(c);
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '#' => {
+                in_comment = true;
+                out.push(' ');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    // pass 2: trailing commas (outside strings)
+    let (mut in_string, mut escape) = (false, false);
+    let mut i = 0;
+    while i < out.len() {
+        let c = out[i];
+        if in_string {
+            if escape {
+                escape = false;
+            } else if c == '\\' {
+                escape = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == ',' {
+            let next = out[i + 1..].iter().find(|c| !c.is_whitespace());
+            if matches!(next, Some(']') | Some('}')) {
+                out[i] = ' ';
+            }
+        }
+        i += 1;
+    }
+    out.into_iter().collect()
+}
+
+/// A configuration file in memory.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    path: PathBuf,
+    root: Map<String, Value>,
+}
+
+impl ConfigFile {
+    /// A new, empty configuration (`{"version":1}`) that will be saved at
+    /// `path`.
+    pub fn new(path: impl Into<PathBuf>) -> ConfigFile {
+        let mut root = Map::new();
+        root.insert("version".into(), Value::from(1));
+        ConfigFile {
+            path: path.into(),
+            root,
+        }
+    }
+
+    /// Reads the file at `path`; a file that does not exist gives a new
+    /// configuration. A broken file is an error naming it and the position.
+    pub fn load(path: impl Into<PathBuf>) -> Result<ConfigFile, ConfigError> {
+        let path = path.into();
+        let text = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::new(path)),
+            Err(source) => return Err(ConfigError::Io { path, source }),
+        };
+        let text = String::from_utf8(text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            line: 1,
+            column: e.utf8_error().valid_up_to() + 1,
+            message: "not UTF-8".into(),
+        })?;
+        let root = ConfigFile::parse(&text, &path)?;
+        Ok(ConfigFile { path, root })
+    }
+
+    /// Reads the file at [`default_path`].
+    pub fn load_default() -> Result<ConfigFile, ConfigError> {
+        ConfigFile::load(default_path())
+    }
+
+    /// Parses relaxed JSON text into the top-level object.
+    pub fn parse(text: &str, path: &Path) -> Result<Map<String, Value>, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(ConfigFile::new(path).root);
+        }
+        match serde_json::from_str::<Value>(&relaxed_to_strict(text)) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err(ConfigError::NotAnObject(path.to_owned())),
+            Err(e) => Err(ConfigError::Parse {
+                path: path.to_owned(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The file this configuration is read from and saved to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole configuration: global keys, `profile`, and whatever else.
+    pub fn root(&self) -> &Map<String, Value> {
+        &self.root
+    }
+
+    /// The whole configuration, for changing it.
+    pub fn root_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.root
+    }
+
+    /// The profile `name`, as stored (no inherited values).
+    pub fn profile(&self, name: &str) -> Option<&Map<String, Value>> {
+        self.root.get("profile")?.get(name)?.as_object()
+    }
+
+    /// The profile `name` for changing it; created if needed.
+    pub fn profile_mut(&mut self, name: &str) -> &mut Map<String, Value> {
+        object_at(object_at(&mut self.root, "profile"), name)
+    }
+
+    /// Removes the profile `name`.
+    pub fn remove_profile(&mut self, name: &str) {
+        if let Some(Value::Object(profiles)) = self.root.get_mut("profile") {
+            profiles.remove(name);
+        }
+    }
+
+    /// The effective configuration of profile `name`, as the reference
+    /// computes it: defaults < `explicit` < global keys < parent profiles
+    /// (outermost first) < the profile. Explicit arguments are the weakest;
+    /// each one a file value overrides is reported in the second result.
+    pub fn resolve(
+        &self,
+        name: &str,
+        explicit: &Map<String, Value>,
+    ) -> Result<(Map<String, Value>, Vec<String>), ConfigError> {
+        let mut layers: Vec<&Map<String, Value>> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
+        let mut current = Some(name);
+        while let Some(n) = current {
+            if seen.contains(&n) {
+                return Err(ConfigError::ParentCycle(name.to_owned()));
+            }
+            seen.push(n);
+            match self.profile(n) {
+                Some(p) => {
+                    layers.push(p);
+                    current = p.get("parent").and_then(Value::as_str);
+                }
+                None => current = None,
+            }
+        }
+        let mut out = defaults();
+        out.extend(explicit.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut overridden = Vec::new();
+        for layer in std::iter::once(&self.root).chain(layers.into_iter().rev()) {
+            for (k, v) in layer {
+                if explicit.get(k).is_some_and(|e| e != v) && !overridden.contains(k) {
+                    overridden.push(k.clone());
+                }
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        Ok((out, overridden))
+    }
+
+    /// Saves atomically: `<file>~new~`, mode 0600, then the old file is
+    /// kept as `<file>~` and the new one renamed into place.
+    pub fn save(&self) -> Result<(), ConfigError> {
+        let err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ConfigError::Io { path, source }
+        };
+        let mut text = perl_pretty(&Value::Object(self.root.clone()));
+        text.push('\n');
+        let tmp = with_suffix(&self.path, "~new~");
+        let backup = with_suffix(&self.path, "~");
+        {
+            let mut opts = fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(&tmp).map_err(err(&tmp))?;
+            f.write_all(text.as_bytes()).map_err(err(&tmp))?;
+            f.sync_all().map_err(err(&tmp))?;
+        }
+        let _ = fs::remove_file(&backup);
+        if self.path.exists() {
+            fs::hard_link(&self.path, &backup)
+                .or_else(|_| fs::copy(&self.path, &backup).map(|_| ()))
+                .map_err(err(&backup))?;
+        }
+        fs::rename(&tmp, &self.path).map_err(err(&self.path))
+    }
+}
+
+/// The object under `key`, made one if it is missing or something else.
+fn object_at<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let v = map.entry(key).or_insert_with(|| Value::Object(Map::new()));
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
+    }
+    match v {
+        Value::Object(m) => m,
+        // made an object just above
+        _ => unreachable!("object_at: not an object after replacing it"),
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The reference's defaults (`find_profile`).
+fn defaults() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("monitor_timeout".into(), Value::from(30));
+    m.insert("connect_interval".into(), Value::from(2));
+    m.insert(
+        "framing_format".into(),
+        serde_json::json!(["json", "storable"]),
+    );
+    m.insert(
+        "auth_offer".into(),
+        serde_json::json!(["tls_md6_64_256", "hmac_md6_64_256"]),
+    );
+    m.insert(
+        "auth_accept".into(),
+        serde_json::json!(["tls_md6_64_256", "hmac_md6_64_256", "tls_anon", "cleartext"]),
+    );
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn relaxed_json() {
+        let text =
+            "{ # comment, with \"quotes\"\n \"a\": [1, 2, ], # more\n \"b\": \"x#y,]\\\"\t\",\n}\n";
+        let v: Value = serde_json::from_str(&relaxed_to_strict(text)).unwrap();
+        assert_eq!(v, json!({"a": [1, 2], "b": "x#y,]\"\t"}));
+    }
+
+    #[test]
+    fn positions_survive_relaxing() {
+        let err = ConfigFile::parse("{\n  # c\n  \"a\": [1,,2]\n}", Path::new("f")).unwrap_err();
+        match err {
+            ConfigError::Parse { line, column, .. } => assert_eq!((line, column), (3, 11)),
+            other => panic!("{other}"),
+        }
+        assert!(matches!(
+            ConfigFile::parse("[1]", Path::new("f")),
+            Err(ConfigError::NotAnObject(_))
+        ));
+    }
+
+    #[test]
+    fn resolution_order() {
+        let mut f = ConfigFile::new("unused");
+        f.root_mut().insert("secret".into(), json!("global"));
+        f.root_mut().insert("seeds".into(), json!(["g:1"]));
+        f.profile_mut("base")
+            .insert("seeds".into(), json!(["base:1"]));
+        f.profile_mut("base")
+            .insert("binds".into(), json!(["base:2"]));
+        let node = f.profile_mut("node");
+        node.insert("parent".into(), json!("base"));
+        node.insert("binds".into(), json!(["node:2"]));
+        let mut explicit = Map::new();
+        explicit.insert("secret".into(), json!("explicit"));
+        explicit.insert("nodeid".into(), json!("fromargs"));
+        let (r, overridden) = f.resolve("node", &explicit).unwrap();
+        assert_eq!(r["secret"], json!("global")); // explicit loses
+        assert_eq!(r["nodeid"], json!("fromargs"));
+        assert_eq!(r["seeds"], json!(["base:1"]));
+        assert_eq!(r["binds"], json!(["node:2"]));
+        assert_eq!(r["monitor_timeout"], json!(30));
+        assert_eq!(overridden, vec!["secret".to_string()]);
+        // a missing profile: just global and defaults
+        let (r, _) = f.resolve("nosuch", &Map::new()).unwrap();
+        assert_eq!(r["seeds"], json!(["g:1"]));
+        // circular parents are an error, not a hang
+        f.profile_mut("base").insert("parent".into(), json!("node"));
+        assert!(matches!(
+            f.resolve("node", &Map::new()),
+            Err(ConfigError::ParentCycle(_))
+        ));
+    }
+}
+
+/// JSON as JSON::XS's `pretty` writes it (3-space indent, `" : "` between
+/// key and value), which is how the Perl tool writes the file and prints
+/// profiles.
+pub fn perl_pretty(v: &Value) -> String {
+    use serde::Serialize as _;
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, XsPretty::default());
+    // serializing a Value into memory cannot fail
+    if v.serialize(&mut ser).is_err() {
+        return v.to_string();
+    }
+    String::from_utf8(out).unwrap_or_else(|_| v.to_string())
+}
+
+#[derive(Default)]
+struct XsPretty {
+    level: usize,
+    has_value: bool,
+}
+
+impl XsPretty {
+    fn newline<W: std::io::Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b"\n")?;
+        for _ in 0..self.level {
+            w.write_all(b"   ")?;
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for XsPretty {
+    fn begin_array<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(b"[")
+    }
+    fn end_array<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        w.write_all(b"]")
+    }
+    fn begin_array_value<W: std::io::Write + ?Sized>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.newline(w)
+    }
+    fn end_array_value<W: std::io::Write + ?Sized>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+    fn begin_object<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+    fn end_object<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        w.write_all(b"}")
+    }
+    fn begin_object_key<W: std::io::Write + ?Sized>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.newline(w)
+    }
+    fn begin_object_value<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b" : ")
+    }
+    fn end_object_value<W: std::io::Write + ?Sized>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod pretty_tests {
+    use super::*;
+
+    #[test]
+    fn like_json_xs() {
+        let v = serde_json::json!({"a": [1, "x"], "b": {}, "c": [], "d": {"e": null}});
+        assert_eq!(
+            perl_pretty(&v),
+            "{\n   \"a\" : [\n      1,\n      \"x\"\n   ],\n   \"b\" : {},\n   \"c\" : [],\n   \"d\" : {\n      \"e\" : null\n   }\n}"
+        );
+    }
+}
