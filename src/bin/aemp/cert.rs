@@ -1,0 +1,46 @@
+//! `gencert` and `setcert`: what the reference's `aemp gencert` makes
+//! (`openssl req -new -nodes -x509 -days 3650 -newkey rsa:2048 -subj
+//! /CN=AnyEvent::MP`: a self-signed CA certificate used as the node's own),
+//! made with rcgen instead of the openssl binary: the certificate PEM, then
+//! the key PEM (PKCS#8).
+
+use std::time::{Duration, SystemTime};
+
+use rsa::pkcs8::EncodePrivateKey;
+
+/// A new RSA 2048 key and a self-signed certificate for CN=AnyEvent::MP,
+/// valid 10 years: certificate PEM followed by key PEM.
+pub fn generate() -> Result<String, String> {
+    let key = rsa::PrivateKey::new(&mut rand::rng(), 2048).map_err(|e| format!("gencert: {e}"))?;
+    let key_pem = key
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .map_err(|e| format!("gencert: {e}"))?;
+    let key_pair = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256)
+        .map_err(|e| format!("gencert: {e}"))?;
+    let mut params =
+        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| format!("gencert: {e}"))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "AnyEvent::MP");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let now = SystemTime::now();
+    params.not_before = now.into();
+    params.not_after = (now + Duration::from_secs(3650 * 86_400)).into();
+    let cert = params
+        .self_signed(&key_pair)
+        .map_err(|e| format!("gencert: {e}"))?;
+    Ok(format!("{}{}", cert.pem(), key_pem.as_str()))
+}
+
+/// Checks that `pem` holds a certificate and a private key, in either
+/// order (what a node's `cert` setting needs).
+pub fn check_pem(pem: &str) -> Result<(), String> {
+    let has_cert = pem.contains("-----BEGIN CERTIFICATE-----");
+    let has_key = pem.contains("PRIVATE KEY-----");
+    match (has_cert, has_key) {
+        (true, true) => Ok(()),
+        (false, _) => Err("no certificate (PEM) in the file".into()),
+        (_, false) => Err("no private key (PEM) in the file".into()),
+    }
+}

@@ -1,0 +1,348 @@
+//! The protocol commands: they run an anonymous node from profile `aemp`
+//! (node id `anon/` unless the file says otherwise), which reaches its
+//! target only through the configured seeds and the Global mesh.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+use aemp::config::{ConfigFile, NodeConfig};
+use aemp::{Node, PortId};
+use serde_json::{Map, Value};
+
+use crate::args::{next_text, perl_text};
+
+/// The reference's timeouts.
+const SHORT: Duration = Duration::from_secs(5);
+const TRACE: Duration = Duration::from_secs(15);
+
+/// Perl's `print join " ", @values, "\n"`.
+fn perl_join_line(values: &[Value]) -> String {
+    let mut parts: Vec<String> = values.iter().map(perl_text).collect();
+    parts.push("\n".into());
+    parts.join(" ")
+}
+
+/// JSON of `values` without the surrounding brackets (`cal`, `eval`).
+fn json_list(values: &[Value]) -> String {
+    let text = serde_json::to_string(values).unwrap_or_default();
+    text.get(1..text.len().saturating_sub(1))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The node of a port id (`node_of`).
+fn node_of(port: &str) -> &str {
+    port.split_once('#').map_or(port, |(n, _)| n)
+}
+
+/// Starts the command's node (profile `aemp`, explicit node id `anon/`,
+/// which the file may override, as in the reference).
+async fn init(file: &ConfigFile) -> Result<Node, String> {
+    let mut explicit = Map::new();
+    explicit.insert("nodeid".into(), Value::from("anon/"));
+    let (values, _) = file.resolve("aemp", &explicit).map_err(|e| e.to_string())?;
+    let cfg = NodeConfig::from_values("aemp", &values).map_err(|e| e.to_string())?;
+    Node::builder()
+        .config(cfg)
+        .start()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn runtime<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    actix_rt::System::new().block_on(fut)
+}
+
+/// Runs protocol command `cmd`; false if it is not one.
+pub fn command(file: &ConfigFile, cmd: &str, args: &mut VecDeque<Value>) -> Result<bool, String> {
+    match cmd {
+        "snd" => {
+            let port = next_text(args, "port")?;
+            let msg: Vec<Value> = args.drain(..).collect();
+            runtime(snd(file, port, msg))?;
+        }
+        "cal" => {
+            let port = next_text(args, "port")?;
+            let msg: Vec<Value> = args.drain(..).collect();
+            runtime(cal(file, port, msg))?;
+        }
+        "mon" => {
+            let port = next_text(args, "port")?;
+            runtime(mon(file, port))?;
+        }
+        "eval" => {
+            let node = next_text(args, "node")?;
+            let expr = args
+                .drain(..)
+                .map(|v| perl_text(&v))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let out = runtime(eval_on(file, node_of(&node).to_owned(), expr))?;
+            outln!("{out}");
+        }
+        "restart" => {
+            let node = next_text(args, "node")?;
+            let code = "my $w; $w = AE::idle sub { undef $w; use AnyEvent::Watchdog::Util ();AnyEvent::Watchdog::Util::restart}; ()";
+            let out = runtime(eval_on(file, node_of(&node).to_owned(), code.into()))?;
+            outln!("{out}");
+        }
+        "shell" => {
+            let node = args.pop_front().map(|v| perl_text(&v));
+            runtime(shell(file, node))?;
+        }
+        "trace" => {
+            let node = next_text(args, "node id")?;
+            let dot = args.front().is_some_and(|v| v == "--dot");
+            if dot {
+                args.pop_front();
+            }
+            runtime(trace(file, node, dot))?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+async fn snd(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), String> {
+    let node = init(file).await?;
+    node.snd(&port, &msg).map_err(|e| e.to_string())?;
+    let (tx, mut died) = tokio::sync::mpsc::unbounded_channel();
+    node.mon(&port, move |reason| {
+        let _ = tx.send(reason);
+    })
+    .forget();
+    let (reply, mut rx) = node.port_channel();
+    let probe = [
+        Value::from("snd"),
+        Value::from(reply.as_str()),
+        Value::from("message sent successfully"),
+    ];
+    node.snd(node_of(&port), &probe)
+        .map_err(|e| e.to_string())?;
+    let values = tokio::select! {
+        Some(p) = rx.recv() => p.values().map_err(|e| e.to_string())?,
+        Some(reason) = died.recv() => reason,
+        _ = tokio::time::sleep(SHORT) => return Err(format!("snd: {port} did not answer within 5 s")),
+    };
+    out!("{}", perl_join_line(&values));
+    node.shutdown_gracefully(Vec::new(), Duration::from_secs(1))
+        .await;
+    Ok(())
+}
+
+async fn cal(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), String> {
+    let node = init(file).await?;
+    let result = node.cal(&port, &msg, None).await;
+    node.shutdown_gracefully(Vec::new(), Duration::from_secs(1))
+        .await;
+    match result {
+        Ok(reply) => {
+            outln!("{}", json_list(&reply.values().map_err(|e| e.to_string())?));
+            Ok(())
+        }
+        Err(aemp::CalError::TargetDied(reason)) => {
+            // the reference's callback gets no arguments: an empty line
+            outln!();
+            Err(format!(
+                "cal: {port} died: {}",
+                perl_join_line(&reason).trim_end()
+            ))
+        }
+        Err(e) => Err(format!("cal: {e}")),
+    }
+}
+
+async fn mon(file: &ConfigFile, port: String) -> Result<(), String> {
+    let node = init(file).await?;
+    let (tx, mut died) = tokio::sync::mpsc::unbounded_channel();
+    node.mon(&port, move |reason| {
+        let _ = tx.send(reason);
+    })
+    .forget();
+    let reason = died.recv().await.ok_or("mon: node stopped")?;
+    out!("{}", perl_join_line(&reason));
+    node.shutdown_gracefully(Vec::new(), Duration::from_secs(1))
+        .await;
+    Ok(())
+}
+
+/// Sends `["", "eval", expr, reply]` to `target` and returns what to print:
+/// the results as a JSON list, or the error Perl puts in `$@` (an aemp
+/// node always answers with a refusal there).
+async fn eval_request(node: &Node, target: &str, expr: &str) -> Result<Vec<Value>, String> {
+    let (reply, mut rx) = node.port_channel();
+    let (tx, mut died) = tokio::sync::mpsc::unbounded_channel();
+    let monitor = node.mon(target, move |reason| {
+        let _ = tx.send(reason);
+    });
+    let req = [
+        Value::from("eval"),
+        Value::from(expr),
+        Value::from(reply.as_str()),
+    ];
+    node.snd(target, &req).map_err(|e| e.to_string())?;
+    let values = tokio::select! {
+        Some(p) = rx.recv() => p.values().map_err(|e| e.to_string())?,
+        Some(reason) = died.recv() => reason,
+        _ = tokio::time::sleep(SHORT) => return Err(format!("eval: {target} did not answer within 5 s")),
+    };
+    monitor.unmon();
+    let _ = node.kil(&reply, Vec::new());
+    Ok(values)
+}
+
+async fn eval_on(file: &ConfigFile, target: String, expr: String) -> Result<String, String> {
+    let node = init(file).await?;
+    let values = eval_request(&node, &target, &expr).await;
+    node.shutdown_gracefully(Vec::new(), Duration::from_secs(1))
+        .await;
+    let values = values?;
+    let err = values.first().map(perl_text).unwrap_or_default();
+    if !err.is_empty() {
+        return Err(perl_join_line(&values).trim_end().to_owned());
+    }
+    Ok(json_list(values.get(1..).unwrap_or_default()))
+}
+
+async fn shell(file: &ConfigFile, target: Option<String>) -> Result<(), String> {
+    use std::io::Write as _;
+    let node = init(file).await?;
+    let mut target = target.unwrap_or_else(|| node.id().to_owned());
+    outln!("Entering interactive shell - no commandline editing of course (use rlfe etc.).\n");
+    outln!("=           display a list of nodes");
+    outln!("=name       switch to another node\n");
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    out!("{target}> ");
+    let _ = std::io::stdout().flush();
+    while let Some(line) = lines.recv().await {
+        if let Some(rest) = line.strip_prefix('=') {
+            if rest.is_empty() {
+                outln!("{}", node.up_nodes().join(" "));
+            } else {
+                target = rest.to_owned();
+            }
+        } else {
+            let start = std::time::Instant::now();
+            let reply = eval_request(&node, &target, &line).await;
+            outln!("\n  {target}: {line}");
+            match reply {
+                Ok(values) => {
+                    let err = values.first().map(perl_text).unwrap_or_default();
+                    if err.is_empty() {
+                        outln!("  {}", serde_json::to_string(&values).unwrap_or_default());
+                    } else {
+                        outln!("  {}", perl_join_line(&values).trim_end());
+                    }
+                }
+                Err(e) => outln!("  {e}"),
+            }
+            outln!("  {:.3}s", start.elapsed().as_secs_f64());
+        }
+        out!("{target}> ");
+        let _ = std::io::stdout().flush();
+    }
+    node.shutdown();
+    Ok(())
+}
+
+/// Asks `start` for its up nodes, then those for theirs, and so on; prints
+/// `seed <start>` and one line `<node> <up nodes…>` per node (or, with
+/// `--dot`, a Graphviz graph of the same links).
+async fn trace(file: &ConfigFile, start: String, dot: bool) -> Result<(), String> {
+    let node = init(file).await?;
+    let me = node.id().to_owned();
+    let (reply, mut rx) = node.port_channel();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut links: Vec<(String, Vec<String>)> = Vec::new();
+    let mut pending = 1usize;
+    node.snd(&reply, &("seed", &start))
+        .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + TRACE;
+    while pending > 0 {
+        let packet = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .map_err(|_| "trace: no complete answer within 15 s".to_string())?
+            .ok_or("trace: node stopped")?;
+        let values = packet.values().map_err(|e| e.to_string())?;
+        let Some((first, rest)) = values.split_first() else {
+            continue;
+        };
+        let from = perl_text(first);
+        let neigh: Vec<String> = rest.iter().map(perl_text).filter(|n| *n != me).collect();
+        if !dot {
+            let mut line = vec![from.clone()];
+            line.extend(neigh.iter().cloned());
+            outln!("{}", line.join(" "));
+        }
+        for n in &neigh {
+            if seen.insert(n.clone()) {
+                pending += 1;
+                let req = [
+                    Value::from("up_nodes"),
+                    Value::from(reply.as_str()),
+                    Value::from(n.as_str()),
+                ];
+                node.snd(n, &req).map_err(|e| e.to_string())?;
+            }
+        }
+        links.push((from, neigh));
+        pending -= 1;
+    }
+    if dot {
+        out!("{}", dot_graph(&node, &links));
+    }
+    node.shutdown_gracefully(Vec::new(), Duration::from_secs(1))
+        .await;
+    Ok(())
+}
+
+/// The traced topology as a Graphviz graph; Perl nodes are boxes, aemp
+/// nodes ellipses, nodes whose provider is unknown dashed.
+fn dot_graph(node: &Node, links: &[(String, Vec<String>)]) -> String {
+    let mut nodes: BTreeSet<&str> = BTreeSet::new();
+    let mut edges: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for (from, neigh) in links.iter().filter(|(f, _)| f != "seed") {
+        nodes.insert(from);
+        for n in neigh {
+            nodes.insert(n);
+            let (a, b) = if from.as_str() < n.as_str() {
+                (from.as_str(), n.as_str())
+            } else {
+                (n.as_str(), from.as_str())
+            };
+            edges.insert((a, b));
+        }
+    }
+    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut out = String::from("graph aemp {\n");
+    for n in &nodes {
+        let provider = node.provider_of(n);
+        let style = match provider.as_deref() {
+            Some(p) if p.starts_with("AE-") => "shape=box",
+            Some(p) if p.starts_with("aemp-") => "shape=ellipse",
+            _ => "shape=ellipse, style=dashed",
+        };
+        let label = match &provider {
+            Some(p) => format!("{n}\\n{p}"),
+            None => n.to_string(),
+        };
+        out.push_str(&format!(
+            "  {} [label={}, {style}];\n",
+            quote(n),
+            quote(&label).replace("\\\\n", "\\n")
+        ));
+    }
+    for (a, b) in &edges {
+        out.push_str(&format!("  {} -- {};\n", quote(a), quote(b)));
+    }
+    out.push_str("}\n");
+    let _ = PortId::from("");
+    out
+}

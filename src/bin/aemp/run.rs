@@ -1,0 +1,89 @@
+//! `aemp run [PROFILE] [key value]…`: runs a node as a service.
+
+use std::time::Duration;
+
+use aemp::Node;
+use aemp::config::{ConfigFile, NodeConfig};
+use serde_json::{Map, Value};
+
+use crate::args::perl_text;
+
+/// Parses the reference's `configure` arguments: an odd count means the
+/// first is the profile; then key/value pairs.
+pub fn configure_args(
+    mut args: Vec<Value>,
+) -> Result<(Option<String>, Map<String, Value>), String> {
+    let profile = if args.len() % 2 == 1 {
+        Some(perl_text(&args.remove(0)))
+    } else {
+        None
+    };
+    let mut explicit = Map::new();
+    let mut it = args.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        let k = perl_text(&k);
+        if k == "profile" {
+            // `configure profile => NAME`
+            return Err("give the profile as the first argument".into());
+        }
+        explicit.insert(k, v);
+    }
+    Ok((profile, explicit))
+}
+
+pub fn run(args: Vec<Value>) -> Result<(), String> {
+    let (profile, explicit) = configure_args(args)?;
+    let profile = profile.unwrap_or_else(aemp::config::default_profile);
+    let file = ConfigFile::load_default().map_err(|e| e.to_string())?;
+    let (values, overridden) = file
+        .resolve(&profile, &explicit)
+        .map_err(|e| e.to_string())?;
+    for key in overridden {
+        tracing::warn!(
+            %key,
+            "the configuration file overrides the command-line value (reference behaviour: arguments are the weakest)"
+        );
+    }
+    let cfg = NodeConfig::from_values(&profile, &values).map_err(|e| e.to_string())?;
+    actix_rt::System::new().block_on(async move {
+        let node = crate::services::register(Node::builder().config(cfg))
+            .start()
+            .await
+            .map_err(|e| e.to_string())?;
+        let addrs: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();
+        outln!(
+            "node {} running, listening on [{}]",
+            node.id(),
+            addrs.join(" ")
+        );
+        wait_for_signal().await;
+        tracing::info!(node = %node.id(), "shutting down");
+        let reason = vec![
+            Value::from("shutdown"),
+            Value::from(format!("node {} is shutting down", node.id())),
+        ];
+        node.shutdown_gracefully(reason, Duration::from_secs(5))
+            .await;
+        outln!("node {} stopped", node.id());
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            // no signal handling: run until ctrl-c at least
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
