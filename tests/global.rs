@@ -9,48 +9,7 @@ use std::time::Duration;
 
 use aemp::{GroupError, Node, PortId};
 use common::*;
-use serde_json::{Value, json};
-
-/// Reads our node's opening of the Global exchange with a new peer: the
-/// spawn of its connect port, `mon1`, `addr`, then whatever else up to
-/// `setup`. Returns the connect port's name and the messages after `mon1`.
-async fn opening(peer: &mut RawPeer, node: &Node) -> (String, Vec<Value>) {
-    let spawn = peer.recv_any().await;
-    assert_eq!(spawn[1], "AnyEvent::MP::_spawn", "{spawn}");
-    assert_eq!(spawn[3], "AnyEvent::MP::Global::connect");
-    assert_eq!(spawn[4], 0);
-    assert_eq!(spawn[5], node.id());
-    let gport = spawn[2].as_str().unwrap().to_owned();
-    assert_eq!(peer.recv_any().await, json!(["", "mon1", gport]));
-    let mut msgs = Vec::new();
-    loop {
-        let m = peer.recv_any().await;
-        assert_eq!(m[0], gport.as_str(), "{m}");
-        let done = m[1] == "setup";
-        msgs.push(m);
-        if done {
-            return (gport, msgs);
-        }
-    }
-}
-
-/// What the raw peer sends, as a Perl node does on connect: spawn its
-/// connect port `name` on us, monitor it, then `addr`, `set`, `setup`.
-async fn perl_style_opening(peer: &mut RawPeer, me: &str, name: &str, addr: &str, set: Value) {
-    peer.send(json!([
-        "",
-        "AnyEvent::MP::_spawn",
-        name,
-        "AnyEvent::MP::Global::connect",
-        0,
-        me
-    ]))
-    .await;
-    peer.send(json!(["", "mon1", name])).await;
-    peer.send(json!([name, "addr", [addr]])).await;
-    peer.send(json!([name, "set", set])).await;
-    peer.send(json!([name, "setup"])).await;
-}
+use serde_json::json;
 
 #[actix_rt::test]
 async fn a_new_peer_gets_the_global_opening_in_order() {
@@ -58,7 +17,7 @@ async fn a_new_peer_gets_the_global_opening_in_order() {
     let (svc, _rx) = node.port_channel_named("svc").unwrap();
     let _reg = node.grp_reg("echo", &svc).unwrap();
     let mut peer = RawPeer::connect(&node, "raw").await;
-    let (gport, msgs) = opening(&mut peer, &node).await;
+    let (gport, msgs) = opening(&mut peer, node.id()).await;
     assert_eq!(
         msgs,
         vec![
@@ -76,7 +35,7 @@ async fn a_new_peer_gets_the_global_opening_in_order() {
 async fn the_connect_port_serves_a_perl_style_peer() {
     let node = listening_node("glob").await;
     let mut peer = RawPeer::connect(&node, "raw").await;
-    let (gport, _) = opening(&mut peer, &node).await;
+    let (gport, _) = opening(&mut peer, node.id()).await;
     assert_eq!(peer.recv_any().await, json!([gport, "seedme1"]));
 
     perl_style_opening(
@@ -194,7 +153,7 @@ async fn a_global_version_mismatch_creates_no_port() {
 async fn addresses_are_passed_on_to_nodes_that_asked_to_be_seeded() {
     let node = listening_node("glob").await;
     let mut first = RawPeer::connect(&node, "first").await;
-    let (gport, _) = opening(&mut first, &node).await;
+    let (gport, _) = opening(&mut first, node.id()).await;
     perl_style_opening(&mut first, "first", "f.a", "127.0.0.1:11", json!({})).await;
     first.send(json!(["f.a", "seedme1"])).await;
     let mut second = RawPeer::connect(&node, "second").await;
@@ -362,12 +321,12 @@ async fn a_seed_becomes_the_master_and_the_master_hears_of_lost_nodes() {
         .unwrap();
     // a node that is not a seed comes first: it becomes the master
     let mut plain = RawPeer::connect(&node, "plain").await;
-    let (gplain, _) = opening(&mut plain, &node).await;
+    let (gplain, _) = opening(&mut plain, node.id()).await;
     assert_eq!(plain.recv_any().await, json!([gplain, "seedme1"]));
     // then the seed answers: a seed beats a non-seed
     let (s, _) = seed_listener.accept().await.unwrap();
     let mut seedy = handshake_on(s, client_cfg("seedy", SECRET)).await.unwrap();
-    let (gseed, _) = opening(&mut seedy, &node).await;
+    let (gseed, _) = opening(&mut seedy, node.id()).await;
     assert_eq!(seedy.recv_any().await, json!([gseed, "seedme1"]));
     assert_eq!(
         plain.recv_until(|m| m[1] == "seedme0").await,

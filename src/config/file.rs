@@ -262,15 +262,14 @@ impl ConfigFile {
         }
         let mut out = defaults();
         out.extend(explicit.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let mut overridden = Vec::new();
         for layer in std::iter::once(&self.root).chain(layers.into_iter().rev()) {
-            for (k, v) in layer {
-                if explicit.get(k).is_some_and(|e| e != v) && !overridden.contains(k) {
-                    overridden.push(k.clone());
-                }
-                out.insert(k.clone(), v.clone());
-            }
+            out.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
+        let overridden = explicit
+            .iter()
+            .filter(|(k, v)| out.get(k.as_str()) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect();
         Ok((out, overridden))
     }
 

@@ -207,3 +207,19 @@ impl Handler<Die> for HandlerPort {
         actx.stop();
     }
 }
+
+/// Stops a handler whose port is already dead and whose monitors already
+/// ran (see `NodeInner::kill_now`), after what is already in its mailbox.
+pub(crate) struct Stop;
+
+impl Message for Stop {
+    type Result = ();
+}
+
+impl Handler<Stop> for HandlerPort {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, actx: &mut Context<Self>) {
+        actx.stop();
+    }
+}

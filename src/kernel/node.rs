@@ -89,6 +89,15 @@ pub struct Node {
     inner: Arc<NodeInner>,
 }
 
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id())
+            .field("listen_addrs", &self.listen_addrs())
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct NodeInner {
     pub(crate) id: Arc<str>,
     /// This node as a handle, for handlers and monitors.
@@ -280,10 +289,15 @@ impl NodeInner {
         self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
     }
 
-    /// Kills local port `name` and runs its monitors now (a handler killing
-    /// its own port).
+    /// Kills local port `name` and runs its monitors now: a handler killing
+    /// its own port, and shutdown, which must queue every `kil0` and `reg0`
+    /// before the connections close. A handler actor stops once it has
+    /// handled what was already in its mailbox.
     pub(crate) fn kill_now(&self, name: &str, reason: Reason) {
-        if let Some((_, monitors)) = self.registry.kill(name) {
+        if let Some((target, monitors)) = self.registry.kill(name) {
+            if let PortTarget::Handler(addr) = &target {
+                addr.do_send(super::handler::Stop);
+            }
             self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
         }
     }
@@ -630,7 +644,7 @@ impl Node {
         // the ports die first: their kil0s and group withdrawals (reg0)
         // are queued before the connections close
         for name in self.inner.registry.names() {
-            self.inner.kill_local(&name, reason.clone());
+            self.inner.kill_now(&name, reason.clone());
         }
         self.inner.shutdown.cancel();
         for outbox in self.inner.peers.drain() {

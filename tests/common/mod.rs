@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use aemp::wire::{Handshake, HandshakeConfig};
 use aemp::{Node, NodeEvent, Packet};
 use bytes::BytesMut;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc};
@@ -344,4 +345,45 @@ impl RawPeer {
             }
         }
     }
+}
+
+/// Reads our node's opening of the Global exchange with a new peer: the
+/// spawn of its connect port, `mon1`, `addr`, then whatever else up to
+/// `setup`. Returns the connect port's name and the messages after `mon1`.
+pub async fn opening(peer: &mut RawPeer, node_id: &str) -> (String, Vec<Value>) {
+    let spawn = peer.recv_any().await;
+    assert_eq!(spawn[1], "AnyEvent::MP::_spawn", "{spawn}");
+    assert_eq!(spawn[3], "AnyEvent::MP::Global::connect");
+    assert_eq!(spawn[4], 0);
+    assert_eq!(spawn[5], node_id);
+    let gport = spawn[2].as_str().unwrap().to_owned();
+    assert_eq!(peer.recv_any().await, json!(["", "mon1", gport]));
+    let mut msgs = Vec::new();
+    loop {
+        let m = peer.recv_any().await;
+        assert_eq!(m[0], gport.as_str(), "{m}");
+        let done = m[1] == "setup";
+        msgs.push(m);
+        if done {
+            return (gport, msgs);
+        }
+    }
+}
+
+/// What the raw peer sends, as a Perl node does on connect: spawn its
+/// connect port `name` on us, monitor it, then `addr`, `set`, `setup`.
+pub async fn perl_style_opening(peer: &mut RawPeer, me: &str, name: &str, addr: &str, set: Value) {
+    peer.send(json!([
+        "",
+        "AnyEvent::MP::_spawn",
+        name,
+        "AnyEvent::MP::Global::connect",
+        0,
+        me
+    ]))
+    .await;
+    peer.send(json!(["", "mon1", name])).await;
+    peer.send(json!([name, "addr", [addr]])).await;
+    peer.send(json!([name, "set", set])).await;
+    peer.send(json!([name, "setup"])).await;
 }

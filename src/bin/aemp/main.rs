@@ -168,6 +168,10 @@ fn init_logging(default: &str) {
 }
 
 fn real_main(raw: Vec<String>) -> Result<(), String> {
+    if raw.is_empty() {
+        print_help(None);
+        return Err("usage: aemp command args... (see above)".into());
+    }
     if let Some(topic) = help_requested(&raw) {
         print_help(topic);
         return Ok(());

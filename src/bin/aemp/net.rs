@@ -5,8 +5,8 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
+use aemp::Node;
 use aemp::config::{ConfigFile, NodeConfig};
-use aemp::{Node, PortId};
 use serde_json::{Map, Value};
 
 use crate::args::{next_text, perl_text};
@@ -119,15 +119,26 @@ async fn snd(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), Str
     ];
     node.snd(node_of(&port), &probe)
         .map_err(|e| e.to_string())?;
-    let values = tokio::select! {
-        Some(p) = rx.recv() => p.values().map_err(|e| e.to_string())?,
-        Some(reason) = died.recv() => reason,
+    // the reference prints the probe's answer or the port's kil reason,
+    // whichever comes first; a dead port is also a failure here
+    let outcome = tokio::select! {
+        // a kil0 is handled before the probe's answer behind it
+        biased;
+        Some(reason) = died.recv() => Err(reason),
+        Some(p) = rx.recv() => Ok(p.values().map_err(|e| e.to_string())?),
         _ = tokio::time::sleep(SHORT) => return Err(format!("snd: {port} did not answer within 5 s")),
     };
-    out!("{}", perl_join_line(&values));
+    let (Ok(values) | Err(values)) = &outcome;
+    out!("{}", perl_join_line(values));
     node.shutdown_gracefully(Vec::new(), Duration::from_secs(1))
         .await;
-    Ok(())
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(reason) => Err(format!(
+            "snd: {port} is gone: {}",
+            perl_join_line(&reason).trim_end()
+        )),
+    }
 }
 
 async fn cal(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), String> {
@@ -182,6 +193,7 @@ async fn eval_request(node: &Node, target: &str, expr: &str) -> Result<Vec<Value
     ];
     node.snd(target, &req).map_err(|e| e.to_string())?;
     let values = tokio::select! {
+        biased;
         Some(p) = rx.recv() => p.values().map_err(|e| e.to_string())?,
         Some(reason) = died.recv() => reason,
         _ = tokio::time::sleep(SHORT) => return Err(format!("eval: {target} did not answer within 5 s")),
@@ -343,6 +355,5 @@ fn dot_graph(node: &Node, links: &[(String, Vec<String>)]) -> String {
         out.push_str(&format!("  {} -- {};\n", quote(a), quote(b)));
     }
     out.push_str("}\n");
-    let _ = PortId::from("");
     out
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 pub const BUILTIN: &[(&str, &str)] = &[
     (
         "Aemp::Echo::start",
-        "port <node>#echo in group \"echo\": answers [\"ping\", reply, args…] with [\"pong\", args…]",
+        "port <node>#echo in group \"echo\": answers [\"ping\", reply, args…] with [\"pong\", args…], and [args…, reply] (as `aemp cal` sends) with [args…]",
     ),
     (
         "Aemp::Inbox::start",
@@ -22,12 +22,18 @@ pub fn register(builder: NodeBuilder) -> NodeBuilder {
         .plain_fn("Aemp::Echo::start", |node, _args| {
             let port = node.port_fn_named("echo", |ctx, msg| {
                 let values = msg.values()?;
-                if let [Value::String(tag), Value::String(reply), rest @ ..] = values.as_slice()
-                    && tag == "ping"
-                {
-                    let mut answer = vec![Value::from("pong")];
-                    answer.extend(rest.iter().cloned());
-                    ctx.snd(reply, &answer)?;
+                match values.as_slice() {
+                    // node.pl's echo: ["ping", reply, args…] → ["pong", args…]
+                    [Value::String(tag), Value::String(reply), rest @ ..] if tag == "ping" => {
+                        let mut answer = vec![Value::from("pong")];
+                        answer.extend(rest.iter().cloned());
+                        ctx.snd(reply, &answer)?;
+                    }
+                    // `cal`'s convention: [args…, reply] → [args…]
+                    [rest @ .., Value::String(reply)] if reply.contains('#') => {
+                        ctx.snd(reply, rest)?;
+                    }
+                    _ => {}
                 }
                 Ok(())
             })?;
