@@ -341,6 +341,18 @@ fn errors_are_one_line_and_what_came_before_is_saved() {
             .contains("[1,,2]")
     );
 
+    // without seeds nothing is reachable: the timeout says why
+    std::fs::write(
+        rc.path(),
+        "{\"version\":1,\"secret\":\"s\",\"profile\":{\"aemp\":{\"binds\":[]}}}",
+    )
+    .unwrap();
+    let (_, err) = rc.aemp(&["snd", "elsewhere#p", "x"]).failed();
+    assert!(
+        err.contains("within 5 s") && err.contains("no seeds"),
+        "{err}"
+    );
+
     // help: the whole list, and per command (also for the set-less alias)
     let help = rc.aemp(&["--help"]).ok();
     for cmd in [

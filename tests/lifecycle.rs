@@ -103,6 +103,28 @@ async fn messages_for_a_node_with_known_addresses_connect_to_it() {
 }
 
 #[actix_rt::test]
+async fn addresses_learned_while_waiting_are_used_at_once() {
+    let a = listening_node("a").await;
+    let (inbox, mut rx) = a.port_channel_named("inbox").unwrap();
+    // a connect interval far beyond the test's wait: only the wake-up on
+    // new addresses can connect in time
+    let b = Node::builder()
+        .node_id("b")
+        .secret(SECRET)
+        .connect_interval(Duration::from_secs(60))
+        .monitor_timeout(Duration::from_secs(120))
+        .start()
+        .await
+        .unwrap();
+    b.snd(&inbox, &("queued", 1)).unwrap();
+    // the connector's first try finds no address and pauses
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.add_addresses("a", [addr_of(&a)]);
+    let (_, i): (String, u32) = recv(&mut rx).await.decode().unwrap();
+    assert_eq!(i, 1);
+}
+
+#[actix_rt::test]
 async fn a_node_without_listeners_sends_keepalives_when_idle() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

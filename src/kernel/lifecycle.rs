@@ -200,12 +200,19 @@ impl Node {
     /// connections to it are tried when messages wait for it (later: also
     /// learned from the Global service).
     pub fn add_addresses(&self, node: &str, addrs: impl IntoIterator<Item = impl Into<String>>) {
-        let mut known = self.inner().addresses.entry(Arc::from(node)).or_default();
-        for a in addrs {
-            let a = a.into();
-            if !known.contains(&a) {
-                known.push(a);
+        let mut added = false;
+        {
+            let mut known = self.inner().addresses.entry(Arc::from(node)).or_default();
+            for a in addrs {
+                let a = a.into();
+                if !known.contains(&a) {
+                    known.push(a);
+                    added = true;
+                }
             }
+        }
+        if added {
+            self.inner().addresses_added.notify_waiters();
         }
     }
 

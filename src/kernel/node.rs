@@ -117,6 +117,8 @@ pub(crate) struct NodeInner {
     pub(crate) functions: Functions,
     /// Known listen addresses of other nodes.
     pub(crate) addresses: DashMap<Arc<str>, Vec<String>, ahash::RandomState>,
+    /// Woken when addresses are learned (connectors waiting for some).
+    pub(crate) addresses_added: tokio::sync::Notify,
     pub(crate) mon_nodes: Mutex<Vec<(u64, MonNodesFn)>>,
     pub(crate) arbiter: ArbiterHandle,
     listen_addrs: Vec<SocketAddr>,
@@ -847,6 +849,7 @@ impl NodeBuilder {
             monitors: Monitors::default(),
             functions,
             addresses: DashMap::with_hasher(ahash::RandomState::new()),
+            addresses_added: tokio::sync::Notify::new(),
             mon_nodes: Mutex::new(Vec::new()),
             arbiter,
             listen_addrs,

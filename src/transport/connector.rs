@@ -63,7 +63,8 @@ async fn dial(node: &NodeInner, addr: &str) -> Result<(TcpStream, SocketAddr), C
 /// try after 0–50 ms, then one every `interval × (0.9 + 0.1·rand)`,
 /// cycling through the addresses, where `interval = min(connect_interval,
 /// (monitor_timeout − connect_interval) / #addresses)`, at least 0.4 s.
-/// The deadline is armed once. Addresses learned meanwhile are used.
+/// The deadline is armed once. Addresses learned meanwhile are used; the
+/// first ones at once.
 pub(crate) fn spawn_node_connector(node: Arc<NodeInner>, id: Arc<str>) {
     let arbiter = node.arbiter.clone();
     let spawned = arbiter.spawn(async move {
@@ -82,6 +83,7 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
     let mut next = start + Duration::from_millis(rand::rng().random_range(0..50));
     let mut cursor = 0usize;
     let mut in_flight: HashSet<String> = HashSet::new();
+    let mut awaiting_addresses = false;
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     loop {
         if node.shutdown.is_cancelled() || node.peers.is_up(id) {
@@ -96,8 +98,14 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
             node.unable_to_connect(id);
             return;
         }
+        if awaiting_addresses && !node.addresses_of(id).is_empty() {
+            // the first addresses (from Global, say): use them now, not
+            // after the pause an address-less attempt set
+            next = now;
+        }
         if now >= next {
             let addrs = node.addresses_of(id);
+            awaiting_addresses = addrs.is_empty();
             let interval = if addrs.is_empty() {
                 cfg.connect_interval
             } else {
@@ -123,6 +131,7 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
         let wake = next.min(deadline).min(now + Duration::from_millis(100));
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
+            _ = node.addresses_added.notified(), if awaiting_addresses => {}
             Some((addr, result)) = done.recv() => {
                 in_flight.remove(&addr);
                 if collided(&result) && *node.id < **id {

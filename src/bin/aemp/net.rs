@@ -35,6 +35,16 @@ fn node_of(port: &str) -> &str {
     port.split_once('#').map_or(port, |(n, _)| n)
 }
 
+/// What to add to a timeout when the command's node had nothing to start
+/// from.
+fn no_seeds_hint(node: &Node) -> &'static str {
+    if node.config().seeds.is_empty() {
+        " (no seeds are configured for profile aemp: try `aemp profile aemp setseeds host:port`)"
+    } else {
+        ""
+    }
+}
+
 /// Starts the command's node (profile `aemp`, explicit node id `anon/`,
 /// which the file may override, as in the reference).
 async fn init(file: &ConfigFile) -> Result<Node, String> {
@@ -126,7 +136,7 @@ async fn snd(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), Str
         biased;
         Some(reason) = died.recv() => Err(reason),
         Some(p) = rx.recv() => Ok(p.values().map_err(|e| e.to_string())?),
-        _ = tokio::time::sleep(SHORT) => return Err(format!("snd: {port} did not answer within 5 s")),
+        _ = tokio::time::sleep(SHORT) => return Err(format!("snd: {port} did not answer within 5 s{}", no_seeds_hint(&node))),
     };
     let (Ok(values) | Err(values)) = &outcome;
     out!("{}", perl_join_line(values));
@@ -159,7 +169,7 @@ async fn cal(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), Str
                 perl_join_line(&reason).trim_end()
             ))
         }
-        Err(e) => Err(format!("cal: {e}")),
+        Err(e) => Err(format!("cal: {e}{}", no_seeds_hint(&node))),
     }
 }
 
@@ -196,7 +206,7 @@ async fn eval_request(node: &Node, target: &str, expr: &str) -> Result<Vec<Value
         biased;
         Some(p) = rx.recv() => p.values().map_err(|e| e.to_string())?,
         Some(reason) = died.recv() => reason,
-        _ = tokio::time::sleep(SHORT) => return Err(format!("eval: {target} did not answer within 5 s")),
+        _ = tokio::time::sleep(SHORT) => return Err(format!("eval: {target} did not answer within 5 s{}", no_seeds_hint(node))),
     };
     monitor.unmon();
     let _ = node.kil(&reply, Vec::new());
@@ -280,7 +290,12 @@ async fn trace(file: &ConfigFile, start: String, dot: bool) -> Result<(), String
     while pending > 0 {
         let packet = tokio::time::timeout_at(deadline, rx.recv())
             .await
-            .map_err(|_| "trace: no complete answer within 15 s".to_string())?
+            .map_err(|_| {
+                format!(
+                    "trace: no complete answer within 15 s{}",
+                    no_seeds_hint(&node)
+                )
+            })?
             .ok_or("trace: node stopped")?;
         let values = packet.values().map_err(|e| e.to_string())?;
         let Some((first, rest)) = values.split_first() else {
