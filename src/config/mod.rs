@@ -185,7 +185,7 @@ impl NodeConfig {
                             Some(f) if !c.framings.contains(&f) => c.framings.push(f),
                             Some(_) => {}
                             None => {
-                                tracing::info!(framing = %name, "framing not supported by aemp; skipped")
+                                tracing::debug!(framing = %name, "framing not supported by aemp; skipped")
                             }
                         }
                     }
