@@ -14,6 +14,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+
+use super::perl_pretty;
 use thiserror::Error;
 
 /// What can go wrong with the configuration file.
@@ -79,68 +81,64 @@ pub fn default_profile() -> String {
 /// in strings become `\t`. Line and column numbers stay the same, but for
 /// TABs in strings.
 pub fn relaxed_to_strict(text: &str) -> String {
-    // pass 1: comments
+    // pass 1: comments, and TABs in strings
     let mut out: Vec<char> = Vec::with_capacity(text.len());
-    let (mut in_string, mut escape, mut in_comment) = (false, false, false);
+    let mut strings = StringTracker::default();
+    let mut in_comment = false;
     for c in text.chars() {
         if in_comment {
-            if c == '\n' {
-                in_comment = false;
-                out.push('\n');
-            } else {
-                out.push(' ');
-            }
-            continue;
-        }
-        if in_string {
-            if escape {
-                escape = false;
-            } else if c == '\\' {
-                escape = true;
-            } else if c == '"' {
-                in_string = false;
-            } else if c == '\t' {
+            in_comment = c != '\n';
+            out.push(if in_comment { ' ' } else { c });
+        } else if strings.step(c) {
+            if c == '\t' {
                 out.extend(['\\', 't']);
-                continue;
+            } else {
+                out.push(c);
             }
+        } else if c == '#' {
+            in_comment = true;
+            out.push(' ');
+        } else {
             out.push(c);
-            continue;
         }
-        match c {
-            '"' => in_string = true,
-            '#' => {
-                in_comment = true;
-                out.push(' ');
-                continue;
-            }
-            _ => {}
-        }
-        out.push(c);
     }
     // pass 2: trailing commas (outside strings)
-    let (mut in_string, mut escape) = (false, false);
-    let mut i = 0;
-    while i < out.len() {
-        let c = out[i];
-        if in_string {
-            if escape {
-                escape = false;
-            } else if c == '\\' {
-                escape = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-        } else if c == ',' {
+    let mut strings = StringTracker::default();
+    for i in 0..out.len() {
+        if !strings.step(out[i]) && out[i] == ',' {
             let next = out[i + 1..].iter().find(|c| !c.is_whitespace());
             if matches!(next, Some(']') | Some('}')) {
                 out[i] = ' ';
             }
         }
-        i += 1;
     }
     out.into_iter().collect()
+}
+
+/// Follows JSON strings through a text, one character at a time.
+#[derive(Default)]
+struct StringTracker {
+    inside: bool,
+    escape: bool,
+}
+
+impl StringTracker {
+    /// Whether `c` (the next character) belongs to a string, its quotes
+    /// included.
+    fn step(&mut self, c: char) -> bool {
+        if !self.inside {
+            self.inside = c == '"';
+            return self.inside;
+        }
+        if self.escape {
+            self.escape = false;
+        } else if c == '\\' {
+            self.escape = true;
+        } else if c == '"' {
+            self.inside = false;
+        }
+        true
+    }
 }
 
 /// A configuration file in memory.
@@ -399,107 +397,5 @@ mod tests {
             f.resolve("node", &Map::new()),
             Err(ConfigError::ParentCycle(_))
         ));
-    }
-}
-
-/// JSON as JSON::XS's `pretty` writes it (3-space indent, `" : "` between
-/// key and value), which is how the Perl tool writes the file and prints
-/// profiles.
-pub fn perl_pretty(v: &Value) -> String {
-    use serde::Serialize as _;
-    let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, XsPretty::default());
-    // serializing a Value into memory cannot fail
-    if v.serialize(&mut ser).is_err() {
-        return v.to_string();
-    }
-    String::from_utf8(out).unwrap_or_else(|_| v.to_string())
-}
-
-#[derive(Default)]
-struct XsPretty {
-    level: usize,
-    has_value: bool,
-}
-
-impl XsPretty {
-    fn newline<W: std::io::Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(b"\n")?;
-        for _ in 0..self.level {
-            w.write_all(b"   ")?;
-        }
-        Ok(())
-    }
-}
-
-impl serde_json::ser::Formatter for XsPretty {
-    fn begin_array<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.level += 1;
-        self.has_value = false;
-        w.write_all(b"[")
-    }
-    fn end_array<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.level -= 1;
-        if self.has_value {
-            self.newline(w)?;
-        }
-        w.write_all(b"]")
-    }
-    fn begin_array_value<W: std::io::Write + ?Sized>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if !first {
-            w.write_all(b",")?;
-        }
-        self.newline(w)
-    }
-    fn end_array_value<W: std::io::Write + ?Sized>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-    fn begin_object<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.level += 1;
-        self.has_value = false;
-        w.write_all(b"{")
-    }
-    fn end_object<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.level -= 1;
-        if self.has_value {
-            self.newline(w)?;
-        }
-        w.write_all(b"}")
-    }
-    fn begin_object_key<W: std::io::Write + ?Sized>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if !first {
-            w.write_all(b",")?;
-        }
-        self.newline(w)
-    }
-    fn begin_object_value<W: std::io::Write + ?Sized>(&mut self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(b" : ")
-    }
-    fn end_object_value<W: std::io::Write + ?Sized>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod pretty_tests {
-    use super::*;
-
-    #[test]
-    fn like_json_xs() {
-        let v = serde_json::json!({"a": [1, "x"], "b": {}, "c": [], "d": {"e": null}});
-        assert_eq!(
-            perl_pretty(&v),
-            "{\n   \"a\" : [\n      1,\n      \"x\"\n   ],\n   \"b\" : {},\n   \"c\" : [],\n   \"d\" : {\n      \"e\" : null\n   }\n}"
-        );
     }
 }

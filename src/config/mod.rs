@@ -4,12 +4,14 @@
 //! file is the one the Perl `aemp` tool edits (see [`mod@file`]).
 
 pub mod file;
+mod pretty;
 
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-pub use file::{ConfigError, ConfigFile, default_path, default_profile, perl_pretty};
+pub use file::{ConfigError, ConfigFile, default_path, default_profile};
+pub use pretty::perl_pretty;
 
 /// Expands bind specifications as a node does (`*`, `*:*`, digits only,
 /// host names; see the `binds` setting) into socket addresses.

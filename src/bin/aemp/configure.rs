@@ -19,6 +19,14 @@ pub const ATTRS: &[&str] = &[
     "nodelay",
 ];
 
+/// Keys whose `set<key>` stores its argument as it is, with what the
+/// argument is (for the "missing" error).
+const PLAIN: &[(&str, &str)] = &[
+    ("nodeid", "node id"),
+    ("secret", "shared secret"),
+    ("parent", "profile name"),
+];
+
 /// A chain of commands working on one configuration file.
 pub struct Session {
     pub file: ConfigFile,
@@ -98,17 +106,7 @@ impl Session {
             args.pop_front().ok_or_else(|| format!("{what} missing"))
         };
         match cmd {
-            "setnodeid" => {
-                let v = arg(args, "node id")?;
-                self.set("nodeid", v);
-            }
-            "delnodeid" => self.del("nodeid"),
-            "setsecret" => {
-                let v = arg(args, "shared secret")?;
-                self.set("secret", v);
-            }
             "gensecret" => self.set("secret", Value::from(aemp::kernel::alnum_random(64))),
-            "delsecret" => self.del("secret"),
             "setcert" => {
                 let file = next_text(args, "key+certificate pem filename")?;
                 let pem = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
@@ -164,11 +162,6 @@ impl Session {
                 self.file.remove_profile(&name);
                 self.dirty = true;
             }
-            "setparent" => {
-                let v = arg(args, "profile name")?;
-                self.set("parent", v);
-            }
-            "delparent" => self.del("parent"),
             "showprofile" => {
                 let name = next_text(args, "profile name")?;
                 let p = self.file.profile(&name).cloned().unwrap_or_default();
@@ -207,18 +200,23 @@ impl Session {
                 outln!("{}", addrs.join(","));
             }
             other => {
-                let Some(attr) = other
+                // the plain set<key>/del<key> pairs
+                let Some(key) = other
                     .strip_prefix("set")
                     .or_else(|| other.strip_prefix("del"))
-                    .filter(|a| ATTRS.contains(a))
+                    .filter(|k| PLAIN.iter().any(|(p, _)| p == k) || ATTRS.contains(k))
                 else {
                     return Ok(false);
                 };
                 if other.starts_with("set") {
-                    let v = arg(args, &format!("{attr} value"))?;
-                    self.set(attr, v);
+                    let what = PLAIN
+                        .iter()
+                        .find(|(p, _)| *p == key)
+                        .map_or_else(|| format!("{key} value"), |(_, w)| (*w).to_owned());
+                    let v = arg(args, &what)?;
+                    self.set(key, v);
                 } else {
-                    self.del(attr);
+                    self.del(key);
                 }
             }
         }
