@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -258,68 +256,14 @@ fn child_node_process() {
     actix_rt::System::new().block_on(async move {
         let node = listening_node(&id).await;
         let (_inbox, _rx) = node.port_channel_named("inbox").unwrap();
-        println!("CHILD-ADDR {}", addr_of(&node));
+        println!("{CHILD_ADDR}{}", addr_of(&node));
         std::future::pending::<()>().await;
     });
 }
 
-/// A node in a child process (this test binary, re-run), killed on drop.
-struct ChildNode {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl ChildNode {
-    fn start(id: &str) -> ChildNode {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "child_node_process",
-                "--exact",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env("AEMP_TEST_CHILD_NODE", id)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // the harness prints "test … ... " before our line
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((_, addr)) = line.split_once("CHILD-ADDR ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let mut node = ChildNode {
-            child,
-            addr: String::new(),
-        };
-        // killed on drop, also if this panics
-        node.addr = rx
-            .recv_timeout(WAIT)
-            .expect("the child node reports its address");
-        node
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ChildNode {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[actix_rt::test]
 async fn a_killed_peer_process_fires_transport_error() {
-    let mut child = ChildNode::start("child");
+    let mut child = ChildNode::start("child_node_process", "AEMP_TEST_CHILD_NODE", "child");
     let node = listening_node("parent").await;
     let log = log_mon_nodes(&node);
     assert_eq!(node.connect(child.addr.clone()).await.unwrap(), "child");

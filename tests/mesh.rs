@@ -6,8 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aemp::{Node, PortId};
@@ -66,7 +64,7 @@ fn mesh_node_process() {
             Ok(())
         })
         .unwrap();
-        println!("MESH-ADDR {}", node.listen_addrs()[0]);
+        println!("{CHILD_ADDR}{}", node.listen_addrs()[0]);
         std::future::pending::<()>().await;
     });
 }
@@ -74,55 +72,20 @@ fn mesh_node_process() {
 /// A mesh node process, killed on drop.
 struct MeshNode {
     id: String,
-    addr: String,
-    child: Child,
+    process: ChildNode,
 }
 
 impl MeshNode {
     fn start(id: &str, seed: Option<&str>) -> MeshNode {
         let spec = format!("{id} {}", seed.unwrap_or_default());
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "mesh_node_process",
-                "--exact",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env("AEMP_TEST_MESH_NODE", spec.trim())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((_, addr)) = line.split_once("MESH-ADDR ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let mut node = MeshNode {
+        MeshNode {
             id: id.to_owned(),
-            addr: String::new(),
-            child,
-        };
-        node.addr = rx
-            .recv_timeout(WAIT)
-            .expect("the mesh node reports its address");
-        node
+            process: ChildNode::start("mesh_node_process", "AEMP_TEST_MESH_NODE", spec.trim()),
+        }
     }
 
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for MeshNode {
-    fn drop(&mut self) {
-        self.kill();
+    fn addr(&self) -> &str {
+        &self.process.addr
     }
 }
 
@@ -192,7 +155,7 @@ where
 async fn a_seed_and_eight_nodes_mesh_share_groups_forget_and_rejoin() {
     let seed = MeshNode::start("m0", None);
     let mut nodes: Vec<MeshNode> = (1..=8)
-        .map(|i| MeshNode::start(&format!("m{i}"), Some(&seed.addr)))
+        .map(|i| MeshNode::start(&format!("m{i}"), Some(seed.addr())))
         .collect();
     let observer = Node::builder()
         .node_id("observer")
@@ -201,7 +164,7 @@ async fn a_seed_and_eight_nodes_mesh_share_groups_forget_and_rejoin() {
         .await
         .unwrap();
     for n in std::iter::once(&seed).chain(&nodes) {
-        observer.add_addresses(&n.id, [n.addr.clone()]);
+        observer.add_addresses(&n.id, [n.addr().to_owned()]);
     }
     let ids: Vec<String> = std::iter::once(&seed)
         .chain(&nodes)
@@ -235,7 +198,7 @@ async fn a_seed_and_eight_nodes_mesh_share_groups_forget_and_rejoin() {
         async move { group_of(&observer, &id, "gone").await == vec![p] }
     })
     .await;
-    nodes[4].kill();
+    nodes[4].process.kill();
     assert_eq!(nodes[4].id, "m5");
     let rest: Vec<String> = ids.iter().filter(|i| *i != "m5").cloned().collect();
     all_eventually("m5 forgotten", &rest, |id| {
@@ -248,8 +211,8 @@ async fn a_seed_and_eight_nodes_mesh_share_groups_forget_and_rejoin() {
     .await;
 
     // a restarted node rejoins the mesh
-    nodes[4] = MeshNode::start("m5", Some(&seed.addr));
-    observer.add_addresses("m5", [nodes[4].addr.clone()]);
+    nodes[4] = MeshNode::start("m5", Some(seed.addr()));
+    observer.add_addresses("m5", [nodes[4].addr().to_owned()]);
     all_eventually("m5 back", &ids, |id| {
         let (observer, ids) = (observer.clone(), ids.clone());
         async move {

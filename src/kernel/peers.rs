@@ -17,6 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use dashmap::mapref::one::RefMut;
 use serde::Serialize;
 
 use crate::error::SendError;
@@ -130,6 +131,14 @@ impl Peers {
         }
     }
 
+    /// The entry of `node`, made a down node with nothing pending if it
+    /// has none.
+    fn entry(&self, node: Arc<str>) -> RefMut<'_, Arc<str>, Peer> {
+        self.map
+            .entry(node)
+            .or_insert_with(|| Peer::Down(Pending::default()))
+    }
+
     /// Sends `msg` to port `name` on `node`: encoded straight into the
     /// connection's outbox if the node is up, else as a JSON frame into its
     /// waiting queue.
@@ -146,10 +155,7 @@ impl Peers {
         {
             return push(outbox, node, name, msg);
         }
-        let mut entry = self
-            .map
-            .entry(Arc::from(node))
-            .or_insert_with(|| Peer::Down(Pending::default()));
+        let mut entry = self.entry(Arc::from(node));
         let pending = match entry.value_mut() {
             Peer::Up(outbox) => return push(outbox, node, name, msg),
             Peer::Down(pending) => pending,
@@ -174,10 +180,7 @@ impl Peers {
     /// Marks that a connector runs for `node`; false if one runs already
     /// (or the node is up).
     pub(crate) fn start_connecting(&self, node: &str) -> bool {
-        let mut entry = self
-            .map
-            .entry(Arc::from(node))
-            .or_insert_with(|| Peer::Down(Pending::default()));
+        let mut entry = self.entry(Arc::from(node));
         match entry.value_mut() {
             Peer::Up(_) => false,
             Peer::Down(p) if p.connecting => false,
@@ -210,10 +213,7 @@ impl Peers {
     /// module docs); false if the node is up, failing, or another
     /// handshake holds the slot.
     pub(crate) fn claim(&self, node: &str, conn_id: u64) -> bool {
-        let mut entry = self
-            .map
-            .entry(Arc::from(node))
-            .or_insert_with(|| Peer::Down(Pending::default()));
+        let mut entry = self.entry(Arc::from(node));
         match entry.value_mut() {
             Peer::Up(_) => false,
             Peer::Down(p) if p.failing => false,
@@ -246,10 +246,7 @@ impl Peers {
         conn_id: u64,
         outbox: Arc<Outbox>,
     ) -> Result<(), ()> {
-        let mut entry = self
-            .map
-            .entry(node)
-            .or_insert_with(|| Peer::Down(Pending::default()));
+        let mut entry = self.entry(node);
         let pending = match entry.value_mut() {
             Peer::Up(_) => return Err(()),
             Peer::Down(p) if p.failing => return Err(()),

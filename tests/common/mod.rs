@@ -387,3 +387,59 @@ pub async fn perl_style_opening(peer: &mut RawPeer, me: &str, name: &str, addr: 
     peer.send(json!([name, "set", set])).await;
     peer.send(json!([name, "setup"])).await;
 }
+
+/// The line a child node process prints once it listens (see
+/// [`ChildNode`]).
+pub const CHILD_ADDR: &str = "AEMP-CHILD-ADDR ";
+
+/// A node in a child process: this test binary re-run for the single test
+/// `test` with `env` set to `value`; that test starts a node and prints
+/// [`CHILD_ADDR`] and its address. Killed on drop.
+pub struct ChildNode {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl ChildNode {
+    pub fn start(test: &str, env: &str, value: &str) -> ChildNode {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+            .env(env, value)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // the harness prints "test … ... " before our line
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once(CHILD_ADDR) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        // killed on drop, also if the wait below panics
+        let mut node = ChildNode {
+            child,
+            addr: String::new(),
+        };
+        node.addr = rx
+            .recv_timeout(WAIT)
+            .expect("the child node reports its address");
+        node
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
