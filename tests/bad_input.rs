@@ -396,3 +396,27 @@ async fn keepalives_and_string_numbers_are_fine() {
     assert!(node.node_is_up("perlish"));
     node.kil(&port, vec![]).unwrap();
 }
+
+#[actix_rt::test]
+async fn self_relays_nested_without_end_are_cut_off() {
+    // ["", "snd", "victim", "snd", "victim", …, "inbox", "deep"]: each
+    // level relays the rest to our own node port again; Perl recurses
+    // until its stack is gone
+    let node = listening_node("victim").await;
+    let (port, mut rx) = node.port_channel_named("inbox").unwrap();
+    let mut msg = vec![serde_json::json!("")];
+    for _ in 0..100_000 {
+        msg.extend([serde_json::json!("snd"), serde_json::json!("victim")]);
+    }
+    msg.extend([serde_json::json!("inbox"), serde_json::json!("deep")]);
+    let mut peer = RawPeer::connect(&node, "relayer").await;
+    peer.send(serde_json::Value::Array(msg)).await;
+    // a shallow chain still works, and the node still serves
+    peer.send(serde_json::json!(["", "snd", "victim", "snd", "victim#inbox", "shallow"]))
+        .await;
+    let (text,): (String,) = recv(&mut rx).await.decode().unwrap();
+    assert_eq!(text, "shallow");
+    assert_silent(&mut rx, std::time::Duration::from_millis(200)).await;
+    still_serves(&node).await;
+    node.kil(&port, vec![]).unwrap();
+}

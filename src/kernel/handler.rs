@@ -168,10 +168,10 @@ impl Actor for HandlerPort {
 impl Handler<Packet> for HandlerPort {
     type Result = ();
 
-    fn handle(&mut self, msg: Packet, actx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Packet, _: &mut Context<Self>) {
         if self.ctx.killed.load(Ordering::Acquire) {
-            // killed through its context: what was queued is dropped
-            actx.stop();
+            // killed through its context: what was queued is dropped until
+            // the Stop (or an earlier outside kil's Die) ends the actor
             return;
         }
         let ctx = &self.ctx;
@@ -182,8 +182,9 @@ impl Handler<Packet> for HandlerPort {
             Err(payload) => panic_text(payload.as_ref()),
         };
         tracing::debug!(node = %self.ctx.node.id(), port = %self.ctx.port, error = %failure, "port handler failed");
+        // the port dies now; if an outside kil got there first, its Die
+        // (with the monitors) is still queued and ends the actor
         self.ctx.kil(die_reason(&failure));
-        actx.stop();
     }
 }
 

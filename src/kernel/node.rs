@@ -217,11 +217,36 @@ impl NodeInner {
         }
         let packet = Packet::from_encoded(Packet::to_frame(name, msg)?, name);
         if name.is_empty() {
-            self.node_port_request(&self.id.clone(), &packet);
+            self.local_node_port_request(&packet);
             return Ok(());
         }
-        self.deliver(&self.id.clone(), packet);
+        self.deliver(&self.id, packet);
         Ok(())
+    }
+
+    /// A request to our own node port. Requests run inline, so one that
+    /// sends to our node port again (`snd`/`info`/… aimed at ourselves)
+    /// nests; past [`MAX_LOCAL_NESTING`] levels the request is dropped, so
+    /// a peer's `["", "snd", me, "snd", me, …]` cannot exhaust the stack.
+    fn local_node_port_request(&self, packet: &Packet) {
+        thread_local! {
+            static NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        }
+        /// Restores the nesting level however the request ends.
+        struct Level(usize);
+        impl Drop for Level {
+            fn drop(&mut self) {
+                NESTING.with(|n| n.set(self.0));
+            }
+        }
+        let depth = NESTING.with(|n| n.get());
+        if depth >= MAX_LOCAL_NESTING {
+            tracing::warn!(node = %self.id, "node-port request to ourselves nested too deeply; dropped");
+            return;
+        }
+        let _level = Level(depth);
+        NESTING.with(|n| n.set(depth + 1));
+        self.node_port_request(&self.id, packet);
     }
 
     /// Hands a packet to its local port.
@@ -326,6 +351,10 @@ impl NodeInner {
         }
     }
 }
+
+/// How deeply requests to our own node port may nest (see
+/// `NodeInner::local_node_port_request`).
+const MAX_LOCAL_NESTING: usize = 16;
 
 #[cold]
 fn unreachable_node() -> Arc<NodeInner> {

@@ -14,7 +14,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde_json::Value;
 
 use super::functions::{Function, check_name};
-use super::handler::{PortBehaviour, PortContext, panic_text};
+use super::handler::{PortContext, panic_text};
 use super::node::NodeInner;
 use super::node_port::no_such_port;
 use super::port::{PortId, split_port};
@@ -70,9 +70,10 @@ impl NodeInner {
         Ok(port)
     }
 
-    /// Runs init function `func` for the port `name`; the port's behaviour
+    /// Runs init function `func` for the port `name`: the port's target,
+    /// whose handler (if any) gets the same context the init function had,
     /// or why there is none.
-    fn run_init(&self, name: &str, func: &str, args: Vec<Value>) -> Result<PortBehaviour, String> {
+    fn run_init(&self, name: &str, func: &str, args: Vec<Value>) -> Result<PortTarget, String> {
         let init = match self.functions.get(func) {
             Some(Function::Init(f)) => f,
             Some(Function::Plain(_)) => return Err(format!("{func} is not an init function")),
@@ -80,7 +81,7 @@ impl NodeInner {
         };
         let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
         match catch_unwind(AssertUnwindSafe(|| init(&ctx, args))) {
-            Ok(Ok(behaviour)) => Ok(behaviour),
+            Ok(Ok(behaviour)) => Ok(behaviour.into_target(ctx)),
             Ok(Err(e)) => Err(format!("init function {func} failed: {e}")),
             Err(p) => Err(format!(
                 "init function {func} panicked: {}",
@@ -99,19 +100,14 @@ impl NodeInner {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn of an existing port's name refused");
             return;
         }
-        let behaviour = match self.run_init(name, func, args) {
-            Ok(b) => b,
+        let target = match self.run_init(name, func, args) {
+            Ok(t) => t,
             Err(error) => {
                 tracing::warn!(node = %self.id, remote = from, port = name, %error, "spawn created no port");
                 return;
             }
         };
-        let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
-        if self
-            .registry
-            .insert_new(name, behaviour.into_target(ctx))
-            .is_err()
-        {
+        if self.registry.insert_new(name, target).is_err() {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn lost a race for its port name");
         }
     }
@@ -119,12 +115,8 @@ impl NodeInner {
     /// The deferred half of a local spawn.
     fn run_local_spawn(&self, name: &str, func: &str, args: Vec<Value>) {
         match self.run_init(name, func, args) {
-            Ok(behaviour) => {
-                let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
-                if !self
-                    .registry
-                    .complete_pending(name, behaviour.into_target(ctx))
-                {
+            Ok(target) => {
+                if !self.registry.complete_pending(name, target) {
                     tracing::debug!(node = %self.id, port = name, "spawned port was killed before its init ran");
                 }
             }
