@@ -704,3 +704,21 @@ async fn cal_times_out_or_reports_the_targets_death() {
         "{err:?}"
     );
 }
+
+#[actix_rt::test]
+async fn a_handler_failing_behind_an_outside_kil_keeps_the_kil_monitors() {
+    let node = listening_node("k").await;
+    for _ in 0..20 {
+        let p = node.port_fn(|_, _| Err("boom".into()));
+        let (cb, mut died) = reporter();
+        node.mon(&p, cb).forget();
+        // the failing message is queued before the kil
+        node.snd(&p, &("fail",)).unwrap();
+        node.kil(&p, vec![json!("outside")]).unwrap();
+        let r = reason(&mut died).await;
+        assert!(
+            r == vec![json!("outside")] || r == vec![json!("die"), json!("boom")],
+            "{r:?}"
+        );
+    }
+}
