@@ -412,8 +412,15 @@ async fn self_relays_nested_without_end_are_cut_off() {
     let mut peer = RawPeer::connect(&node, "relayer").await;
     peer.send(serde_json::Value::Array(msg)).await;
     // a shallow chain still works, and the node still serves
-    peer.send(serde_json::json!(["", "snd", "victim", "snd", "victim#inbox", "shallow"]))
-        .await;
+    peer.send(serde_json::json!([
+        "",
+        "snd",
+        "victim",
+        "snd",
+        "victim#inbox",
+        "shallow"
+    ]))
+    .await;
     let (text,): (String,) = recv(&mut rx).await.decode().unwrap();
     assert_eq!(text, "shallow");
     assert_silent(&mut rx, std::time::Duration::from_millis(200)).await;

@@ -117,7 +117,7 @@ fn to_object<'a>(items: impl IntoIterator<Item = (&'a String, Vec<String>)>) -> 
 
 impl Global {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::kernel::lock(&self.state)
     }
 
     /// Starts the service on `node`: its init function, the node watcher,

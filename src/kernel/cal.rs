@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::monitor::Reason;
 use super::node::Node;
 use crate::error::{CalError, SendError};
-use crate::wire::{EncodeError, Packet};
+use crate::wire::Packet;
+use crate::wire::packet::message_values;
 
 impl Node {
     /// Sends `msg` (an array) to `port` with a temporary reply port
@@ -42,11 +43,7 @@ impl Node {
         timeout: Option<Duration>,
     ) -> Result<Packet, CalError> {
         let port = port.as_ref();
-        let mut msg = match serde_json::to_value(msg).map_err(EncodeError::Serialize) {
-            Ok(Value::Array(a)) => a,
-            Ok(_) => return Err(SendError::Encode(EncodeError::NotAnArray).into()),
-            Err(e) => return Err(SendError::Encode(e).into()),
-        };
+        let mut msg = message_values(msg).map_err(SendError::Encode)?;
         let (reply, mut replies) = self.port_channel();
         msg.push(Value::from(reply.as_str()));
 
@@ -77,8 +74,8 @@ impl Node {
             },
         };
         let _ = self.kil(&reply, Vec::new());
-        if let (Ok(_), Some(m)) = (&result, monitor) {
-            m.unmon();
+        if let Some(m) = monitor {
+            m.unmon(); // nothing happens if it fired
         }
         result
     }

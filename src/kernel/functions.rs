@@ -93,15 +93,18 @@ impl super::node::NodeInner {
             };
         }
         match self.functions.get(name) {
-            Some(Function::Plain(f)) => {
-                let node = self.handle();
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&node, args))) {
-                    Ok(result) => result.map_err(|e| e.to_string()),
-                    Err(p) => Err(super::handler::panic_text(p.as_ref())),
-                }
-            }
+            Some(Function::Plain(f)) => self.call_plain(&f, args),
             Some(Function::Init(_)) => Err(format!("{name} is an init function, not a service")),
             None => Err(format!("unknown function {name}")),
+        }
+    }
+
+    /// Calls a plain function; its error or panic as text.
+    pub(crate) fn call_plain(&self, f: &PlainFn, args: Vec<Value>) -> Result<(), String> {
+        let node = self.handle();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&node, args))) {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(p) => Err(super::handler::panic_text(p.as_ref())),
         }
     }
 }

@@ -71,7 +71,8 @@ impl NodeInner {
             return;
         }
         tracing::info!(node = %self.id, remote = node, "unable to connect");
-        let reason = transport_error(node, "unable to connect");
+        let error = crate::error::ConnectionError::UnableToConnect;
+        let reason = transport_error(node, &error.to_string());
         self.fire_node_monitors(node, &reason);
         self.peers.end_failing(node);
     }
@@ -88,10 +89,7 @@ impl NodeInner {
     }
 
     fn call_mon_nodes(&self, node: &str, up: bool, reason: &Reason) {
-        let callbacks: Vec<MonNodesFn> = self
-            .mon_nodes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let callbacks: Vec<MonNodesFn> = super::lock(&self.mon_nodes)
             .iter()
             .map(|(_, f)| f.clone())
             .collect();
@@ -166,10 +164,7 @@ impl MonNodesGuard {
 impl Drop for MonNodesGuard {
     fn drop(&mut self) {
         if let Some(node) = self.node.upgrade() {
-            node.mon_nodes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|(i, _)| *i != self.id);
+            super::lock(&node.mon_nodes).retain(|(i, _)| *i != self.id);
         }
     }
 }
@@ -184,12 +179,7 @@ impl Node {
         &self,
         callback: impl Fn(&str, bool, &Reason) + Send + Sync + 'static,
     ) -> MonNodesGuard {
-        let id = next_mon_nodes_id();
-        self.inner()
-            .mon_nodes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((id, Arc::new(callback)));
+        let id = self.inner().add_mon_nodes(Arc::new(callback));
         MonNodesGuard {
             node: self.inner().weak(),
             id,

@@ -25,3 +25,9 @@ pub use port::{PortId, alnum_random};
 pub(crate) use functions::Function;
 pub(crate) use node::NodeInner;
 pub(crate) use port::check_node_id;
+
+/// Locks `m`, also after a panic elsewhere poisoned it: no code here
+/// panics while holding these locks, and the data stays usable.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -12,10 +12,11 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use serde_json::Value;
 
+use super::lock;
 use super::node::NodeInner;
 use super::port::PortId;
 
@@ -25,8 +26,8 @@ use super::port::PortId;
 pub type Reason = Vec<Value>;
 
 /// A monitor callback. The mutex only makes the one-shot callback `Sync`
-/// (monitors live in concurrent maps); it is taken once, when it fires.
-pub(crate) type Callback = Mutex<Option<Box<dyn FnOnce(Reason) + Send>>>;
+/// (monitors live in concurrent maps); it is taken out when it fires.
+pub(crate) type Callback = Mutex<Box<dyn FnOnce(Reason) + Send>>;
 
 /// What a monitor does when it fires.
 pub(crate) enum Action {
@@ -56,9 +57,7 @@ impl Action {
     pub(crate) fn fire(self, node: &NodeInner, port: &PortId, reason: &Reason) {
         match self {
             Action::Callback(cb) => {
-                let Some(cb) = cb.into_inner().unwrap_or_else(|e| e.into_inner()) else {
-                    return;
-                };
+                let cb = cb.into_inner().unwrap_or_else(|e| e.into_inner());
                 let reason = reason.clone();
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(reason))).is_err() {
                     tracing::warn!(node = %node.id, %port, "a monitor callback panicked");
@@ -110,11 +109,6 @@ pub(crate) struct Monitors {
     remote: Mutex<HashMap<Arc<str>, NodeMonitors>>,
     /// Local port names each remote node monitors (`mon1`).
     rmon: Mutex<HashMap<Arc<str>, HashSet<String>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // no code panics while holding these locks; recover the data anyway
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Monitors {
@@ -415,7 +409,7 @@ impl crate::Node {
     ) -> Monitor {
         self.inner().mon_action(
             port.as_ref(),
-            Action::Callback(Mutex::new(Some(Box::new(callback)))),
+            Action::Callback(Mutex::new(Box::new(callback))),
         )
     }
 
@@ -434,10 +428,7 @@ impl crate::Node {
         to: &PortId,
         msg: &M,
     ) -> Result<Monitor, crate::wire::EncodeError> {
-        let msg = match serde_json::to_value(msg)? {
-            Value::Array(a) => a,
-            _ => return Err(crate::wire::EncodeError::NotAnArray),
-        };
+        let msg = crate::wire::packet::message_values(msg)?;
         Ok(self.inner().mon_action(
             port.as_ref(),
             Action::Send {

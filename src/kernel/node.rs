@@ -144,12 +144,10 @@ impl NodeInner {
     }
 
     /// Adds an internal `mon_nodes` callback for the node's lifetime.
-    pub(crate) fn add_mon_nodes(&self, f: MonNodesFn) {
+    pub(crate) fn add_mon_nodes(&self, f: MonNodesFn) -> u64 {
         let id = super::lifecycle::next_mon_nodes_id();
-        self.mon_nodes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((id, f));
+        super::lock(&self.mon_nodes).push((id, f));
+        id
     }
 
     /// A handle on this node.
@@ -460,11 +458,21 @@ impl Node {
         &self,
         handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
     ) -> PortId {
-        let name = self.inner.new_port_name();
+        // the handler's context names its port, so the name is reserved
+        // before the handler exists (a user may have taken a name of this
+        // shape with port_named)
+        let name = loop {
+            let name = self.inner.new_port_name();
+            let reserved = PortTarget::Pending(Vec::new());
+            if self.inner.registry.insert_new(&name, reserved).is_ok() {
+                break name;
+            }
+        };
         let port = PortId::new(&self.inner.id, &name);
         let target = PortBehaviour::handler(handler)
             .into_target(PortContext::new(self.clone(), port.clone()));
-        self.insert_fresh(name, target)
+        self.inner.registry.complete_pending(&name, target);
+        port
     }
 
     /// Like [`Node::port_fn`], with a fixed name.
@@ -479,12 +487,9 @@ impl Node {
         })
     }
 
-    fn fresh_port(&self, target: PortTarget) -> PortId {
-        let name = self.inner.new_port_name();
-        self.insert_fresh(name, target)
-    }
-
-    fn insert_fresh(&self, mut name: String, mut target: PortTarget) -> PortId {
+    /// A port with a fresh name for a target that does not know its id.
+    fn fresh_port(&self, mut target: PortTarget) -> PortId {
+        let mut name = self.inner.new_port_name();
         loop {
             // a user may have taken a name of this shape with port_named
             match self.inner.registry.insert_new(&name, target) {
@@ -584,13 +589,7 @@ impl Node {
         func: &str,
         args: &A,
     ) -> Result<PortId, SpawnError> {
-        let args = match serde_json::to_value(args)
-            .map_err(|e| SpawnError::Args(crate::wire::EncodeError::Serialize(e)))?
-        {
-            Value::Array(a) => a,
-            Value::Null => Vec::new(), // `&()`: no arguments
-            _ => return Err(SpawnError::Args(crate::wire::EncodeError::NotAnArray)),
-        };
+        let args = crate::wire::packet::message_values(args).map_err(SpawnError::Args)?;
         self.inner.spawn(target.as_ref(), func, args)
     }
 

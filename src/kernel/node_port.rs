@@ -37,9 +37,16 @@ pub(crate) fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
             None => return malformed(node, from, "(not a string)", "tag is not a string"),
         },
     };
-    let args: Vec<Value> = args.collect();
+    let mut args: Vec<Value> = args.collect();
     let first = || args.first().and_then(text);
-    let rest = || args.get(1..).unwrap_or_default().to_vec();
+    // the arguments after the first, moved out (messages can be large)
+    let rest = |args: &mut Vec<Value>| {
+        if args.is_empty() {
+            Vec::new()
+        } else {
+            args.split_off(1)
+        }
+    };
 
     match tag.as_str() {
         "" | "devnull" => {}
@@ -52,18 +59,18 @@ pub(crate) fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
             None => malformed(node, from, &tag, "port name missing"),
         },
         "kil0" => match first() {
-            Some(port) => node.remote_kil0(from, &port, rest()),
+            Some(port) => node.remote_kil0(from, &port, rest(&mut args)),
             None => malformed(node, from, &tag, "port name missing"),
         },
         "kil" => match first() {
             Some(port) if port.is_empty() => {
                 tracing::warn!(node = %node.id, remote = from, "request to kill the node port ignored");
             }
-            Some(port) => node.kill_local(&port, rest()),
+            Some(port) => node.kill_local(&port, rest(&mut args)),
             None => malformed(node, from, &tag, "port name missing"),
         },
         "snd" => match first() {
-            Some(port) => relay(node, from, &port, rest()),
+            Some(port) => relay(node, from, &port, rest(&mut args)),
             None => malformed(node, from, &tag, "port missing"),
         },
         "snd_multiple" => {
@@ -79,9 +86,8 @@ pub(crate) fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
         }
         "info" => reply(node, from, &tag, &args, vec![Value::from(&*node.id)]),
         "known_nodes" => {
-            let mut known: Vec<Value> = vec![Value::from(&*node.id)];
-            known.extend(node.peers.known_nodes().into_iter().map(Value::from));
-            reply(node, from, &tag, &args, known)
+            let known = node.handle().known_nodes().into_iter().map(Value::from);
+            reply(node, from, &tag, &args, known.collect())
         }
         "up_nodes" => {
             let up = node.peers.up_nodes().into_iter().map(Value::from).collect();
@@ -118,15 +124,9 @@ pub(crate) fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
 fn call(node: &NodeInner, from: &str, name: &str, args: Vec<Value>) {
     match node.functions.get(name) {
         Some(Function::Plain(f)) => {
-            let handle = node.handle();
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&handle, args)));
-            let error = match result {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e.to_string(),
-                Err(p) => super::handler::panic_text(p.as_ref()),
-            };
-            tracing::warn!(node = %node.id, remote = from, function = name, %error, "node-port function failed");
+            if let Err(error) = node.call_plain(&f, args) {
+                tracing::warn!(node = %node.id, remote = from, function = name, %error, "node-port function failed");
+            }
         }
         Some(Function::Init(_)) => {
             tracing::warn!(node = %node.id, remote = from, function = name, "an init function called as a plain function; ignored");

@@ -13,8 +13,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
+
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::RefMut;
@@ -68,6 +70,8 @@ pub(crate) struct Peers {
     map: DashMap<Arc<str>, Peer, ahash::RandomState>,
     /// Most bytes that may wait for one node that is not up.
     max_waiting: usize,
+    /// Set by `drain` (shutdown): no connection attaches any more.
+    drained: AtomicBool,
 }
 
 /// Sends one packet into an outbox, mapping the outcome to the API's error.
@@ -90,6 +94,7 @@ impl Peers {
         Peers {
             map: DashMap::with_hasher(ahash::RandomState::new()),
             max_waiting,
+            drained: AtomicBool::new(false),
         }
     }
 
@@ -247,6 +252,11 @@ impl Peers {
         outbox: Arc<Outbox>,
     ) -> Result<(), ()> {
         let mut entry = self.entry(node);
+        // checked under the entry's lock: `drain` either sees this
+        // connection's outbox or this sees the flag
+        if self.drained.load(Ordering::SeqCst) {
+            return Err(());
+        }
         let pending = match entry.value_mut() {
             Peer::Up(_) => return Err(()),
             Peer::Down(p) if p.failing => return Err(()),
@@ -292,8 +302,10 @@ impl Peers {
         let Peer::Down(p) = &mut *peer else {
             return false;
         };
+        // a handshake in flight keeps its slot
         *p = Pending {
             failing: true,
+            handshake: p.handshake,
             ..Pending::default()
         };
         true
@@ -311,6 +323,7 @@ impl Peers {
 
     /// Removes every entry, returning the live outboxes.
     pub(crate) fn drain(&self) -> Vec<Arc<Outbox>> {
+        self.drained.store(true, Ordering::SeqCst);
         let outboxes = self
             .map
             .iter()

@@ -71,9 +71,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, BytesMut> {
-        // a panic while holding the lock cannot leave the buffer torn in a
-        // way that matters more than the panic itself; keep going
-        self.buf.lock().unwrap_or_else(|e| e.into_inner())
+        crate::kernel::lock(&self.buf)
     }
 
     /// Appends what `encode` writes (the encoding of one packet) and wakes

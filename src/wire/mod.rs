@@ -12,7 +12,7 @@ mod framing;
 mod greeting;
 mod handshake;
 mod lenient;
-mod packet;
+pub(crate) mod packet;
 
 pub use auth::{
     AuthMethod, DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, Secret, cleartext_token,

@@ -183,6 +183,17 @@ impl Packet {
     }
 }
 
+/// A message as the list of its values (what follows the destination in
+/// a packet): the elements of whatever serializes to an array; `()` is the
+/// empty message.
+pub(crate) fn message_values<M: Serialize + ?Sized>(msg: &M) -> Result<Vec<Value>, EncodeError> {
+    match serde_json::to_value(msg)? {
+        Value::Array(a) => Ok(a),
+        Value::Null => Ok(Vec::new()),
+        _ => Err(EncodeError::NotAnArray),
+    }
+}
+
 fn encode_inner<M: Serialize + ?Sized>(
     dest: &str,
     msg: &M,
