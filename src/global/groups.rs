@@ -43,6 +43,11 @@ pub(crate) fn change(node: &NodeInner, group: &str, add: Vec<PortId>, del: Vec<P
         }
         members.extend(add.iter().cloned());
         let all: Vec<PortId> = members.iter().cloned().collect();
+        if all.is_empty() {
+            // no empty groups: a peer's reg0/set for unknown groups must
+            // not grow the table
+            st.greg.remove(group);
+        }
         let watchers: Vec<GroupMonFn> = st
             .gmon
             .get(group)
@@ -259,11 +264,13 @@ pub(crate) fn monitor(node: &Arc<NodeInner>, group: &str, cb: GroupMonFn) -> Gro
         let Some(node) = weak.upgrade() else {
             return;
         };
-        if flag.load(Ordering::Acquire) {
-            return;
-        }
         let members: Vec<PortId> = {
             let mut st = node.global.lock();
+            // under the lock: a guard dropped before this point finds
+            // nothing to remove, so the watcher must not be installed
+            if flag.load(Ordering::Acquire) {
+                return;
+            }
             st.gmon.entry(g.clone()).or_default().push((id, cb.clone()));
             st.greg
                 .get(&g)

@@ -170,18 +170,20 @@ pub(crate) fn start_seeding(node: &Arc<NodeInner>) {
     let shutdown = node.shutdown.clone();
     actix_rt::spawn(async move {
         loop {
-            let interval = match weak.upgrade() {
-                Some(node) => seeding_interval(&node),
+            // a weak handle across the wait, so the timer does not keep a
+            // dropped node alive
+            let (interval, seed_now) = match weak.upgrade() {
+                Some(node) => (seeding_interval(&node), node.global.seed_now.clone()),
                 None => return,
-            };
-            let Some(node) = weak.upgrade() else {
-                return;
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
-                _ = node.global.seed_now.notified() => {}
+                _ = seed_now.notified() => {}
             }
+            let Some(node) = weak.upgrade() else {
+                return;
+            };
             more_seeding(&node);
         }
     });
@@ -254,9 +256,8 @@ fn seed_connect(node: &Arc<NodeInner>, seed: String) {
             }
         };
         if let Some(id) = up {
-            if let Some(entry) = inner.global.lock().seeds.get_mut(&seed) {
-                *entry = Some(id.clone());
-            }
+            // (for a connection of ours, the connection reported it already)
+            inner.global.dialed(&seed, &id);
             // the seed counts as connected while its node is up
             until_down(&inner, &mut events, &id).await;
         }

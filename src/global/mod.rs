@@ -66,14 +66,14 @@ pub(crate) struct State {
 pub(crate) struct Global {
     pub(crate) state: Mutex<State>,
     /// Runs the seeding at once (the last node went down).
-    pub(crate) seed_now: Notify,
+    pub(crate) seed_now: Arc<Notify>,
 }
 
 impl Default for Global {
     fn default() -> Self {
         Global {
             state: Mutex::new(State::default()),
-            seed_now: Notify::new(),
+            seed_now: Arc::new(Notify::new()),
         }
     }
 }
@@ -113,6 +113,14 @@ fn to_object<'a>(items: impl IntoIterator<Item = (&'a String, Vec<String>)>) -> 
         m.insert(k.clone(), Value::from(v));
     }
     Value::Object(m)
+}
+
+impl State {
+    /// Every address we know, as a `nodes` message's argument; `None` if
+    /// we know none.
+    fn nodes_message(&self) -> Option<Value> {
+        (!self.addr.is_empty()).then(|| to_object(self.addr.iter().map(|(k, v)| (k, v.clone()))))
+    }
 }
 
 impl Global {
@@ -177,8 +185,7 @@ impl Global {
                 }
             };
             st.port.insert(id.to_owned(), gport.clone());
-            let nodes = (!st.addr.is_empty())
-                .then(|| to_object(st.addr.iter().map(|(k, v)| (k, v.clone()))));
+            let nodes = st.nodes_message();
             let set = (!st.lreg.is_empty()).then(|| {
                 to_object(
                     st.lreg
@@ -321,8 +328,7 @@ impl Global {
                 let nodes = {
                     let mut st = self.lock();
                     st.seedme.insert(remote.to_owned());
-                    (!st.addr.is_empty())
-                        .then(|| to_object(st.addr.iter().map(|(k, v)| (k, v.clone()))))
+                    st.nodes_message()
                 };
                 if let Some(nodes) = nodes {
                     self.to_node(node, remote, &[Value::from("nodes"), nodes]);

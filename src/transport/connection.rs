@@ -31,7 +31,7 @@ use super::handshake::{HandshakeFailure, Handshaken, drive};
 use super::outbox::Outbox;
 use crate::error::ConnectionError;
 use crate::kernel::{NodeEvent, NodeInner};
-use crate::wire::{Codec, Handshake, HandshakeError, Packet};
+use crate::wire::{Codec, Handshake, HandshakeError};
 
 /// Read buffer size; a read of less than this is followed by another only
 /// after the mailbox had its turn.
@@ -49,7 +49,6 @@ pub(crate) struct Connection {
     peer_addr: SocketAddr,
     /// For a connection we dialled: the address as it was given.
     dialed: Option<String>,
-    outbound: bool,
     state: State,
     done: Option<DoneSender>,
     /// Why the connection ended, for the `Down` event and the log.
@@ -94,7 +93,6 @@ impl Connection {
             node,
             conn_id,
             peer_addr,
-            outbound: dialed.is_some(),
             dialed,
             state: State::Handshaking(Some(stream)),
             done,
@@ -156,7 +154,7 @@ impl Connection {
         tracing::info!(
             node = %self.node.id, peer = %self.peer_addr, remote = %remote,
             send_framing = %est.send_framing, recv_framing = %est.recv_framing,
-            auth = %est.recv_auth, outbound = self.outbound,
+            auth = %est.recv_auth, outbound = self.dialed.is_some(),
             "connected"
         );
         if let Some(done) = self.done.take() {
@@ -171,7 +169,8 @@ impl Connection {
             // before node-up: whether it is a seed decides the master
             self.node.global.dialed(addr, &remote);
         }
-        self.node.node_up(&remote, self.peer_addr, self.outbound);
+        self.node
+            .node_up(&remote, self.peer_addr, self.dialed.is_some());
         ctx.spawn(Driver(Connection::poll_read));
         ctx.spawn(Driver(Connection::poll_write));
         if self.node.listen_addrs_empty() {
@@ -207,13 +206,13 @@ impl Connection {
             // expected when both sides dial at once
             tracing::info!(
                 node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
-                outbound = self.outbound, %error,
+                outbound = self.dialed.is_some(), %error,
                 "handshake refused"
             );
         } else {
             tracing::warn!(
                 node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
-                outbound = self.outbound, %error,
+                outbound = self.dialed.is_some(), %error,
                 "handshake failed"
             );
         }
@@ -229,14 +228,6 @@ impl Connection {
         ctx.stop();
     }
 
-    /// Routes one packet: keepalives are dropped, node-port requests run
-    /// here (in packet order), everything else goes to its port's mailbox.
-    fn on_packet(&mut self, packet: Packet) {
-        if let State::Up(up) = &self.state {
-            self.node.route(&up.remote, packet);
-        }
-    }
-
     fn poll_read(&mut self, ctx: &mut Context<Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         for _ in 0..READS_PER_POLL {
             loop {
@@ -244,7 +235,9 @@ impl Connection {
                     return Poll::Ready(());
                 };
                 match up.decoder.decode(&mut up.rbuf) {
-                    Ok(Some(packet)) => self.on_packet(packet),
+                    // keepalives are dropped, node-port requests run here
+                    // (in packet order), the rest goes to its port's mailbox
+                    Ok(Some(packet)) => self.node.route(&up.remote, packet),
                     Ok(None) => break,
                     Err(e) => {
                         self.fail(e.into(), ctx);

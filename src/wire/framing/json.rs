@@ -220,18 +220,17 @@ impl JsonCodec {
                         return Err(invalid("control character in a string", run[k], i + k));
                     }
                     self.str_high |= !run.is_ascii();
-                    let j = end;
-                    i = j;
-                    if j == buf.len() {
+                    i = end;
+                    if i == buf.len() {
                         break;
                     }
-                    match buf[j] {
-                        b'"' => self.string_end(buf, j, key)?,
+                    match buf[i] {
+                        b'"' => self.string_end(buf, i, key)?,
                         b'\\' => {
                             self.str_escaped = true;
                             self.st = St::Escape { key };
                         }
-                        c => return Err(invalid("control character in a string", c, j)),
+                        c => return Err(invalid("control character in a string", c, i)),
                     }
                 }
                 St::Escape { key } => {
