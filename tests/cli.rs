@@ -318,7 +318,12 @@ fn errors_are_one_line_and_what_came_before_is_saved() {
     );
     // like the reference, the commands before the bad one took effect
     assert_eq!(rc.file()["secret"], "s");
-    rc.aemp(&["setseeds"]).failed();
+    let (_, err) = rc.aemp(&["setseeds"]).failed();
+    assert_eq!(err, "aemp: seeds missing\n");
+    // also after another error than an unknown command
+    rc.aemp(&["setsecret", "t", "setcert", "/nonexistent/file.pem"])
+        .failed();
+    assert_eq!(rc.file()["secret"], "t");
     rc.aemp(&["binds", "[1,"]).failed();
     rc.aemp(&["setcert", "/nonexistent/file.pem"]).failed();
 

@@ -161,6 +161,16 @@ fn comma_separated_strings_are_lists_and_strings_are_numbers() {
     values.insert("monitor_timeout".into(), json!("2.5"));
     values.insert("nodelay".into(), json!(""));
     values.insert("services".into(), json!("A::x,B::"));
+    // `$binds ||= ["*"]`: a false value is the default, `[]` is no listener
+    for (binds, want) in [
+        (json!(null), vec!["*"]),
+        (json!(""), vec!["*"]),
+        (json!([]), vec![]),
+    ] {
+        let mut only = Map::new();
+        only.insert("binds".into(), binds);
+        assert_eq!(NodeConfig::from_values("p", &only).unwrap().binds, want);
+    }
     let cfg = NodeConfig::from_values("p", &values).unwrap();
     assert_eq!(cfg.seeds, ["a:1", "b:2"]);
     assert_eq!(cfg.binds, ["127.0.0.1:0"]);
@@ -190,6 +200,14 @@ fn saving_is_atomic_private_and_keeps_a_backup() {
     assert!(!dir.path().join("rc~new~").exists(), "no temp file left");
     let now = ConfigFile::load(&path).unwrap();
     assert_eq!(now.root()["secret"], json!("new"));
+
+    // a leftover temp file of another mode does not leak into the result
+    let leftover = dir.path().join("rc~new~");
+    std::fs::write(&leftover, "old junk").unwrap();
+    std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).unwrap();
+    file.save().unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 
     // a second save replaces the backup with the previous version
     file.root_mut().insert("secret".into(), json!("newer"));
@@ -245,9 +263,9 @@ fn a_broken_file_is_an_error_with_file_and_position() {
     let (_dir, path) = temp_rc("{\"version\":1}\u{0}\u{ff}");
     assert!(ConfigFile::load(&path).is_err());
     let (_dir, path) = temp_rc("");
-    std::fs::write(&path, [b'{', 0xff, b'}']).unwrap();
+    std::fs::write(&path, b"{\n  \"a\":\n  \"\xff\"}").unwrap();
     let err = ConfigFile::load(&path).unwrap_err();
-    assert!(err.to_string().contains("not UTF-8"), "{err}");
+    assert!(err.to_string().ends_with(":3:4: not UTF-8"), "{err}");
 }
 
 #[test]

@@ -44,6 +44,10 @@ pub enum ConfigError {
     /// The file holds JSON, but not an object.
     #[error("{0}: the configuration must be a JSON object")]
     NotAnObject(PathBuf),
+    /// The settings together cannot work (see
+    /// [`NodeConfig::validate`](super::NodeConfig::validate)).
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
     /// Profiles whose parents lead back to themselves.
     #[error("profile {0:?}: its parent chain is circular")]
     ParentCycle(String),
@@ -80,7 +84,7 @@ pub fn default_profile() -> String {
 /// spaces, trailing commas before `]`/`}` become spaces, and literal TABs
 /// in strings become `\t`. Line and column numbers stay the same, but for
 /// TABs in strings.
-pub fn relaxed_to_strict(text: &str) -> String {
+pub(crate) fn relaxed_to_strict(text: &str) -> String {
     // pass 1: comments, and TABs in strings
     let mut out: Vec<char> = Vec::with_capacity(text.len());
     let mut strings = StringTracker::default();
@@ -169,11 +173,15 @@ impl ConfigFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ConfigFile::new(path)),
             Err(source) => return Err(ConfigError::Io { path, source }),
         };
-        let text = String::from_utf8(text).map_err(|e| ConfigError::Parse {
-            path: path.clone(),
-            line: 1,
-            column: e.utf8_error().valid_up_to() + 1,
-            message: "not UTF-8".into(),
+        let text = String::from_utf8(text).map_err(|e| {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            ConfigError::Parse {
+                path: path.clone(),
+                line: 1 + good.iter().filter(|&&b| b == b'\n').count(),
+                column: 1 + good.len() - line_start,
+                message: "not UTF-8".into(),
+            }
         })?;
         let root = ConfigFile::parse(&text, &path)?;
         Ok(ConfigFile { path, root })
@@ -271,6 +279,18 @@ impl ConfigFile {
         Ok((out, overridden))
     }
 
+    /// The settings of profile `name` (see [`ConfigFile::resolve`] and
+    /// [`NodeConfig::from_values`](super::NodeConfig::from_values)), and
+    /// the `explicit` keys the file overrode.
+    pub fn node_config(
+        &self,
+        name: &str,
+        explicit: &Map<String, Value>,
+    ) -> Result<(super::NodeConfig, Vec<String>), ConfigError> {
+        let (values, overridden) = self.resolve(name, explicit)?;
+        Ok((super::NodeConfig::from_values(name, &values)?, overridden))
+    }
+
     /// Saves atomically: `<file>~new~`, mode 0600, then the old file is
     /// kept as `<file>~` and the new one renamed into place.
     pub fn save(&self) -> Result<(), ConfigError> {
@@ -283,8 +303,11 @@ impl ConfigFile {
         let tmp = with_suffix(&self.path, "~new~");
         let backup = with_suffix(&self.path, "~");
         {
+            // a fresh file, so the mode applies (a leftover temp file may
+            // have another one)
+            let _ = fs::remove_file(&tmp);
             let mut opts = fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
+            opts.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
             let mut f = opts.open(&tmp).map_err(err(&tmp))?;

@@ -131,7 +131,7 @@ fn number(key: &str, v: &Value) -> Result<f64, ConfigError> {
 }
 
 /// Perl's truthiness: `"0"`, `""`, `0`, false and null are false.
-pub fn perl_truthy(v: &Value) -> bool {
+pub(crate) fn perl_truthy(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -175,7 +175,8 @@ impl NodeConfig {
         for (key, v) in values {
             match key.as_str() {
                 "secret" if !v.is_null() => c.secret = Some(Secret::from(text(key, v)?)),
-                "binds" => c.binds = list(key, v)?,
+                // `$binds ||= ["*"]`: only a false value keeps the default
+                "binds" if perl_truthy(v) => c.binds = list(key, v)?,
                 "seeds" => c.seeds = list(key, v)?,
                 "monitor_timeout" => c.monitor_timeout = seconds(key, v)?,
                 "connect_interval" => c.connect_interval = seconds(key, v)?,
@@ -229,10 +230,7 @@ impl NodeConfig {
                 _ => {} // autocork, version, profile, parent, unknown keys
             }
         }
-        c.validate().map_err(|message| ConfigError::Value {
-            key: String::new(),
-            message,
-        })?;
+        c.validate().map_err(ConfigError::Invalid)?;
         Ok(c)
     }
 }

@@ -912,7 +912,7 @@ impl NodeBuilder {
     /// file wins over `configure` arguments, settings made on the builder
     /// after this call win over the file.
     pub fn from_config(file: &ConfigFile, profile: &str) -> Result<NodeBuilder, ConfigError> {
-        let (values, _) = file.resolve(profile, &serde_json::Map::new())?;
-        Ok(NodeBuilder::default().config(NodeConfig::from_values(profile, &values)?))
+        let (config, _) = file.node_config(profile, &serde_json::Map::new())?;
+        Ok(NodeBuilder::default().config(config))
     }
 }

@@ -117,20 +117,14 @@ impl Session {
             "delcert" => self.del("cert"),
             "setbinds" | "setseeds" | "setservices" => {
                 let key = &cmd[3..];
-                let what = format!("{} missing", key.trim_end_matches('s'));
-                let v = arg(args, &what)?;
+                let v = arg(args, key)?;
                 self.set_list(key, v);
             }
             "delbinds" | "delseeds" | "delservices" => self.del(&cmd[3..]),
-            "addbind" | "addseed" => {
+            "addbind" | "addseed" | "delbind" | "delseed" => {
                 let key = format!("{}s", &cmd[3..]);
                 let v = arg(args, &format!("{} address", &cmd[3..]))?;
-                self.edit_list(&key, v, true);
-            }
-            "delbind" | "delseed" => {
-                let key = format!("{}s", &cmd[3..]);
-                let v = arg(args, &format!("{} address", &cmd[3..]))?;
-                self.edit_list(&key, v, false);
+                self.edit_list(&key, v, cmd.starts_with("add"));
             }
             "addservice" => {
                 let v = arg(args, "service specification")?;
@@ -189,13 +183,11 @@ impl Session {
             }
             "_resolve" => {
                 let spec = next_text(args, "bind address")?;
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let addrs = rt
-                    .block_on(aemp::config::resolve_binds(&[spec]))
-                    .map_err(|e| e.to_string())?;
+                let addrs = crate::net::runtime(async {
+                    aemp::config::resolve_binds(&[spec])
+                        .await
+                        .map_err(|e| e.to_string())
+                })?;
                 let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
                 outln!("{}", addrs.join(","));
             }

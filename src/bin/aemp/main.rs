@@ -129,7 +129,6 @@ fn help_command() -> Command {
 fn help_requested(raw: &[String]) -> Option<Option<String>> {
     let is_help = |s: &str| s == "--help" || s == "-h";
     match raw {
-        [] => Some(None),
         [first, ..] if is_help(first) => Some(None),
         [first, rest @ ..] if first == "help" => Some(rest.first().cloned()),
         [first, second, ..] if is_help(second) && !first.starts_with('[') => {
@@ -149,11 +148,11 @@ fn print_help(topic: Option<String>) {
             t.to_owned()
         }
     });
-    let printed = match plain.as_deref().and_then(|t| cmd.find_subcommand_mut(t)) {
+    // a closed stdout is not an error worth reporting
+    let _ = match plain.as_deref().and_then(|t| cmd.find_subcommand_mut(t)) {
         Some(sub) => sub.print_help(),
         None => cmd.print_long_help(),
     };
-    let _ = printed;
     outln!();
 }
 
@@ -184,19 +183,24 @@ fn real_main(raw: Vec<String>) -> Result<(), String> {
     }
     init_logging("error");
     let mut session = configure::Session::load()?;
-    while let Some(cmd) = args.pop_front() {
-        let name = args::perl_text(&cmd);
-        let handled = session.command(&name, &mut args)?
-            || net::command(&session.file, &name, &mut args)?
-            // every set<key> also works as <key>
-            || session.command(&format!("set{name}"), &mut args)?;
-        if !handled {
-            // save what the chain did so far, as the reference does at exit
-            session.save_if_dirty()?;
-            return Err(format!("{name}: no such aemp command (try aemp --help)"));
+    let mut chain = || -> Result<(), String> {
+        while let Some(cmd) = args.pop_front() {
+            let name = args::perl_text(&cmd);
+            let handled = session.command(&name, &mut args)?
+                || net::command(&session.file, &name, &mut args)?
+                // every set<key> also works as <key>
+                || session.command(&format!("set{name}"), &mut args)?;
+            if !handled {
+                return Err(format!("{name}: no such aemp command (try aemp --help)"));
+            }
         }
-    }
-    session.save_if_dirty()
+        Ok(())
+    };
+    let result = chain();
+    // what the chain did up to an error is saved, as the reference saves
+    // at exit
+    session.save_if_dirty()?;
+    result
 }
 
 fn main() -> ExitCode {

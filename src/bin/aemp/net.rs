@@ -5,8 +5,8 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
-use aemp::Node;
-use aemp::config::{ConfigFile, NodeConfig};
+use aemp::config::ConfigFile;
+use aemp::{Node, PortId};
 use serde_json::{Map, Value};
 
 use crate::args::{next_text, perl_text};
@@ -30,9 +30,9 @@ fn json_list(values: &[Value]) -> String {
         .to_owned()
 }
 
-/// The node of a port id (`node_of`).
-fn node_of(port: &str) -> &str {
-    port.split_once('#').map_or(port, |(n, _)| n)
+/// The node of a port id (the reference's `node_of`).
+fn node_of(port: &str) -> String {
+    PortId::from(port).node().to_owned()
 }
 
 /// What to add to a timeout when the command's node had nothing to start
@@ -50,8 +50,9 @@ fn no_seeds_hint(node: &Node) -> &'static str {
 async fn init(file: &ConfigFile) -> Result<Node, String> {
     let mut explicit = Map::new();
     explicit.insert("nodeid".into(), Value::from("anon/"));
-    let (values, _) = file.resolve("aemp", &explicit).map_err(|e| e.to_string())?;
-    let cfg = NodeConfig::from_values("aemp", &values).map_err(|e| e.to_string())?;
+    let (cfg, _) = file
+        .node_config("aemp", &explicit)
+        .map_err(|e| e.to_string())?;
     Node::builder()
         .config(cfg)
         .start()
@@ -59,7 +60,8 @@ async fn init(file: &ConfigFile) -> Result<Node, String> {
         .map_err(|e| e.to_string())
 }
 
-fn runtime<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+/// Runs `fut` to its end on a fresh actix system.
+pub fn runtime<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
     actix_rt::System::new().block_on(fut)
 }
 
@@ -87,13 +89,13 @@ pub fn command(file: &ConfigFile, cmd: &str, args: &mut VecDeque<Value>) -> Resu
                 .map(|v| perl_text(&v))
                 .collect::<Vec<_>>()
                 .join(" ");
-            let out = runtime(eval_on(file, node_of(&node).to_owned(), expr))?;
+            let out = runtime(eval_on(file, node_of(&node), expr))?;
             outln!("{out}");
         }
         "restart" => {
             let node = next_text(args, "node")?;
             let code = "my $w; $w = AE::idle sub { undef $w; use AnyEvent::Watchdog::Util ();AnyEvent::Watchdog::Util::restart}; ()";
-            let out = runtime(eval_on(file, node_of(&node).to_owned(), code.into()))?;
+            let out = runtime(eval_on(file, node_of(&node), code.into()))?;
             outln!("{out}");
         }
         "shell" => {
@@ -347,7 +349,8 @@ fn dot_graph(node: &Node, links: &[(String, Vec<String>)]) -> String {
             edges.insert((a, b));
         }
     }
-    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let escape = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let quote = |s: &str| format!("\"{}\"", escape(s));
     let mut out = String::from("graph aemp {\n");
     for n in &nodes {
         let provider = node.provider_of(n);
@@ -356,15 +359,12 @@ fn dot_graph(node: &Node, links: &[(String, Vec<String>)]) -> String {
             Some(p) if p.starts_with("aemp-") => "shape=ellipse",
             _ => "shape=ellipse, style=dashed",
         };
+        // Graphviz's `\n` line break between the escaped parts
         let label = match &provider {
-            Some(p) => format!("{n}\\n{p}"),
-            None => n.to_string(),
+            Some(p) => format!("\"{}\\n{}\"", escape(n), escape(p)),
+            None => quote(n),
         };
-        out.push_str(&format!(
-            "  {} [label={}, {style}];\n",
-            quote(n),
-            quote(&label).replace("\\\\n", "\\n")
-        ));
+        out.push_str(&format!("  {} [label={label}, {style}];\n", quote(n)));
     }
     for (a, b) in &edges {
         out.push_str(&format!("  {} -- {};\n", quote(a), quote(b)));

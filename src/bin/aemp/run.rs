@@ -3,17 +3,16 @@
 use std::time::Duration;
 
 use aemp::Node;
-use aemp::config::{ConfigFile, NodeConfig};
+use aemp::config::ConfigFile;
 use serde_json::{Map, Value};
 
 use crate::args::perl_text;
 
 /// Parses the reference's `configure` arguments: an odd count means the
-/// first is the profile; then key/value pairs.
-pub fn configure_args(
-    mut args: Vec<Value>,
-) -> Result<(Option<String>, Map<String, Value>), String> {
-    let profile = if args.len() % 2 == 1 {
+/// first is the profile; then key/value pairs, where `profile NAME` also
+/// names the profile (the last one wins, as in a Perl hash).
+pub fn configure_args(mut args: Vec<Value>) -> (Option<String>, Map<String, Value>) {
+    let mut profile = if args.len() % 2 == 1 {
         Some(perl_text(&args.remove(0)))
     } else {
         None
@@ -23,20 +22,20 @@ pub fn configure_args(
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         let k = perl_text(&k);
         if k == "profile" {
-            // `configure profile => NAME`
-            return Err("give the profile as the first argument".into());
+            profile = Some(perl_text(&v));
+        } else {
+            explicit.insert(k, v);
         }
-        explicit.insert(k, v);
     }
-    Ok((profile, explicit))
+    (profile, explicit)
 }
 
 pub fn run(args: Vec<Value>) -> Result<(), String> {
-    let (profile, explicit) = configure_args(args)?;
+    let (profile, explicit) = configure_args(args);
     let profile = profile.unwrap_or_else(aemp::config::default_profile);
     let file = ConfigFile::load_default().map_err(|e| e.to_string())?;
-    let (values, overridden) = file
-        .resolve(&profile, &explicit)
+    let (cfg, overridden) = file
+        .node_config(&profile, &explicit)
         .map_err(|e| e.to_string())?;
     for key in overridden {
         tracing::warn!(
@@ -44,7 +43,6 @@ pub fn run(args: Vec<Value>) -> Result<(), String> {
             "the configuration file overrides the command-line value (reference behaviour: arguments are the weakest)"
         );
     }
-    let cfg = NodeConfig::from_values(&profile, &values).map_err(|e| e.to_string())?;
     actix_rt::System::new().block_on(async move {
         let node = crate::services::register(Node::builder().config(cfg))
             .start()
@@ -85,5 +83,31 @@ async fn wait_for_signal() {
             // no signal handling: run until ctrl-c at least
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn configure_arguments() {
+        let (p, kv) = configure_args(vec![json!("srv"), json!("binds"), json!("1")]);
+        assert_eq!(p.as_deref(), Some("srv"));
+        assert_eq!(kv.get("binds"), Some(&json!("1")));
+        // `profile NAME` as a key, the last one winning
+        let (p, kv) = configure_args(vec![
+            json!("profile"),
+            json!("a"),
+            json!("nodeid"),
+            json!("x/"),
+            json!("profile"),
+            json!("b"),
+        ]);
+        assert_eq!(p.as_deref(), Some("b"));
+        assert_eq!(kv.len(), 1);
+        let (p, kv) = configure_args(Vec::new());
+        assert!(p.is_none() && kv.is_empty());
     }
 }
