@@ -143,6 +143,17 @@ pub enum ConnectionError {
 
 impl From<std::io::Error> for ConnectionError {
     fn from(e: std::io::Error) -> Self {
-        ConnectionError::Io(crate::wire::io_error_text(&e))
+        ConnectionError::Io(io_error_text(&e))
+    }
+}
+
+/// The text of an I/O error as the C library words it (`Connection reset by
+/// peer`), without Rust's ` (os error N)` suffix: the reference puts these
+/// texts into `transport_error` reasons.
+pub fn io_error_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(i)) => text[..i].to_owned(),
+        _ => text,
     }
 }

@@ -29,6 +29,9 @@ async fn refused(
         _ => None,
     })
     .await;
+    let ConnectionError::Handshake(error) = error else {
+        panic!("not a handshake error: {error:?} ({error})");
+    };
     assert!(expect(&error), "unexpected error: {error:?} ({error})");
     still_serves(node).await;
 }
@@ -128,9 +131,9 @@ async fn slow_loris_is_closed_at_the_absolute_deadline() {
     .await;
     assert_eq!(
         error,
-        HandshakeError::Timeout {
+        ConnectionError::Handshake(HandshakeError::Timeout {
             timeout: Duration::from_secs(2)
-        }
+        })
     );
     still_serves(&node).await;
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aemp::wire::{
-    AuthMethod, Framing, Greeting, Handshake, HandshakeConfig, JsonCodec, Packet, Secret,
+    AuthMethod, Framing, Greeting, Handshake, HandshakeConfig, JsonCodec, Nonce, Packet, Secret,
     hmac_md6_64_256_token, md6_256, tls_md6_64_256_token, transcript, verify_token,
 };
 use bytes::BytesMut;
@@ -310,13 +310,10 @@ fn f_simple_cleartext_token() {
 
     // our handshake, in the Perl node's place, accepts the python client
     let cfg = Arc::new(HandshakeConfig::new("perlB", Some("geheim".into())));
-    let mut hs = Handshake::new(cfg, None, Instant::now());
+    let mut hs = Handshake::new(cfg, None, Nonce::from_line("golden-nonce"), Instant::now());
     let mut input = BytesMut::from(&tr::stream(&tr::parse(F_CLEARTEXT), 1, Dir::C2S)[..]);
     let mut out = Vec::new();
-    let est = hs
-        .advance(&mut input, &mut out, &|_| false)
-        .unwrap()
-        .unwrap();
+    let est = hs.advance_granting(&mut input, &mut out).unwrap().unwrap();
     assert_eq!(est.remote_node, "pysimple");
     assert_eq!(est.recv_auth, AuthMethod::Cleartext);
     assert_eq!(est.sent_auth, AuthMethod::HmacMd6_64_256);

@@ -142,7 +142,11 @@ async fn a_seed_that_is_ourselves_is_dropped() {
     while let Ok(Ok(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
         if let NodeEvent::HandshakeFailed { error, .. } = ev {
             assert!(
-                matches!(error, HandshakeError::TalkingToMyself | HandshakeError::Eof),
+                matches!(
+                    error,
+                    ConnectionError::Handshake(HandshakeError::TalkingToMyself)
+                        | ConnectionError::Eof
+                ),
                 "{error:?}"
             );
             failures += 1;

@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    aemp::wire::fuzz_parsers(data);
+    aemp::wire::fuzz_parsers(data, std::time::Instant::now());
 });

@@ -23,7 +23,7 @@ use super::registry::{Delivery, PortTarget, Registry};
 use crate::config::{ANON_NODE_ID, ConfigError, ConfigFile, NodeConfig};
 use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
 use crate::transport::{connector, listener};
-use crate::wire::{AuthMethod, Framing, HandshakeConfig, HandshakeError, Packet, Secret};
+use crate::wire::{AuthMethod, Framing, HandshakeConfig, Packet, Secret};
 
 impl actix::Message for Packet {
     type Result = ();
@@ -54,8 +54,9 @@ pub enum NodeEvent {
         addr: SocketAddr,
         /// The node id the peer claimed, if it got that far.
         node: Option<String>,
-        /// Why it failed.
-        error: HandshakeError,
+        /// Why it failed (a [`ConnectionError::Handshake`] when the peer
+        /// broke a rule of the handshake).
+        error: ConnectionError,
     },
 }
 
@@ -873,7 +874,7 @@ impl NodeBuilder {
             next_conn_id: AtomicU64::new(1),
             handshake: Arc::new(handshake),
             registry: Registry::default(),
-            peers: Peers::new(config.max_send_queue),
+            peers: Peers::new(Arc::from(config.node_id.as_str()), config.max_send_queue),
             monitors: Monitors::default(),
             functions,
             addresses: DashMap::with_hasher(ahash::RandomState::new()),

@@ -2,20 +2,21 @@
 //! (messages wait in order until a connection to that node id exists,
 //! however it comes up, or until the connect deadline drops them).
 //!
-//! **One connection per node.** A handshake claims its node's slot as soon
-//! as the peer's first greeting line names the node, before we send our
-//! auth line; a second handshake with the same node (in either direction)
-//! is refused there. A connection completes only when both sides sent
-//! their auth lines, so at most one connection between two aemp nodes can
-//! complete: when both dial at once and each side claims a different
-//! connection, both fail before any packet flows, no monitor fires, the
-//! queued messages stay queued, and the next attempt succeeds.
+//! **One connection per node.** The table keeps each down node's handshake
+//! slot; which handshake gets it is decided by [`crate::wire::slot`] (the
+//! rules live there), and this table applies the decision: it records the
+//! holder, cancels a holder that lost its slot, and tells waiting
+//! handshakes when a slot changed. A connection attaches only if it holds
+//! its node's slot.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -23,8 +24,10 @@ use dashmap::mapref::one::RefMut;
 use serde::Serialize;
 
 use crate::error::SendError;
+use crate::transport::handshake::SlotTable;
 use crate::transport::outbox::{Outbox, Refused};
 use crate::wire::Packet;
+use crate::wire::slot::{Contender, Decision, Holder, decide};
 
 enum Peer {
     /// A connection completed its handshake; packets go to its outbox.
@@ -39,8 +42,8 @@ struct Pending {
     /// JSON frames waiting for a connection, in order.
     queue: VecDeque<Bytes>,
     bytes: usize,
-    /// The connection that claimed this node's handshake slot.
-    handshake: Option<u64>,
+    /// The handshake that holds this node's slot, and how to stop it.
+    holder: Option<(Holder, CancellationToken)>,
     /// A connector (with its deadline) runs for this node.
     connecting: bool,
     /// The node's transport just failed and its monitors are firing:
@@ -50,7 +53,7 @@ struct Pending {
 
 impl Pending {
     fn idle(&self) -> bool {
-        self.queue.is_empty() && self.handshake.is_none() && !self.connecting && !self.failing
+        self.queue.is_empty() && self.holder.is_none() && !self.connecting && !self.failing
     }
 }
 
@@ -67,7 +70,11 @@ pub(crate) enum Sent {
 
 /// The node table.
 pub(crate) struct Peers {
+    /// Our node id (slot decisions compare it).
+    local: Arc<str>,
     map: DashMap<Arc<str>, Peer, ahash::RandomState>,
+    /// Bumped when a slot may have become free or been decided.
+    slot_changes: watch::Sender<u64>,
     /// Most bytes that may wait for one node that is not up.
     max_waiting: usize,
     /// Set by `drain` (shutdown): no connection attaches any more.
@@ -90,9 +97,11 @@ fn push<M: Serialize + ?Sized>(
 }
 
 impl Peers {
-    pub(crate) fn new(max_waiting: usize) -> Peers {
+    pub(crate) fn new(local: Arc<str>, max_waiting: usize) -> Peers {
         Peers {
+            local,
             map: DashMap::with_hasher(ahash::RandomState::new()),
+            slot_changes: watch::Sender::new(0),
             max_waiting,
             drained: AtomicBool::new(false),
         }
@@ -214,31 +223,9 @@ impl Peers {
         self.update_down(node, |p| p.connecting = false);
     }
 
-    /// Claims `node`'s handshake slot for connection `conn_id` (see the
-    /// module docs); false if the node is up, failing, or another
-    /// handshake holds the slot.
-    pub(crate) fn claim(&self, node: &str, conn_id: u64) -> bool {
-        let mut entry = self.entry(Arc::from(node));
-        match entry.value_mut() {
-            Peer::Up(_) => false,
-            Peer::Down(p) if p.failing => false,
-            Peer::Down(p) => match p.handshake {
-                Some(other) if other != conn_id => false,
-                _ => {
-                    p.handshake = Some(conn_id);
-                    true
-                }
-            },
-        }
-    }
-
-    /// Releases `node`'s handshake slot if `conn_id` holds it.
-    pub(crate) fn release(&self, node: &str, conn_id: u64) {
-        self.update_down(node, |p| {
-            if p.handshake == Some(conn_id) {
-                p.handshake = None;
-            }
-        });
+    /// Tells waiting handshakes that a slot may have changed.
+    fn slot_changed(&self) {
+        self.slot_changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Marks `node` up with connection `conn_id`'s outbox. The frames
@@ -260,7 +247,9 @@ impl Peers {
         let pending = match entry.value_mut() {
             Peer::Up(_) => return Err(()),
             Peer::Down(p) if p.failing => return Err(()),
-            Peer::Down(p) if p.handshake.is_some_and(|h| h != conn_id) => return Err(()),
+            Peer::Down(p) if p.holder.as_ref().is_some_and(|(h, _)| h.conn != conn_id) => {
+                return Err(());
+            }
             Peer::Down(p) => std::mem::take(p),
         };
         for frame in pending.queue {
@@ -273,6 +262,8 @@ impl Peers {
             }
         }
         *entry.value_mut() = Peer::Up(outbox);
+        drop(entry);
+        self.slot_changed();
         Ok(())
     }
 
@@ -305,7 +296,7 @@ impl Peers {
         // a handshake in flight keeps its slot
         *p = Pending {
             failing: true,
-            handshake: p.handshake,
+            holder: p.holder.take(),
             ..Pending::default()
         };
         true
@@ -314,6 +305,7 @@ impl Peers {
     /// The failure of `node` has been handled (monitors fired).
     pub(crate) fn end_failing(&self, node: &str) {
         self.update_down(node, |p| p.failing = false);
+        self.slot_changed();
     }
 
     /// Whether something waits for `node` (a queue or a connector).
@@ -333,6 +325,66 @@ impl Peers {
             })
             .collect();
         self.map.clear();
+        self.slot_changed();
         outboxes
+    }
+}
+
+impl SlotTable for Peers {
+    fn refuses(&self, node: &str) -> bool {
+        self.drained.load(Ordering::SeqCst)
+            || match self.map.get(node).as_deref() {
+                Some(Peer::Up(_)) => true,
+                Some(Peer::Down(p)) => p.failing,
+                None => false,
+            }
+    }
+
+    fn claim(
+        &self,
+        node: &str,
+        c: &Contender,
+        cancel: &CancellationToken,
+        now: Instant,
+    ) -> Decision {
+        let mut entry = self.entry(Arc::from(node));
+        let Peer::Down(p) = entry.value_mut() else {
+            return Decision::Refused;
+        };
+        if p.failing {
+            return Decision::Refused;
+        }
+        let decision = decide(p.holder.as_ref().map(|(h, _)| h), c, &self.local, node, now);
+        if let Decision::Granted | Decision::TakeOver { .. } = decision {
+            let holder = Holder {
+                conn: c.conn,
+                outbound: c.outbound,
+                since: now,
+                verified: false,
+            };
+            if let Some((old, stop)) = p.holder.replace((holder, cancel.clone()))
+                && old.conn != c.conn
+            {
+                stop.cancel();
+            }
+        }
+        decision
+    }
+
+    fn release(&self, node: &str, conn: u64) {
+        let mut released = false;
+        self.update_down(node, |p| {
+            if p.holder.as_ref().is_some_and(|(h, _)| h.conn == conn) {
+                p.holder = None;
+                released = true;
+            }
+        });
+        if released {
+            self.slot_changed();
+        }
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.slot_changes.subscribe()
     }
 }

@@ -27,7 +27,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use tokio_util::codec::Decoder;
 
-use super::handshake::{HandshakeFailure, Handshaken, drive};
+use super::handshake::{Claimant, HandshakeFailure, Handshaken, SlotTable, drive, fresh_nonce};
 use super::outbox::Outbox;
 use crate::error::ConnectionError;
 use crate::kernel::{NodeEvent, NodeInner};
@@ -138,7 +138,7 @@ impl Connection {
             let error = HandshakeError::AlreadyConnected {
                 node: remote.to_string(),
             };
-            return self.handshake_failed(error, Some(remote.to_string()), ctx);
+            return self.handshake_failed(error.into(), Some(remote.to_string()), ctx);
         }
         let (reader, writer) = stream.into_split();
         self.state = State::Up(Box::new(Up {
@@ -195,14 +195,17 @@ impl Connection {
 
     fn handshake_failed(
         &mut self,
-        error: HandshakeError,
+        error: ConnectionError,
         remote: Option<String>,
         ctx: &mut Context<Self>,
     ) {
         if let Some(remote) = &remote {
             self.node.peers.release(remote, self.conn_id);
         }
-        if matches!(error, HandshakeError::AlreadyConnected { .. }) {
+        if matches!(
+            error,
+            ConnectionError::Handshake(HandshakeError::AlreadyConnected { .. })
+        ) {
             // expected when both sides dial at once
             tracing::info!(
                 node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
@@ -217,7 +220,7 @@ impl Connection {
             );
         }
         if let Some(done) = self.done.take() {
-            let _ = done.send(Err(error.clone().into()));
+            let _ = done.send(Err(error.clone()));
         }
         self.node.emit(NodeEvent::HandshakeFailed {
             addr: self.peer_addr,
@@ -328,13 +331,26 @@ impl Actor for Connection {
         let hs = Handshake::new(
             self.node.handshake.clone(),
             Some(&self.peer_addr.to_string()),
+            fresh_nonce(),
             Instant::now(),
         );
         let node = self.node.clone();
-        let conn_id = self.conn_id;
-        // the peer's first line names it: claim its slot (refused if the
-        // node is up or another handshake with it is under way)
-        let fut = drive(stream, hs, move |n| !node.peers.claim(n, conn_id));
+        let conn = self.conn_id;
+        let outbound = self.dialed.is_some();
+        // the node's peer table answers the handshake's slot claims
+        let fut = async move {
+            let slots: &dyn SlotTable = &node.peers;
+            drive(
+                stream,
+                hs,
+                Claimant {
+                    conn,
+                    outbound,
+                    slots,
+                },
+            )
+            .await
+        };
         ctx.spawn(
             fut.into_actor(self)
                 .map(|result, act, ctx| act.handshake_done(result, ctx)),

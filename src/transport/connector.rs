@@ -52,7 +52,7 @@ async fn dial(node: &NodeInner, addr: &str) -> Result<(TcpStream, SocketAddr), C
     };
     match tokio::time::timeout(node.config.monitor_timeout, attempt).await {
         Ok(Ok(ok)) => Ok(ok),
-        Ok(Err(e)) => Err(ConnectionError::Connect(crate::wire::io_error_text(&e))),
+        Ok(Err(e)) => Err(ConnectionError::Connect(crate::error::io_error_text(&e))),
         Err(_) => Err(ConnectionError::Connect("timed out".into())),
     }
 }
@@ -151,8 +151,9 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
 fn collided(result: &Result<String, ConnectionError>) -> bool {
     matches!(
         result,
-        Err(ConnectionError::Handshake(
-            crate::wire::HandshakeError::AlreadyConnected { .. } | crate::wire::HandshakeError::Eof
-        ))
+        Err(
+            ConnectionError::Handshake(crate::wire::HandshakeError::AlreadyConnected { .. })
+                | ConnectionError::Eof
+        )
     )
 }

@@ -1,15 +1,52 @@
-//! Runs the sans-IO [`Handshake`] on a byte stream, with its absolute
-//! deadline.
+//! Runs the sans-IO [`Handshake`] on a byte stream: writes its greeting,
+//! feeds it what the peer sends, answers its events from the node's slot
+//! table, and enforces its absolute deadline, which trickling bytes cannot
+//! extend.
+
+use std::time::Instant;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::wire::{Established, Handshake, HandshakeError, MAX_LINE};
+use crate::error::ConnectionError;
+use crate::wire::slot::{Contender, Decision};
+use crate::wire::{Established, Event, Handshake, MAX_LINE, NONCE_BYTES, Nonce};
+
+/// A fresh nonce line from the operating system's generator.
+pub(crate) fn fresh_nonce() -> Nonce {
+    let mut raw = [0u8; NONCE_BYTES];
+    rand::fill(&mut raw[..]);
+    Nonce::from_random(raw)
+}
+
+/// The node's side of "one connection per node" (see
+/// [`slot`](crate::wire::slot)), as the handshake driver needs it.
+pub(crate) trait SlotTable {
+    /// Whether a handshake naming `node` is refused at once (the node is
+    /// up, or its failure is being handled).
+    fn refuses(&self, node: &str) -> bool;
+    /// Asks for `node`'s slot. On [`Decision::TakeOver`] the table has
+    /// given the slot to `c` already and cancelled the loser's token;
+    /// `cancel` is the contender's own, for when it loses later.
+    fn claim(
+        &self,
+        node: &str,
+        c: &Contender,
+        cancel: &CancellationToken,
+        now: Instant,
+    ) -> Decision;
+    /// Gives up `node`'s slot if connection `conn` holds it.
+    fn release(&self, node: &str, conn: u64);
+    /// Bumped whenever a slot may have become free or been decided.
+    fn changes(&self) -> watch::Receiver<u64>;
+}
 
 /// A failed handshake and, if it got that far, the peer's node id.
 #[derive(Debug)]
 pub(crate) struct HandshakeFailure {
-    pub(crate) error: HandshakeError,
+    pub(crate) error: ConnectionError,
     pub(crate) remote: Option<String>,
 }
 
@@ -17,54 +54,142 @@ pub(crate) struct HandshakeFailure {
 /// peer sent after its auth line (the start of its packet stream).
 pub(crate) type Handshaken<S> = (Established, S, BytesMut);
 
-/// Writes our greeting at once, answers the peer's greeting with our auth
-/// line as soon as both its lines are in, and checks its auth line — all
-/// before the handshake's deadline, which trickling bytes cannot extend.
+/// Who this handshake is, for the slot table.
+pub(crate) struct Claimant<'a> {
+    pub(crate) conn: u64,
+    pub(crate) outbound: bool,
+    pub(crate) slots: &'a dyn SlotTable,
+}
+
+/// Runs the handshake to its end. On failure the slot this handshake
+/// held, if any, is released.
 pub(crate) async fn drive<S>(
     mut io: S,
     mut hs: Handshake,
-    connected: impl Fn(&str) -> bool,
+    who: Claimant<'_>,
 ) -> Result<Handshaken<S>, HandshakeFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let deadline = tokio::time::Instant::from_std(hs.deadline());
-    let result = tokio::time::timeout_at(deadline, exchange(&mut io, &mut hs, &connected)).await;
-    let error = match result {
-        Ok(Ok((est, rest))) => return Ok((est, io, rest)),
-        Ok(Err(e)) => e,
-        Err(_) => hs.timeout_error(),
-    };
-    // best effort: let the peer see a FIN rather than a reset
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(100), io.shutdown()).await;
-    Err(HandshakeFailure {
-        error,
-        remote: hs.remote_node().map(str::to_owned),
-    })
+    let result = exchange(&mut io, &mut hs, &who).await;
+    let remote = hs.remote_node().map(str::to_owned);
+    match result {
+        Ok((est, rest)) => Ok((est, io, rest)),
+        Err(error) => {
+            if let Some(node) = &remote {
+                who.slots.release(node, who.conn);
+            }
+            // best effort: let the peer see a FIN rather than a reset
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(100), io.shutdown()).await;
+            Err(HandshakeFailure { error, remote })
+        }
+    }
+}
+
+/// A claim that waits for the slot.
+struct Waiting {
+    node: String,
+    peer_verified: bool,
+    /// When to ask again even if nothing changed.
+    until: Option<Instant>,
 }
 
 async fn exchange<S>(
     io: &mut S,
     hs: &mut Handshake,
-    connected: &dyn Fn(&str) -> bool,
-) -> Result<(Established, BytesMut), HandshakeError>
+    who: &Claimant<'_>,
+) -> Result<(Established, BytesMut), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     io.write_all(&hs.greeting()).await?;
+    let Some(deadline) = hs.poll_timeout() else {
+        return Err(hs.refuse().into());
+    };
+    let deadline = tokio::time::Instant::from_std(deadline);
+    let cancel = CancellationToken::new();
+    let mut changes = who.slots.changes();
     let mut buf = BytesMut::with_capacity(2 * MAX_LINE);
     let mut out = Vec::new();
+    let mut waiting: Option<Waiting> = None;
     loop {
-        let step = hs.advance(&mut buf, &mut out, connected);
-        if !out.is_empty() {
-            io.write_all(&out).await?;
-            out.clear();
+        while let Some(event) = hs.advance(&mut buf)? {
+            match event {
+                Event::PeerNamed(node) => {
+                    if who.slots.refuses(&node) {
+                        return Err(hs.refuse().into());
+                    }
+                }
+                Event::ClaimSlot {
+                    node,
+                    peer_verified,
+                } => {
+                    waiting = Some(Waiting {
+                        node,
+                        peer_verified,
+                        until: None,
+                    });
+                }
+                Event::Established(est) => return Ok((est, buf)),
+            }
         }
-        if let Some(est) = step? {
-            return Ok((est, buf));
+        if let Some(w) = &mut waiting {
+            changes.borrow_and_update();
+            let peer_is_aemp = hs
+                .remote_greeting()
+                .and_then(|g| g.get("provider"))
+                .is_some_and(|p| p.starts_with("aemp"));
+            let c = Contender {
+                conn: who.conn,
+                outbound: who.outbound,
+                peer_verified: w.peer_verified,
+                peer_is_aemp,
+            };
+            let decision = if who.slots.refuses(&w.node) {
+                Decision::Refused
+            } else {
+                who.slots.claim(&w.node, &c, &cancel, Instant::now())
+            };
+            match decision {
+                Decision::Granted | Decision::TakeOver { .. } => {
+                    if let Decision::TakeOver { loser } = decision {
+                        tracing::info!(conn = who.conn, remote = %w.node, loser, "authenticated handshake takes the slot");
+                    }
+                    waiting = None;
+                    let est = hs.grant(&mut out)?;
+                    io.write_all(&out).await?;
+                    out.clear();
+                    if let Some(est) = est {
+                        return Ok((est, buf));
+                    }
+                    continue; // the peer's auth line may be buffered already
+                }
+                Decision::Refused => return Err(hs.refuse().into()),
+                Decision::Wait { until } => w.until = until,
+            }
         }
-        if io.read_buf(&mut buf).await? == 0 {
-            return Err(HandshakeError::Eof);
+        let retry_at = waiting
+            .as_ref()
+            .and_then(|w| w.until)
+            .map(tokio::time::Instant::from_std);
+        let claiming = waiting.is_some();
+        tokio::select! {
+            read = io.read_buf(&mut buf) => {
+                if read? == 0 {
+                    return Err(ConnectionError::Eof);
+                }
+            }
+            _ = cancel.cancelled() => return Err(hs.refuse().into()),
+            changed = changes.changed(), if claiming => {
+                if changed.is_err() {
+                    return Err(ConnectionError::Shutdown);
+                }
+            }
+            _ = tokio::time::sleep_until(retry_at.unwrap_or(deadline)), if retry_at.is_some() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                hs.handle_timeout(Instant::now())?;
+            }
         }
     }
 }

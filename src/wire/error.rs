@@ -8,20 +8,6 @@
 
 use thiserror::Error;
 
-/// Broad classes of handshake failures, after rustls' split of its errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The peer sent bytes that do not form a valid greeting or auth line.
-    Malformed,
-    /// The peer speaks the protocol but we cannot agree on a version, an
-    /// auth method or a framing.
-    Incompatible,
-    /// The peer failed authentication, echoed us, or otherwise misbehaved.
-    Misbehaved,
-    /// Local conditions: timeouts, end of file, our own configuration.
-    Local,
-}
-
 /// Why a handshake failed.
 ///
 /// The checks run in the order of the reference implementation
@@ -133,39 +119,18 @@ pub enum HandshakeError {
         /// The configured handshake timeout.
         timeout: std::time::Duration,
     },
-    /// The peer closed the connection during the handshake.
-    #[error("Unexpected end-of-file")]
-    Eof,
-    /// A socket error during the handshake.
-    #[error("{0}")]
-    Io(String),
-}
-
-impl HandshakeError {
-    /// The class of this error.
-    pub fn class(&self) -> ErrorClass {
-        use HandshakeError::*;
-        match self {
-            LineTooLong { .. }
-            | UnexpectedProtocol { .. }
-            | InvalidNodeId { .. }
-            | MalformedAuthLine { .. } => ErrorClass::Malformed,
-            VersionMismatch { .. }
-            | NoCommonAuth { .. }
-            | NoCommonFraming { .. }
-            | UnsupportedRecvAuth { .. }
-            | AuthNotAccepted { .. }
-            | FramingNotOffered { .. } => ErrorClass::Incompatible,
-            TalkingToMyself
-            | AlreadyConnected { .. }
-            | EchoAttack
-            | IdenticalNonce
-            | AuthFailure => ErrorClass::Misbehaved,
-            NoSecret | UnsupportedSendAuth { .. } | Timeout { .. } | Eof | Io(_) => {
-                ErrorClass::Local
-            }
-        }
-    }
+    /// The handshake was fed after it completed (the bytes after the
+    /// peer's auth line belong to the packet stream).
+    #[error("handshake already completed")]
+    Finished,
+    /// The driver answered an event that was not asked (for example
+    /// [`grant`](crate::wire::Handshake::grant) before
+    /// [`Event::ClaimSlot`](crate::wire::Event::ClaimSlot)).
+    #[error("handshake driver called {call} out of order")]
+    OutOfOrder {
+        /// The call.
+        call: &'static str,
+    },
 }
 
 /// Why a packet stream could not be decoded after authentication. Every
@@ -197,31 +162,17 @@ pub enum FrameError {
     /// The stream ended in the middle of a packet.
     #[error("Unexpected end-of-file inside a packet")]
     Truncated,
-    /// A socket error while reading.
+    /// An I/O error handed to the decoder (see the `From` impl).
     #[error("{0}")]
     Io(String),
 }
 
+/// `tokio_util`'s `Decoder` contract wants decode errors to absorb I/O
+/// errors; the transport reads the socket itself and reports its errors
+/// as its own, so this only keeps that contract.
 impl From<std::io::Error> for FrameError {
     fn from(e: std::io::Error) -> Self {
-        FrameError::Io(io_error_text(&e))
-    }
-}
-
-impl From<std::io::Error> for HandshakeError {
-    fn from(e: std::io::Error) -> Self {
-        HandshakeError::Io(io_error_text(&e))
-    }
-}
-
-/// The text of an I/O error as the C library words it (`Connection reset by
-/// peer`), without Rust's ` (os error N)` suffix: the reference puts these
-/// texts into `transport_error` reasons.
-pub fn io_error_text(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match (e.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(i)) => text[..i].to_owned(),
-        _ => text,
+        FrameError::Io(e.to_string())
     }
 }
 

@@ -53,13 +53,43 @@ pub fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, HandshakeError> {
     }
 }
 
-/// Makes a fresh nonce line: [`NONCE_BYTES`] random bytes from the thread's
-/// cryptographic generator, base64 without padding or line breaks
-/// (88 characters).
-pub fn generate_nonce() -> String {
-    let mut raw = [0u8; NONCE_BYTES];
-    rand::fill(&mut raw[..]);
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(raw)
+/// Our nonce line, the second greeting line: [`NONCE_BYTES`] random bytes,
+/// base64 without padding or line breaks (88 characters), as the
+/// reference makes it.
+///
+/// The wire core draws no random numbers: the driver brings the bytes
+/// (the transport from the operating system's generator), as quinn-proto
+/// takes its seed.
+///
+/// ```
+/// let n = aemp::wire::Nonce::from_random([7u8; aemp::wire::NONCE_BYTES]);
+/// assert_eq!(n.as_str().len(), 88);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nonce(String);
+
+impl Nonce {
+    /// The nonce line made of `bytes` (which must be random for a real
+    /// connection).
+    pub fn from_random(bytes: [u8; NONCE_BYTES]) -> Nonce {
+        Nonce(base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes))
+    }
+
+    /// A nonce line taken as it is, for tests and tools that replay
+    /// recorded handshakes (a newline in it would end the line early, so
+    /// it is cut there).
+    pub fn from_line(line: impl Into<String>) -> Nonce {
+        let mut line = line.into();
+        if let Some(i) = line.find('\n') {
+            line.truncate(i);
+        }
+        Nonce(line)
+    }
+
+    /// The line, without its newline.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A parsed first greeting line.
@@ -264,10 +294,11 @@ mod tests {
 
     #[test]
     fn nonce_shape() {
-        let n = generate_nonce();
+        let n = Nonce::from_random([1; NONCE_BYTES]).as_str().to_owned();
         assert_eq!(n.len(), 88);
         assert!(!n.contains('=') && !n.contains('\n'));
-        assert_ne!(n, generate_nonce());
+        assert_ne!(n, Nonce::from_random([2; NONCE_BYTES]).as_str());
+        assert_eq!(Nonce::from_line("ab\ncd").as_str(), "ab");
     }
 
     #[test]

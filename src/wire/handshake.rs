@@ -1,26 +1,44 @@
-//! The handshake as a state machine without sockets or clocks.
+//! The handshake as a state machine without sockets, clocks or random
+//! numbers.
 //!
 //! The caller writes [`Handshake::greeting`] at once, then feeds every byte
-//! it reads to [`Handshake::advance`], writes what that puts into `out`,
-//! and stops at the first error or when it returns [`Established`]. Bytes
-//! left in the input buffer after that belong to the packet stream. Time
-//! enters only through `now` arguments, so tests can jump the clock.
+//! it reads to [`Handshake::advance`] and writes what that puts into `out`.
+//! `advance` stops at each point where the node must decide something and
+//! says so with an [`Event`]:
+//!
+//! * [`Event::PeerNamed`]: the peer's first line named its node; refuse
+//!   now with [`Handshake::refuse`] if that node is up (as the reference
+//!   does), else just go on.
+//! * [`Event::ClaimSlot`]: the peer's two lines are in and our auth line is
+//!   ready; the node decides whether this handshake may send it (see
+//!   [`slot`](super::slot)): [`Handshake::grant`] sends it,
+//!   [`Handshake::refuse`] fails the handshake before it is sent, and
+//!   doing neither keeps the handshake waiting while it goes on reading
+//!   the peer's auth line (`ClaimSlot` comes again, with
+//!   `peer_verified`, once that line checks out).
+//! * [`Event::Established`]: both auth lines are through; bytes left in
+//!   the input buffer belong to the packet stream.
+//!
+//! Time enters only through `now` arguments; the deadline leaves through
+//! [`Handshake::poll_timeout`] and the driver calls
+//! [`Handshake::handle_timeout`] when it passes.
 //!
 //! ```
 //! use std::{sync::Arc, time::Instant};
-//! use aemp::wire::{Handshake, HandshakeConfig};
+//! use aemp::wire::{Event, Handshake, HandshakeConfig, Nonce};
 //! let now = Instant::now();
-//! let mut a = Handshake::new(Arc::new(HandshakeConfig::new("a", Some("s".into()))), None, now);
-//! let mut b = Handshake::new(Arc::new(HandshakeConfig::new("b", Some("s".into()))), None, now);
+//! let cfg = |id| Arc::new(HandshakeConfig::new(id, Some("s".into())));
+//! let mut a = Handshake::new(cfg("a"), None, Nonce::from_random([1; 66]), now);
+//! let mut b = Handshake::new(cfg("b"), None, Nonce::from_random([2; 66]), now);
 //! let (mut to_a, mut to_b) = (bytes::BytesMut::from(&b.greeting()[..]), bytes::BytesMut::from(&a.greeting()[..]));
-//! let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
-//! assert!(a.advance(&mut to_a, &mut out_a, &|_| false).unwrap().is_none()); // sends its auth line
-//! assert!(b.advance(&mut to_b, &mut out_b, &|_| false).unwrap().is_none());
-//! to_a.extend_from_slice(&out_b);
-//! to_b.extend_from_slice(&out_a);
-//! let ea = a.advance(&mut to_a, &mut Vec::new(), &|_| false).unwrap().unwrap();
-//! let eb = b.advance(&mut to_b, &mut Vec::new(), &|_| false).unwrap().unwrap();
-//! assert_eq!((ea.remote_node.as_str(), eb.remote_node.as_str()), ("b", "a"));
+//! let mut out = Vec::new();
+//! assert_eq!(a.advance(&mut to_a).unwrap(), Some(Event::PeerNamed("b".into())));
+//! assert!(matches!(a.advance(&mut to_a).unwrap(), Some(Event::ClaimSlot { .. })));
+//! assert_eq!(a.grant(&mut out).unwrap(), None); // our auth line is in `out` now
+//! to_b.extend_from_slice(&out);
+//! // a driver without a slot table: go on at every event
+//! let eb = b.advance_granting(&mut to_b, &mut Vec::new()).unwrap().unwrap();
+//! assert_eq!(eb.remote_node, "a");
 //! ```
 
 use std::sync::Arc;
@@ -34,10 +52,13 @@ use super::auth::{
 };
 use super::error::HandshakeError;
 use super::framing::{Framing, select_framing};
-use super::greeting::{Greeting, PROTOCOL, PROTOCOL_VERSION, generate_nonce, take_line};
+use super::greeting::{Greeting, Nonce, PROTOCOL, PROTOCOL_VERSION, take_line};
 
 /// Default handshake deadline and `monitor_timeout` (reference: 30 s).
 pub const DEFAULT_MONITOR_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Value of the `provider` greeting key aemp sends.
+pub const PROVIDER: &str = concat!("aemp-", env!("CARGO_PKG_VERSION"));
 
 /// Our side's settings for handshakes.
 #[derive(Debug, Clone)]
@@ -58,6 +79,10 @@ pub struct HandshakeConfig {
     pub timeout: Duration,
     /// Value of the `provider` greeting key.
     pub provider: String,
+    /// Whether we can switch to TLS (we have a certificate): announced as
+    /// `tls=1.0`, and then TLS is used with peers that announce it too.
+    /// The transport has no TLS yet, so nodes leave this off.
+    pub tls: bool,
 }
 
 impl HandshakeConfig {
@@ -70,7 +95,8 @@ impl HandshakeConfig {
             auth_accept: DEFAULT_AUTH_ACCEPT.to_vec(),
             framings: Framing::ALL.to_vec(),
             timeout: DEFAULT_MONITOR_TIMEOUT,
-            provider: concat!("aemp-", env!("CARGO_PKG_VERSION")).to_owned(),
+            provider: PROVIDER.to_owned(),
+            tls: false,
         }
     }
 }
@@ -92,18 +118,49 @@ pub struct Established {
     pub recv_auth: AuthMethod,
 }
 
+/// A point where the driver decides (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The peer's first line passed its checks and names this node.
+    PeerNamed(String),
+    /// Our auth line is ready; may we send it?
+    ClaimSlot {
+        /// The peer's node id.
+        node: String,
+        /// Whether the peer's auth line has already checked out (it sent
+        /// it without waiting for ours).
+        peer_verified: bool,
+    },
+    /// The handshake is complete.
+    Established(Established),
+}
+
+/// The agreement so far, once the peer's two lines are in.
+struct Agreed {
+    rg1: Bytes,
+    rg2: Bytes,
+    greeting: Greeting,
+    sent_auth: AuthMethod,
+    send_framing: Framing,
+}
+
 enum State {
     ExpectGreeting,
     ExpectNonce {
         rg1: Bytes,
         greeting: Greeting,
     },
+    /// Our auth line waits for the slot; the peer's may arrive meanwhile.
+    Claiming {
+        agreed: Agreed,
+        auth_line: Vec<u8>,
+        /// The peer's checked auth line: (method, framing).
+        verified: Option<(AuthMethod, Framing)>,
+        /// `ClaimSlot` was reported for the current `verified`.
+        reported: bool,
+    },
     ExpectAuth {
-        rg1: Bytes,
-        rg2: Bytes,
-        greeting: Greeting,
-        sent_auth: AuthMethod,
-        send_framing: Framing,
+        agreed: Agreed,
     },
     Done,
 }
@@ -121,18 +178,13 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// Starts a handshake at `now` with a fresh nonce. `peeraddr` is the
-    /// peer's socket address as we see it (sent as the `peeraddr` key).
-    pub fn new(cfg: Arc<HandshakeConfig>, peeraddr: Option<&str>, now: Instant) -> Handshake {
-        Handshake::with_nonce(cfg, peeraddr, generate_nonce(), now)
-    }
-
-    /// Starts a handshake with the given nonce line (for tests and tools;
-    /// nodes use [`Handshake::new`]).
-    pub fn with_nonce(
+    /// Starts a handshake at `now` with our nonce line `nonce`. `peeraddr`
+    /// is the peer's socket address as we see it (sent as the `peeraddr`
+    /// key).
+    pub fn new(
         cfg: Arc<HandshakeConfig>,
         peeraddr: Option<&str>,
-        nonce: String,
+        nonce: Nonce,
         now: Instant,
     ) -> Handshake {
         let mut greeting = Greeting::new(
@@ -144,9 +196,12 @@ impl Handshake {
         if let Some(addr) = peeraddr {
             greeting = greeting.with("peeraddr", addr);
         }
+        if cfg.tls {
+            greeting = greeting.with("tls", "1.0");
+        }
         Handshake {
             lg1: Bytes::from(greeting.to_line()),
-            lg2: Bytes::from(nonce),
+            lg2: Bytes::from(nonce.as_str().to_owned()),
             deadline: now + cfg.timeout,
             remote_node: None,
             state: State::ExpectGreeting,
@@ -165,26 +220,27 @@ impl Handshake {
         g
     }
 
-    /// When the handshake must have completed.
-    pub fn deadline(&self) -> Instant {
-        self.deadline
+    /// When the handshake must have completed; `None` once it has (or has
+    /// failed).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (&self.state, &self.failed) {
+            (State::Done, _) | (_, Some(_)) => None,
+            _ => Some(self.deadline),
+        }
     }
 
-    /// Fails with [`HandshakeError::Timeout`] if `now` is past the deadline
-    /// and the handshake is not complete.
-    pub fn handle_timeout(&self, now: Instant) -> Result<(), HandshakeError> {
+    /// Fails the handshake with [`HandshakeError::Timeout`] if `now` is
+    /// past its deadline and it is not complete.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
         if now >= self.deadline && !matches!(self.state, State::Done) {
-            Err(self.timeout_error())
-        } else {
-            Ok(())
+            return Err(self.fail(HandshakeError::Timeout {
+                timeout: self.cfg.timeout,
+            }));
         }
-    }
-
-    /// The error a handshake that missed its deadline fails with.
-    pub fn timeout_error(&self) -> HandshakeError {
-        HandshakeError::Timeout {
-            timeout: self.cfg.timeout,
-        }
+        Ok(())
     }
 
     /// The peer's node id, once its first line has been accepted.
@@ -192,37 +248,120 @@ impl Handshake {
         self.remote_node.as_deref()
     }
 
-    /// Consumes complete lines from `input`. Appends the bytes to send to
-    /// `out` (our auth line, once the peer's two greeting lines are in).
-    /// `connected(node)` tells whether a live connection to `node` exists
-    /// already. Returns the agreement once the peer's auth line checks out;
-    /// anything after it stays in `input`. Errors are final: every later
-    /// call returns the same error.
-    pub fn advance(
-        &mut self,
-        input: &mut BytesMut,
-        out: &mut Vec<u8>,
-        connected: &dyn Fn(&str) -> bool,
-    ) -> Result<Option<Established>, HandshakeError> {
+    /// The peer's first greeting line, once it has been accepted.
+    pub fn remote_greeting(&self) -> Option<&Greeting> {
+        match &self.state {
+            State::ExpectNonce { greeting, .. } => Some(greeting),
+            State::Claiming { agreed, .. } | State::ExpectAuth { agreed } => Some(&agreed.greeting),
+            _ => None,
+        }
+    }
+
+    /// Consumes complete lines from `input` up to the next [`Event`] (what
+    /// to send comes from [`greeting`](Handshake::greeting) and
+    /// [`grant`](Handshake::grant)); `None` means more input is needed
+    /// (or, while claiming the slot, a decision). Anything after the
+    /// peer's auth line stays in `input`. Errors are final: every later
+    /// call returns the same error; so is the end, where every later call
+    /// is [`HandshakeError::Finished`].
+    pub fn advance(&mut self, input: &mut BytesMut) -> Result<Option<Event>, HandshakeError> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let result = self.step(input, out, connected);
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
+        match self.step(input) {
+            Ok(event) => Ok(event),
+            Err(e) => Err(self.fail(e)),
         }
-        result
     }
 
-    fn step(
+    /// [`advance`](Handshake::advance) for a driver that keeps no slots
+    /// (tests, tools, single connections): every `PeerNamed` goes on and
+    /// every `ClaimSlot` is granted. Returns the agreement once complete.
+    pub fn advance_granting(
         &mut self,
         input: &mut BytesMut,
         out: &mut Vec<u8>,
-        connected: &dyn Fn(&str) -> bool,
     ) -> Result<Option<Established>, HandshakeError> {
         loop {
-            if matches!(self.state, State::Done) {
-                return Ok(None);
+            match self.advance(input)? {
+                None => return Ok(None),
+                Some(Event::PeerNamed(_)) => {}
+                Some(Event::ClaimSlot { .. }) => {
+                    if let Some(est) = self.grant(out)? {
+                        return Ok(Some(est));
+                    }
+                }
+                Some(Event::Established(est)) => return Ok(Some(est)),
+            }
+        }
+    }
+
+    /// The slot is ours: appends our auth line to `out`. Returns the
+    /// agreement if the peer had authenticated already.
+    pub fn grant(&mut self, out: &mut Vec<u8>) -> Result<Option<Established>, HandshakeError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Claiming {
+                agreed,
+                auth_line,
+                verified,
+                ..
+            } => {
+                out.extend_from_slice(&auth_line);
+                match verified {
+                    Some((recv_auth, recv_framing)) => {
+                        Ok(Some(established(agreed, recv_auth, recv_framing)))
+                    }
+                    None => {
+                        self.state = State::ExpectAuth { agreed };
+                        Ok(None)
+                    }
+                }
+            }
+            other => {
+                self.state = other;
+                Err(self.fail(HandshakeError::OutOfOrder { call: "grant" }))
+            }
+        }
+    }
+
+    /// The node refuses this handshake (its node is connected, or another
+    /// handshake has the slot): fails it with the reference's
+    /// `already connected` error, before our auth line is sent.
+    pub fn refuse(&mut self) -> HandshakeError {
+        if let Some(e) = &self.failed {
+            return e.clone();
+        }
+        let node = self.remote_node.clone().unwrap_or_default();
+        self.fail(HandshakeError::AlreadyConnected { node })
+    }
+
+    fn fail(&mut self, e: HandshakeError) -> HandshakeError {
+        self.failed = Some(e.clone());
+        e
+    }
+
+    fn step(&mut self, input: &mut BytesMut) -> Result<Option<Event>, HandshakeError> {
+        loop {
+            match &mut self.state {
+                State::Done => return Err(HandshakeError::Finished),
+                State::Claiming {
+                    verified, reported, ..
+                } => {
+                    if !*reported {
+                        *reported = true;
+                        return Ok(Some(Event::ClaimSlot {
+                            node: self.remote_node.clone().unwrap_or_default(),
+                            peer_verified: verified.is_some(),
+                        }));
+                    }
+                    if verified.is_some() {
+                        return Ok(None); // waiting for the decision
+                    }
+                }
+                _ => {}
             }
             let Some(line) = take_line(input)? else {
                 return Ok(None);
@@ -230,50 +369,49 @@ impl Handshake {
             self.state = match std::mem::replace(&mut self.state, State::Done) {
                 State::ExpectGreeting => {
                     let greeting = Greeting::parse(&line);
-                    self.check_greeting(&greeting, connected)?;
-                    State::ExpectNonce {
+                    let node = self.check_greeting(&greeting)?;
+                    self.state = State::ExpectNonce {
                         rg1: line,
                         greeting,
-                    }
+                    };
+                    return Ok(Some(Event::PeerNamed(node)));
                 }
                 State::ExpectNonce { rg1, greeting } => {
-                    let (sent_auth, send_framing) = self.answer(&rg1, &line, &greeting, out)?;
-                    State::ExpectAuth {
-                        rg1,
-                        rg2: line,
-                        greeting,
-                        sent_auth,
-                        send_framing,
+                    let (agreed, auth_line) = self.answer(rg1, line, greeting)?;
+                    State::Claiming {
+                        agreed,
+                        auth_line,
+                        verified: None,
+                        reported: false,
                     }
                 }
-                State::ExpectAuth {
-                    rg1,
-                    rg2,
-                    greeting,
-                    sent_auth,
-                    send_framing,
+                State::Claiming {
+                    agreed, auth_line, ..
                 } => {
-                    let (recv_auth, recv_framing) = self.check_auth(&rg1, &rg2, &line)?;
-                    return Ok(Some(Established {
-                        remote_node: greeting.node.clone(),
-                        remote_greeting: greeting,
-                        send_framing,
-                        recv_framing,
-                        sent_auth,
-                        recv_auth,
-                    }));
+                    let checked = self.check_auth(&agreed, &line)?;
+                    State::Claiming {
+                        agreed,
+                        auth_line,
+                        verified: Some(checked),
+                        reported: false,
+                    }
                 }
-                State::Done => return Ok(None),
+                State::ExpectAuth { agreed } => {
+                    let (recv_auth, recv_framing) = self.check_auth(&agreed, &line)?;
+                    return Ok(Some(Event::Established(established(
+                        agreed,
+                        recv_auth,
+                        recv_framing,
+                    ))));
+                }
+                State::Done => return Err(HandshakeError::Finished),
             };
         }
     }
 
-    /// The checks on the peer's first line, in the reference's order.
-    fn check_greeting(
-        &mut self,
-        g: &Greeting,
-        connected: &dyn Fn(&str) -> bool,
-    ) -> Result<(), HandshakeError> {
+    /// The checks on the peer's first line, in the reference's order;
+    /// returns the peer's node id.
+    fn check_greeting(&mut self, g: &Greeting) -> Result<String, HandshakeError> {
         if g.protocol != PROTOCOL {
             return Err(HandshakeError::UnexpectedProtocol {
                 expected: PROTOCOL.to_owned(),
@@ -286,57 +424,66 @@ impl Handshake {
                 theirs: g.version.clone(),
             });
         }
-        let node = g.node_id()?;
-        self.remote_node = Some(node.to_owned());
+        let node = g.node_id()?.to_owned();
+        self.remote_node = Some(node.clone());
         if node == self.cfg.node_id {
             return Err(HandshakeError::TalkingToMyself);
         }
-        if connected(node) {
-            return Err(HandshakeError::AlreadyConnected {
-                node: node.to_owned(),
-            });
-        }
-        Ok(())
+        Ok(node)
+    }
+
+    /// Whether this connection switches to TLS after the greeting: we can
+    /// and the peer's `tls` value has integer part 1 (reference rule).
+    fn uses_tls(&self, g: &Greeting) -> bool {
+        self.cfg.tls
+            && g.get("tls")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .is_some_and(|v| v.trunc() == 1.0)
     }
 
     /// After the peer's nonce: echo checks, choice of auth and framing, and
-    /// our auth line.
+    /// our auth line (not sent yet).
     fn answer(
         &self,
-        rg1: &[u8],
-        rg2: &[u8],
-        g: &Greeting,
-        out: &mut Vec<u8>,
-    ) -> Result<(AuthMethod, Framing), HandshakeError> {
-        if rg1 == &self.lg1[..] && rg2 == &self.lg2[..] {
+        rg1: Bytes,
+        rg2: Bytes,
+        greeting: Greeting,
+    ) -> Result<(Agreed, Vec<u8>), HandshakeError> {
+        if rg1 == self.lg1 && rg2 == self.lg2 {
             return Err(HandshakeError::EchoAttack);
         }
-        if rg2 == &self.lg2[..] {
+        if rg2 == self.lg2 {
             return Err(HandshakeError::IdenticalNonce);
         }
-        let tls = false;
-        let auth = select_auth(&g.auth, &self.cfg.auth_offer, tls).ok_or_else(|| {
+        let tls = self.uses_tls(&greeting);
+        let auth = select_auth(&greeting.auth, &self.cfg.auth_offer, tls).ok_or_else(|| {
             HandshakeError::NoCommonAuth {
-                offered: g.auth.join(","),
+                offered: greeting.auth.join(","),
             }
         })?;
-        let framing = select_framing(&g.framings, &self.cfg.framings).ok_or_else(|| {
+        let framing = select_framing(&greeting.framings, &self.cfg.framings).ok_or_else(|| {
             HandshakeError::NoCommonFraming {
-                offered: g.framings.join(","),
+                offered: greeting.framings.join(","),
             }
         })?;
-        let local_first = transcript([&self.lg1, &self.lg2], [rg1, rg2]);
+        let local_first = transcript([&self.lg1, &self.lg2], [&rg1, &rg2]);
         let token = send_token(auth, self.cfg.secret.as_ref(), &local_first, tls)?;
-        out.extend_from_slice(format!("{auth};{token};{framing}\n").as_bytes());
-        Ok((auth, framing))
+        let auth_line = format!("{auth};{token};{framing}\n").into_bytes();
+        let agreed = Agreed {
+            rg1,
+            rg2,
+            greeting,
+            sent_auth: auth,
+            send_framing: framing,
+        };
+        Ok((agreed, auth_line))
     }
 
     /// The peer's auth line: method, token, framing (more fields are
     /// ignored, as in the reference).
     fn check_auth(
         &self,
-        rg1: &[u8],
-        rg2: &[u8],
+        agreed: &Agreed,
         line: &[u8],
     ) -> Result<(AuthMethod, Framing), HandshakeError> {
         let mut fields = line.split(|&b| b == b';');
@@ -353,14 +500,9 @@ impl Handshake {
             });
         }
         let token = token.ok_or(HandshakeError::MalformedAuthLine { field: "token" })?;
-        let remote_first = transcript([rg1, rg2], [&self.lg1, &self.lg2]);
-        verify_token(
-            method,
-            token,
-            self.cfg.secret.as_ref(),
-            &remote_first,
-            false,
-        )?;
+        let remote_first = transcript([&agreed.rg1, &agreed.rg2], [&self.lg1, &self.lg2]);
+        let tls = self.uses_tls(&agreed.greeting);
+        verify_token(method, token, self.cfg.secret.as_ref(), &remote_first, tls)?;
         let framing = framing.ok_or(HandshakeError::MalformedAuthLine { field: "framing" })?;
         let framing_name = String::from_utf8_lossy(framing);
         let framing = Framing::from_name(&framing_name)
@@ -372,6 +514,17 @@ impl Handshake {
     }
 }
 
+fn established(agreed: Agreed, recv_auth: AuthMethod, recv_framing: Framing) -> Established {
+    Established {
+        remote_node: agreed.greeting.node.clone(),
+        remote_greeting: agreed.greeting,
+        send_framing: agreed.send_framing,
+        recv_framing,
+        sent_auth: agreed.sent_auth,
+        recv_auth,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,15 +533,20 @@ mod tests {
         Arc::new(HandshakeConfig::new(node, Some(secret.into())))
     }
 
-    /// Drives two handshakes against each other in memory; returns both
-    /// outcomes.
-    fn pair(
-        a: &mut Handshake,
-        b: &mut Handshake,
-    ) -> (
-        Result<Option<Established>, HandshakeError>,
-        Result<Option<Established>, HandshakeError>,
-    ) {
+    fn hs(node: &str, secret: &str, nonce: u8, now: Instant) -> Handshake {
+        Handshake::new(
+            cfg(node, secret),
+            None,
+            Nonce::from_random([nonce; 66]),
+            now,
+        )
+    }
+
+    type Outcome = Result<Option<Established>, HandshakeError>;
+
+    /// Drives two handshakes against each other in memory, granting every
+    /// claim; returns both outcomes.
+    fn pair(a: &mut Handshake, b: &mut Handshake) -> (Outcome, Outcome) {
         let mut to_a = BytesMut::from(&b.greeting()[..]);
         let mut to_b = BytesMut::from(&a.greeting()[..]);
         let mut ra = Ok(None);
@@ -396,10 +554,10 @@ mod tests {
         for _ in 0..4 {
             let (mut oa, mut ob) = (Vec::new(), Vec::new());
             if matches!(ra, Ok(None)) {
-                ra = a.advance(&mut to_a, &mut oa, &|_| false);
+                ra = a.advance_granting(&mut to_a, &mut oa);
             }
             if matches!(rb, Ok(None)) {
-                rb = b.advance(&mut to_b, &mut ob, &|_| false);
+                rb = b.advance_granting(&mut to_b, &mut ob);
             }
             to_a.extend_from_slice(&ob);
             to_b.extend_from_slice(&oa);
@@ -410,8 +568,13 @@ mod tests {
     #[test]
     fn two_sides_agree() {
         let now = Instant::now();
-        let mut a = Handshake::new(cfg("a", "s"), Some("127.0.0.1:1"), now);
-        let mut b = Handshake::new(cfg("b", "s"), None, now);
+        let mut a = Handshake::new(
+            cfg("a", "s"),
+            Some("127.0.0.1:1"),
+            Nonce::from_random([1; 66]),
+            now,
+        );
+        let mut b = hs("b", "s", 2, now);
         let (ra, rb) = pair(&mut a, &mut b);
         let (ea, eb) = (ra.unwrap().unwrap(), rb.unwrap().unwrap());
         assert_eq!(ea.remote_node, "b");
@@ -424,8 +587,8 @@ mod tests {
     #[test]
     fn wrong_secret_fails_both_sides() {
         let now = Instant::now();
-        let mut a = Handshake::new(cfg("a", "s"), None, now);
-        let mut b = Handshake::new(cfg("b", "t"), None, now);
+        let mut a = hs("a", "s", 1, now);
+        let mut b = hs("b", "t", 2, now);
         let (ra, rb) = pair(&mut a, &mut b);
         assert_eq!(ra, Err(HandshakeError::AuthFailure));
         assert_eq!(rb, Err(HandshakeError::AuthFailure));
@@ -434,56 +597,159 @@ mod tests {
     #[test]
     fn timeout_is_absolute() {
         let now = Instant::now();
-        let h = Handshake::new(cfg("a", "s"), None, now);
-        assert_eq!(h.deadline(), now + DEFAULT_MONITOR_TIMEOUT);
+        let mut h = hs("a", "s", 1, now);
+        assert_eq!(h.poll_timeout(), Some(now + DEFAULT_MONITOR_TIMEOUT));
         assert!(h.handle_timeout(now + Duration::from_secs(29)).is_ok());
+        let timeout = HandshakeError::Timeout {
+            timeout: DEFAULT_MONITOR_TIMEOUT,
+        };
         assert_eq!(
             h.handle_timeout(now + DEFAULT_MONITOR_TIMEOUT),
-            Err(HandshakeError::Timeout {
-                timeout: DEFAULT_MONITOR_TIMEOUT
-            })
+            Err(timeout.clone())
+        );
+        // final: feeding it more fails the same way, and no deadline is left
+        let mut input = BytesMut::from(&b"aemp;1;b;hmac_md6_64_256;json\n"[..]);
+        assert_eq!(h.advance(&mut input), Err(timeout));
+        assert_eq!(h.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_completed_handshake_has_no_deadline_and_refuses_more_input() {
+        let now = Instant::now();
+        let mut a = hs("a", "s", 1, now);
+        let mut b = hs("b", "s", 2, now);
+        let (ra, _) = pair(&mut a, &mut b);
+        assert!(ra.unwrap().is_some());
+        assert_eq!(a.poll_timeout(), None);
+        assert!(a.handle_timeout(now + DEFAULT_MONITOR_TIMEOUT).is_ok());
+        let mut more = BytesMut::from(&b"[\"x\"]"[..]);
+        assert_eq!(a.advance(&mut more), Err(HandshakeError::Finished));
+        assert_eq!(
+            &more[..],
+            b"[\"x\"]",
+            "the bytes stay for the packet stream"
         );
     }
 
     #[test]
     fn echo_is_refused_as_talking_to_myself() {
-        let mut a = Handshake::new(cfg("a", "s"), None, Instant::now());
+        let mut a = hs("a", "s", 1, Instant::now());
         let mut input = BytesMut::from(&a.greeting()[..]);
-        assert_eq!(
-            a.advance(&mut input, &mut Vec::new(), &|_| false),
-            Err(HandshakeError::TalkingToMyself)
-        );
+        assert_eq!(a.advance(&mut input), Err(HandshakeError::TalkingToMyself));
     }
 
     #[test]
     fn identical_nonce_is_refused() {
-        let mut a = Handshake::with_nonce(cfg("a", "s"), None, "n".into(), Instant::now());
+        let cfg = cfg("a", "s");
+        let mut a = Handshake::new(cfg, None, Nonce::from_line("n"), Instant::now());
         let mut input = BytesMut::from(&b"aemp;1;b;hmac_md6_64_256;json\nn\n"[..]);
         assert_eq!(
-            a.advance(&mut input, &mut Vec::new(), &|_| false),
+            a.advance_granting(&mut input, &mut Vec::new()),
             Err(HandshakeError::IdenticalNonce)
         );
     }
 
     #[test]
     fn errors_are_final() {
-        let mut a = Handshake::new(cfg("a", "s"), None, Instant::now());
+        let mut a = hs("a", "s", 1, Instant::now());
         let mut input = BytesMut::from(&b"xyz;1;b;hmac_md6_64_256;json\n"[..]);
-        let e = a
-            .advance(&mut input, &mut Vec::new(), &|_| false)
-            .unwrap_err();
+        let e = a.advance(&mut input).unwrap_err();
         let mut good = BytesMut::from(&b"aemp;1;b;hmac_md6_64_256;json\n"[..]);
-        assert_eq!(a.advance(&mut good, &mut Vec::new(), &|_| false), Err(e));
+        assert_eq!(a.advance(&mut good), Err(e.clone()));
+        assert_eq!(a.grant(&mut Vec::new()), Err(e.clone()));
+        assert_eq!(a.refuse(), e);
     }
 
     #[test]
-    fn already_connected_after_line_one() {
-        let mut a = Handshake::new(cfg("a", "s"), None, Instant::now());
+    fn refused_after_line_one() {
+        let mut a = hs("a", "s", 1, Instant::now());
         let mut input = BytesMut::from(&b"aemp;1;b;hmac_md6_64_256;json\n"[..]);
         assert_eq!(
-            a.advance(&mut input, &mut Vec::new(), &|n| n == "b"),
-            Err(HandshakeError::AlreadyConnected { node: "b".into() })
+            a.advance(&mut input),
+            Ok(Some(Event::PeerNamed("b".into())))
+        );
+        assert_eq!(
+            a.refuse(),
+            HandshakeError::AlreadyConnected { node: "b".into() }
         );
         assert_eq!(a.remote_node(), Some("b"));
+    }
+
+    #[test]
+    fn grant_out_of_order_is_an_error() {
+        let mut a = hs("a", "s", 1, Instant::now());
+        assert_eq!(
+            a.grant(&mut Vec::new()),
+            Err(HandshakeError::OutOfOrder { call: "grant" })
+        );
+    }
+
+    /// Our auth line leaves only on `grant`; a refused claim sends nothing
+    /// after the greeting, and a waiting claim still checks the peer's
+    /// auth line.
+    #[test]
+    fn the_auth_line_waits_for_the_slot() {
+        let now = Instant::now();
+        let mut a = hs("a", "s", 1, now);
+        let mut b = hs("b", "s", 2, now);
+        let mut to_a = BytesMut::from(&b.greeting()[..]);
+        let mut to_b = BytesMut::from(&a.greeting()[..]);
+        let mut out_b = Vec::new();
+        assert_eq!(b.advance_granting(&mut to_b, &mut out_b), Ok(None));
+        to_a.extend_from_slice(&out_b); // b's auth line arrives with its greeting
+        assert_eq!(a.advance(&mut to_a), Ok(Some(Event::PeerNamed("b".into()))));
+        assert_eq!(
+            a.advance(&mut to_a),
+            Ok(Some(Event::ClaimSlot {
+                node: "b".into(),
+                peer_verified: false
+            }))
+        );
+        // not granted yet: a reads on and checks b's auth line
+        assert_eq!(
+            a.advance(&mut to_a),
+            Ok(Some(Event::ClaimSlot {
+                node: "b".into(),
+                peer_verified: true
+            }))
+        );
+        assert_eq!(a.advance(&mut to_a), Ok(None));
+        let mut out_a = Vec::new();
+        let est = a.grant(&mut out_a).unwrap().expect("established at once");
+        assert_eq!(est.remote_node, "b");
+        to_b.extend_from_slice(&out_a);
+        assert!(
+            b.advance_granting(&mut to_b, &mut Vec::new())
+                .unwrap()
+                .is_some()
+        );
+
+        // refused while claiming: nothing but the greeting was ever sent
+        let mut c = hs("c", "s", 3, now);
+        let mut to_c = BytesMut::from(&hs("b", "s", 4, now).greeting()[..]);
+        c.advance(&mut to_c).unwrap();
+        assert!(matches!(
+            c.advance(&mut to_c),
+            Ok(Some(Event::ClaimSlot { .. }))
+        ));
+        assert_eq!(
+            c.refuse(),
+            HandshakeError::AlreadyConnected { node: "b".into() }
+        );
+    }
+
+    #[test]
+    fn tls_is_a_setting_announced_in_the_greeting() {
+        let mut cfg = HandshakeConfig::new("a", Some("s".into()));
+        let plain = Handshake::new(
+            Arc::new(cfg.clone()),
+            None,
+            Nonce::from_line("n"),
+            Instant::now(),
+        );
+        assert!(!String::from_utf8_lossy(&plain.greeting()).contains("tls="));
+        cfg.tls = true;
+        let tls = Handshake::new(Arc::new(cfg), None, Nonce::from_line("n"), Instant::now());
+        assert!(String::from_utf8_lossy(&tls.greeting()).contains(";tls=1.0\n"));
     }
 }

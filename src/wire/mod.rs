@@ -1,9 +1,9 @@
 //! The sans-IO protocol core: greetings, auth, the handshake state machine,
 //! framing and packets.
 //!
-//! Nothing in here touches a socket, an actor or a clock (time comes in as
-//! `now` arguments), so every rule of the protocol can be tested and fuzzed
-//! on plain bytes. The transport layer only moves bytes in and out of
+//! Nothing in here touches a socket, an actor, a clock or a random number
+//! generator (time comes in as `now` arguments, the nonce as bytes), so
+//! every rule of the protocol can be tested and fuzzed on plain bytes. The transport layer only moves bytes in and out of
 //! these types.
 
 mod auth;
@@ -13,26 +13,28 @@ mod greeting;
 mod handshake;
 mod lenient;
 pub(crate) mod packet;
+pub mod slot;
 
 pub use auth::{
     AuthMethod, DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, Secret, cleartext_token,
     hmac_md6_64_256_token, hmac_md6_256, md6_256, select_auth, send_token, tls_md6_64_256_token,
     tokens_equal, transcript, verify_token,
 };
-pub use error::{EncodeError, ErrorClass, FrameError, HandshakeError, io_error_text};
+pub use error::{EncodeError, FrameError, HandshakeError};
 pub use framing::{
     Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, select_framing,
 };
-pub use greeting::{
-    Greeting, MAX_LINE, NONCE_BYTES, PROTOCOL, PROTOCOL_VERSION, generate_nonce, take_line,
+pub use greeting::{Greeting, MAX_LINE, NONCE_BYTES, Nonce, PROTOCOL, PROTOCOL_VERSION, take_line};
+pub use handshake::{
+    DEFAULT_MONITOR_TIMEOUT, Established, Event, Handshake, HandshakeConfig, PROVIDER,
 };
-pub use handshake::{DEFAULT_MONITOR_TIMEOUT, Established, Handshake, HandshakeConfig};
 pub use lenient::{Lenient, LenientNumber};
 pub use packet::Packet;
 
 /// Runs every parser of this module on arbitrary bytes, for fuzzers and
-/// property tests: none of them may panic, whatever the input.
-pub fn fuzz_parsers(data: &[u8]) {
+/// property tests: none of them may panic, whatever the input. `now` is
+/// the handshake's start (this module reads no clock).
+pub fn fuzz_parsers(data: &[u8], now: std::time::Instant) {
     use tokio_util::codec::Decoder;
 
     let g = Greeting::parse(data);
@@ -49,7 +51,20 @@ pub fn fuzz_parsers(data: &[u8]) {
     let _ = codec.decode_eof(&mut buf);
 
     let cfg = std::sync::Arc::new(HandshakeConfig::new("fuzz", Some("secret".into())));
-    let mut hs = Handshake::with_nonce(cfg, None, "nonce".into(), std::time::Instant::now());
+    let mut hs = Handshake::new(cfg, None, Nonce::from_line("nonce"), now);
     let mut buf = bytes::BytesMut::from(data);
-    let _ = hs.advance(&mut buf, &mut Vec::new(), &|n| n == "connected");
+    let mut out = Vec::new();
+    // answer every event the way a node might: refuse one name, grant the rest
+    while let Ok(Some(event)) = hs.advance(&mut buf) {
+        match event {
+            Event::PeerNamed(n) if n == "connected" => {
+                let _ = hs.refuse();
+            }
+            Event::ClaimSlot { .. } => {
+                let _ = hs.grant(&mut out);
+            }
+            _ => {}
+        }
+    }
+    let _ = hs.handle_timeout(now + DEFAULT_MONITOR_TIMEOUT);
 }

@@ -151,14 +151,14 @@ pub async fn raw_handshake(addr: &str, cfg: HandshakeConfig) -> Result<RawPeer, 
 /// Runs a real handshake with `cfg` on a connected socket (either side);
 /// the bytes that followed the peer's auth line stay with the result.
 pub async fn handshake_on(mut s: TcpStream, cfg: HandshakeConfig) -> Result<RawPeer, String> {
-    let mut hs = Handshake::new(Arc::new(cfg), None, Instant::now());
+    let mut hs = Handshake::new(Arc::new(cfg), None, nonce(), Instant::now());
     s.write_all(&hs.greeting())
         .await
         .map_err(|e| e.to_string())?;
     let mut input = BytesMut::new();
     let mut out = Vec::new();
     loop {
-        let step = hs.advance(&mut input, &mut out, &|_| false);
+        let step = hs.advance_granting(&mut input, &mut out);
         if !out.is_empty() {
             s.write_all(&out).await.map_err(|e| e.to_string())?;
             out.clear();
@@ -176,6 +176,13 @@ pub async fn handshake_on(mut s: TcpStream, cfg: HandshakeConfig) -> Result<RawP
             return Err("closed during handshake".into());
         }
     }
+}
+
+/// A random nonce line for a raw handshake.
+pub fn nonce() -> aemp::wire::Nonce {
+    let mut raw = [0u8; aemp::wire::NONCE_BYTES];
+    rand::fill(&mut raw[..]);
+    aemp::wire::Nonce::from_random(raw)
 }
 
 /// Handshake settings for a raw client named `id` with `secret`.
