@@ -23,7 +23,7 @@ pub async fn resolve_binds(
 
 use crate::wire::{
     AuthMethod, DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET,
-    DEFAULT_MONITOR_TIMEOUT, Framing, Secret,
+    DEFAULT_MONITOR_TIMEOUT, Framing, HandshakeConfig, Secret,
 };
 
 /// The node id that means "make one up": `anon/<random>`.
@@ -247,6 +247,18 @@ fn seconds(key: &str, v: &Value) -> Result<Duration, ConfigError> {
 }
 
 impl NodeConfig {
+    /// The handshake settings these settings make: the one place the
+    /// node's settings become the handshake's.
+    pub fn handshake(&self) -> HandshakeConfig {
+        HandshakeConfig {
+            auth_offer: self.auth_offer.clone(),
+            auth_accept: self.auth_accept.clone(),
+            framings: self.framings.clone(),
+            timeout: self.monitor_timeout,
+            ..HandshakeConfig::new(&self.node_id, self.secret.clone())
+        }
+    }
+
     /// Checks the settings; the error says which one is unusable.
     pub fn validate(&self) -> Result<(), String> {
         if self.node_id != ANON_NODE_ID {

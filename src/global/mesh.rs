@@ -237,7 +237,7 @@ fn seed_connect(node: &Arc<NodeInner>, seed: String) {
     let inner = node.clone();
     actix_rt::spawn(async move {
         let mut events = inner.events.subscribe();
-        let result = crate::transport::connector::connect(inner.clone(), seed.clone()).await;
+        let result = inner.dial(seed.clone()).await;
         let up = match result {
             Ok(id) => Some(id),
             Err(ConnectionError::Handshake(HandshakeError::TalkingToMyself)) => {

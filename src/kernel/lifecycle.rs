@@ -12,6 +12,7 @@ use super::monitor::Reason;
 use super::node::{Node, NodeEvent, NodeInner};
 use super::port::PortId;
 use crate::error::ConnectionError;
+use crate::transport::Peer;
 
 /// A `mon_nodes` callback: `(node id, is up, reason…)`.
 pub(crate) type MonNodesFn = Arc<dyn Fn(&str, bool, &Reason) + Send + Sync>;
@@ -30,14 +31,22 @@ fn transport_error(node: &str, text: &str) -> Reason {
 }
 
 impl NodeInner {
-    /// A connection to `node` was attached: tell `mon_nodes` and
+    /// A connection to `peer.node` was attached: tell Global (which learns
+    /// a seed's node id from the dialled address), `mon_nodes` and
     /// subscribers.
-    pub(crate) fn node_up(&self, node: &str, addr: std::net::SocketAddr, outbound: bool) {
-        self.call_mon_nodes(node, true, &Vec::new());
+    pub(crate) fn peer_up(&self, peer: &Peer) {
+        if let Some(provider) = peer.established.remote_greeting.get("provider") {
+            self.providers.insert(peer.node.clone(), provider.to_owned());
+        }
+        if let Some(addr) = &peer.dialed {
+            // before node-up: whether it is a seed decides the master
+            self.global.dialed(addr, &peer.node);
+        }
+        self.call_mon_nodes(&peer.node, true, &Vec::new());
         self.emit(NodeEvent::Up {
-            node: node.to_owned(),
-            addr,
-            outbound,
+            node: peer.node.to_string(),
+            addr: peer.addr,
+            outbound: peer.outbound(),
         });
     }
 
@@ -104,13 +113,11 @@ impl NodeInner {
     /// Starts the connector of `node` (its deadline and, with known
     /// addresses, its paced connect attempts).
     pub(crate) fn start_connector(&self, node: &str) {
-        if let Some(me) = self.me_arc() {
-            crate::transport::connector::spawn_node_connector(me, Arc::from(node));
-        }
-    }
-
-    fn me_arc(&self) -> Option<Arc<NodeInner>> {
-        self.weak().upgrade()
+        crate::transport::connector::spawn_node_connector(
+            self.transport.clone(),
+            self.link(),
+            Arc::from(node),
+        );
     }
 
     /// The known listen addresses of `node`.
@@ -202,7 +209,9 @@ impl Node {
             }
         }
         if added {
-            self.inner().addresses_added.notify_waiters();
+            self.inner()
+                .addresses_added
+                .send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 

@@ -6,6 +6,7 @@ mod cal;
 mod functions;
 mod handler;
 mod lifecycle;
+mod link;
 mod monitor;
 mod node;
 mod node_port;

@@ -22,8 +22,8 @@ use super::port::{PortId, alnum_random, perl_counter, split_port};
 use super::registry::{Delivery, PortTarget, Registry};
 use crate::config::{ANON_NODE_ID, ConfigError, ConfigFile, NodeConfig};
 use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
-use crate::transport::{connector, listener};
-use crate::wire::{AuthMethod, Framing, HandshakeConfig, Packet, Secret};
+use crate::transport::{Link, Transport, TransportConfig, connector, listener};
+use crate::wire::{AuthMethod, Framing, Packet, Secret};
 
 impl actix::Message for Packet {
     type Result = ();
@@ -109,28 +109,27 @@ pub(crate) struct NodeInner {
     runiq: String,
     /// Shared counter of generated port names.
     counter: AtomicU64,
-    next_conn_id: AtomicU64,
     pub(crate) config: NodeConfig,
-    pub(crate) handshake: Arc<HandshakeConfig>,
+    /// Listeners, dialling and connections.
+    pub(crate) transport: Arc<Transport>,
     pub(crate) registry: Registry,
     pub(crate) peers: Peers,
     pub(crate) monitors: Monitors,
     pub(crate) functions: Functions,
     /// Known listen addresses of other nodes.
     pub(crate) addresses: DashMap<Arc<str>, Vec<String>, ahash::RandomState>,
-    /// Woken when addresses are learned (connectors waiting for some).
-    pub(crate) addresses_added: tokio::sync::Notify,
+    /// Bumped when addresses are learned (connectors waiting for some).
+    pub(crate) addresses_added: tokio::sync::watch::Sender<u64>,
     pub(crate) mon_nodes: Mutex<Vec<(u64, MonNodesFn)>>,
     pub(crate) arbiter: ArbiterHandle,
     listen_addrs: Vec<SocketAddr>,
     pub(crate) events: broadcast::Sender<NodeEvent>,
+    /// The transport's shutdown token.
     pub(crate) shutdown: CancellationToken,
     /// The Global service (mesh and groups).
     pub(crate) global: crate::global::Global,
     /// What each peer's greeting gave as `provider` (`AE-1.30`, `aemp-…`).
     pub(crate) providers: DashMap<Arc<str>, String, ahash::RandomState>,
-    /// Connection actors alive (handshaking or up).
-    pub(crate) live_connections: AtomicU64,
 }
 
 impl NodeInner {
@@ -163,13 +162,14 @@ impl NodeInner {
         self.me.clone()
     }
 
-    /// Whether this node has no listeners (and so must send keepalives).
-    pub(crate) fn listen_addrs_empty(&self) -> bool {
-        self.listen_addrs.is_empty()
+    /// This node as the transport's link to it.
+    pub(crate) fn link(&self) -> Arc<dyn Link> {
+        self.me.upgrade().unwrap_or_else(unreachable_node)
     }
 
-    pub(crate) fn next_conn_id(&self) -> u64 {
-        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    /// Dials `addr` and runs the handshake; resolves to the peer's node id.
+    pub(crate) async fn dial(&self, addr: String) -> Result<String, ConnectionError> {
+        connector::connect(self.transport.clone(), self.link(), addr).await
     }
 
     pub(crate) fn emit(&self, event: NodeEvent) {
@@ -628,7 +628,7 @@ impl Node {
     /// Dials `addr` (`host:port`) and runs the handshake. Resolves to the
     /// peer's node id once it is up.
     pub async fn connect(&self, addr: impl Into<String>) -> Result<String, ConnectionError> {
-        connector::connect(self.inner.clone(), addr.into()).await
+        self.inner.dial(addr.into()).await
     }
 
     /// Whether a live connection to `node` exists.
@@ -677,7 +677,7 @@ impl Node {
         for name in self.inner.registry.names() {
             self.inner.kill_now(&name, reason.clone());
         }
-        self.inner.shutdown.cancel();
+        self.inner.transport.shut_down();
         for outbox in self.inner.peers.drain() {
             outbox.request_close();
         }
@@ -687,12 +687,7 @@ impl Node {
     /// connection has written what was queued and closed.
     pub async fn shutdown_gracefully(&self, reason: Reason, timeout: Duration) {
         self.shutdown_with(reason);
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.inner.live_connections.load(Ordering::Acquire) > 0
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let _ = tokio::time::timeout(timeout, self.inner.transport.closed()).await;
     }
 
     /// The `provider` the greeting of `node` named (`AE-1.30` for the Perl
@@ -855,43 +850,42 @@ impl NodeBuilder {
                 source,
             })?;
 
-        let mut handshake = HandshakeConfig::new(&config.node_id, config.secret.clone());
-        handshake.auth_offer = config.auth_offer.clone();
-        handshake.auth_accept = config.auth_accept.clone();
-        handshake.framings = config.framings.clone();
-        handshake.timeout = config.monitor_timeout;
+        let id: Arc<str> = Arc::from(config.node_id.as_str());
+        let transport = Arc::new(Transport::new(
+            TransportConfig::new(&config, listen_addrs.is_empty()),
+            id.clone(),
+            arbiter.clone(),
+        ));
 
         let functions = Functions::default();
         for (name, f) in self.functions {
             functions.insert(&name, f);
         }
         let inner = Arc::new_cyclic(|me| NodeInner {
-            id: Arc::from(config.node_id.as_str()),
+            id: id.clone(),
             me: me.clone(),
             uniq: alnum_random(9),
             runiq: alnum_random(12),
             counter: AtomicU64::new(0),
-            next_conn_id: AtomicU64::new(1),
-            handshake: Arc::new(handshake),
+            shutdown: transport.shutdown_token().clone(),
+            transport,
             registry: Registry::default(),
-            peers: Peers::new(Arc::from(config.node_id.as_str()), config.max_send_queue),
+            peers: Peers::new(id, config.max_send_queue),
             monitors: Monitors::default(),
             functions,
             addresses: DashMap::with_hasher(ahash::RandomState::new()),
-            addresses_added: tokio::sync::Notify::new(),
+            addresses_added: tokio::sync::watch::Sender::new(0),
             mon_nodes: Mutex::new(Vec::new()),
             arbiter,
             listen_addrs,
             events: broadcast::channel(1024).0,
-            shutdown: CancellationToken::new(),
             global: crate::global::Global::default(),
             providers: DashMap::with_hasher(ahash::RandomState::new()),
-            live_connections: AtomicU64::new(0),
             config,
         });
         tracing::info!(node = %inner.id, listen = ?inner.listen_addrs, "node starting");
         for l in listeners {
-            listener::spawn_accept_loop(inner.clone(), l);
+            listener::spawn_accept_loop(inner.transport.clone(), inner.link(), l);
         }
         crate::global::Global::start(&inner);
         super::lifecycle::spawn_sweeper(&inner);

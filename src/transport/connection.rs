@@ -27,10 +27,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use tokio_util::codec::Decoder;
 
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
 use super::handshake::{Claimant, HandshakeFailure, Handshaken, SlotTable, drive, fresh_nonce};
 use super::outbox::Outbox;
+use super::{Link, Peer, Transport};
 use crate::error::ConnectionError;
-use crate::kernel::{NodeEvent, NodeInner};
 use crate::wire::{Codec, Handshake, HandshakeError};
 
 /// Read buffer size; a read of less than this is followed by another only
@@ -44,7 +46,10 @@ const READS_PER_POLL: usize = 16;
 pub(crate) type DoneSender = oneshot::Sender<Result<String, ConnectionError>>;
 
 pub(crate) struct Connection {
-    node: Arc<NodeInner>,
+    transport: Arc<Transport>,
+    link: Arc<dyn Link>,
+    /// Counts this connection as live until the actor is dropped.
+    _live: TaskTrackerToken,
     conn_id: u64,
     peer_addr: SocketAddr,
     /// For a connection we dialled: the address as it was given.
@@ -79,18 +84,19 @@ impl Connection {
     /// `dialed` holds the address we dialled and who waits for the
     /// handshake (`None` for an accepted connection).
     pub(crate) fn start(
-        node: Arc<NodeInner>,
+        transport: Arc<Transport>,
+        link: Arc<dyn Link>,
         stream: TcpStream,
         peer_addr: SocketAddr,
         dialed: Option<(String, DoneSender)>,
     ) -> Addr<Connection> {
-        super::configure_socket(&stream, node.config.nodelay);
-        let conn_id = node.next_conn_id();
-        node.live_connections
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        super::configure_socket(&stream, transport.cfg.nodelay);
+        let conn_id = transport.next_conn();
         let (dialed, done) = dialed.unzip();
         Connection {
-            node,
+            _live: transport.connections.token(),
+            transport,
+            link,
             conn_id,
             peer_addr,
             dialed,
@@ -119,22 +125,26 @@ impl Connection {
             Err(f) => return self.handshake_failed(f.error, f.remote, ctx),
         };
         let remote: Arc<str> = Arc::from(est.remote_node.as_str());
-        if self.node.shutdown.is_cancelled() {
+        if self.transport.is_shut_down() {
             self.error = Some(ConnectionError::Shutdown);
             return ctx.stop();
         }
-        let cfg = &self.node.config;
+        let cfg = &self.transport.cfg;
         let outbox = Arc::new(Outbox::new(
             self.conn_id,
             est.send_framing,
             cfg.max_send_queue,
         ));
-        if self
-            .node
-            .peers
-            .attach(remote.clone(), self.conn_id, outbox.clone())
-            .is_err()
-        {
+        let (send_framing, recv_framing, recv_auth) =
+            (est.send_framing, est.recv_framing, est.recv_auth);
+        let peer = Peer {
+            node: remote.clone(),
+            conn: self.conn_id,
+            addr: self.peer_addr,
+            dialed: self.dialed.clone(),
+            established: est,
+        };
+        if self.link.attach(&peer, outbox.clone()).is_err() {
             let error = HandshakeError::AlreadyConnected {
                 node: remote.to_string(),
             };
@@ -143,7 +153,7 @@ impl Connection {
         let (reader, writer) = stream.into_split();
         self.state = State::Up(Box::new(Up {
             remote: remote.clone(),
-            decoder: est.recv_framing.codec(cfg.max_packet, cfg.max_depth),
+            decoder: recv_framing.codec(cfg.max_packet, cfg.max_depth),
             rbuf: rest,
             reader,
             writer,
@@ -152,31 +162,21 @@ impl Connection {
             last_write: std::time::Instant::now(),
         }));
         tracing::info!(
-            node = %self.node.id, peer = %self.peer_addr, remote = %remote,
-            send_framing = %est.send_framing, recv_framing = %est.recv_framing,
-            auth = %est.recv_auth, outbound = self.dialed.is_some(),
+            node = %self.transport.local, peer = %self.peer_addr, remote = %remote,
+            send_framing = %send_framing, recv_framing = %recv_framing,
+            auth = %recv_auth, outbound = self.dialed.is_some(),
             "connected"
         );
         if let Some(done) = self.done.take() {
             let _ = done.send(Ok(remote.to_string()));
         }
-        if let Some(provider) = est.remote_greeting.get("provider") {
-            self.node
-                .providers
-                .insert(remote.clone(), provider.to_owned());
-        }
-        if let Some(addr) = &self.dialed {
-            // before node-up: whether it is a seed decides the master
-            self.node.global.dialed(addr, &remote);
-        }
-        self.node
-            .node_up(&remote, self.peer_addr, self.dialed.is_some());
+        self.link.node_up(&peer);
         ctx.spawn(Driver(Connection::poll_read));
         ctx.spawn(Driver(Connection::poll_write));
-        if self.node.listen_addrs_empty() {
+        if self.transport.cfg.keepalive {
             // a node without listeners must write now and then, so that
             // TCP notices a dead peer (the reference's write timeout)
-            let period = self.node.config.monitor_timeout;
+            let period = self.transport.cfg.monitor_timeout;
             ctx.run_interval(period / 4, move |act, _| act.keepalive(period));
         }
     }
@@ -200,7 +200,7 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) {
         if let Some(remote) = &remote {
-            self.node.peers.release(remote, self.conn_id);
+            self.link.release(remote, self.conn_id);
         }
         if matches!(
             error,
@@ -208,13 +208,13 @@ impl Connection {
         ) {
             // expected when both sides dial at once
             tracing::info!(
-                node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
+                node = %self.transport.local, peer = %self.peer_addr, remote = ?remote,
                 outbound = self.dialed.is_some(), %error,
                 "handshake refused"
             );
         } else {
             tracing::warn!(
-                node = %self.node.id, peer = %self.peer_addr, remote = ?remote,
+                node = %self.transport.local, peer = %self.peer_addr, remote = ?remote,
                 outbound = self.dialed.is_some(), %error,
                 "handshake failed"
             );
@@ -222,11 +222,7 @@ impl Connection {
         if let Some(done) = self.done.take() {
             let _ = done.send(Err(error.clone()));
         }
-        self.node.emit(NodeEvent::HandshakeFailed {
-            addr: self.peer_addr,
-            node: remote,
-            error,
-        });
+        self.link.handshake_failed(self.peer_addr, remote, &error);
         self.state = State::Closed;
         ctx.stop();
     }
@@ -240,7 +236,7 @@ impl Connection {
                 match up.decoder.decode(&mut up.rbuf) {
                     // keepalives are dropped, node-port requests run here
                     // (in packet order), the rest goes to its port's mailbox
-                    Ok(Some(packet)) => self.node.route(&up.remote, packet),
+                    Ok(Some(packet)) => self.link.route(&up.remote, packet),
                     Ok(None) => break,
                     Err(e) => {
                         self.fail(e.into(), ctx);
@@ -329,17 +325,17 @@ impl Actor for Connection {
             return;
         };
         let hs = Handshake::new(
-            self.node.handshake.clone(),
+            self.transport.cfg.handshake.clone(),
             Some(&self.peer_addr.to_string()),
             fresh_nonce(),
             Instant::now(),
         );
-        let node = self.node.clone();
+        let link = self.link.clone();
         let conn = self.conn_id;
         let outbound = self.dialed.is_some();
-        // the node's peer table answers the handshake's slot claims
+        // the node's slot table answers the handshake's claims
         let fut = async move {
-            let slots: &dyn SlotTable = &node.peers;
+            let slots: &dyn SlotTable = &*link;
             drive(
                 stream,
                 hs,
@@ -358,9 +354,6 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        self.node
-            .live_connections
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         let error = self.error.take().unwrap_or(ConnectionError::Shutdown);
         if let Some(done) = self.done.take() {
             let _ = done.send(Err(error.clone()));
@@ -369,18 +362,18 @@ impl Actor for Connection {
             up.outbox.close();
             if matches!(error, ConnectionError::Eof | ConnectionError::Shutdown) {
                 tracing::info!(
-                    node = %self.node.id, peer = %self.peer_addr, remote = %up.remote,
+                    node = %self.transport.local, peer = %self.peer_addr, remote = %up.remote,
                     %error, "connection closed"
                 );
             } else {
                 tracing::warn!(
-                    node = %self.node.id, peer = %self.peer_addr, remote = %up.remote,
+                    node = %self.transport.local, peer = %self.peer_addr, remote = %up.remote,
                     %error, "connection failed"
                 );
             }
             // the node is down: monitors fire, later sends queue for the
             // next connection
-            self.node.connection_lost(&up.remote, self.conn_id, &error);
+            self.link.connection_lost(&up.remote, self.conn_id, &error);
         }
     }
 }

@@ -9,22 +9,26 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::connection::Connection;
+use super::{Link, Transport};
 use crate::error::ConnectionError;
-use crate::kernel::NodeInner;
 
 /// Dials `addr` and runs the handshake; resolves to the peer's node id.
 /// The connection actor is started on the node's arbiter, so this works
 /// from any thread.
-pub(crate) async fn connect(node: Arc<NodeInner>, addr: String) -> Result<String, ConnectionError> {
+pub(crate) async fn connect(
+    transport: Arc<Transport>,
+    link: Arc<dyn Link>,
+    addr: String,
+) -> Result<String, ConnectionError> {
     let (tx, rx) = oneshot::channel();
-    let n = node.clone();
-    let spawned = node.arbiter.spawn(async move {
-        match dial(&n, &addr).await {
+    let t = transport.clone();
+    let spawned = transport.arbiter().spawn(async move {
+        match dial(&t, &addr).await {
             Ok((stream, peer)) => {
-                Connection::start(n, stream, peer, Some((addr, tx)));
+                Connection::start(t, link, stream, peer, Some((addr, tx)));
             }
             Err(e) => {
-                tracing::debug!(node = %n.id, %addr, error = %e, "connect failed");
+                tracing::debug!(node = %t.local, %addr, error = %e, "connect failed");
                 let _ = tx.send(Err(e));
             }
         }
@@ -37,7 +41,10 @@ pub(crate) async fn connect(node: Arc<NodeInner>, addr: String) -> Result<String
 
 /// TCP connect to the first address of `addr` that answers, within
 /// `monitor_timeout`.
-async fn dial(node: &NodeInner, addr: &str) -> Result<(TcpStream, SocketAddr), ConnectionError> {
+async fn dial(
+    transport: &Transport,
+    addr: &str,
+) -> Result<(TcpStream, SocketAddr), ConnectionError> {
     let attempt = async {
         let mut last = None;
         for a in tokio::net::lookup_host(addr).await? {
@@ -50,7 +57,7 @@ async fn dial(node: &NodeInner, addr: &str) -> Result<(TcpStream, SocketAddr), C
             std::io::Error::new(std::io::ErrorKind::NotFound, "address resolves to nothing")
         }))
     };
-    match tokio::time::timeout(node.config.monitor_timeout, attempt).await {
+    match tokio::time::timeout(transport.cfg.monitor_timeout, attempt).await {
         Ok(Ok(ok)) => Ok(ok),
         Ok(Err(e)) => Err(ConnectionError::Connect(crate::error::io_error_text(&e))),
         Err(_) => Err(ConnectionError::Connect("timed out".into())),
@@ -65,19 +72,19 @@ async fn dial(node: &NodeInner, addr: &str) -> Result<(TcpStream, SocketAddr), C
 /// (monitor_timeout − connect_interval) / #addresses)`, at least 0.4 s.
 /// The deadline is armed once. Addresses learned meanwhile are used; the
 /// first ones at once.
-pub(crate) fn spawn_node_connector(node: Arc<NodeInner>, id: Arc<str>) {
-    let arbiter = node.arbiter.clone();
+pub(crate) fn spawn_node_connector(transport: Arc<Transport>, link: Arc<dyn Link>, id: Arc<str>) {
+    let arbiter = transport.arbiter().clone();
     let spawned = arbiter.spawn(async move {
-        run_node_connector(&node, &id).await;
+        run_node_connector(&transport, &link, &id).await;
     });
     if !spawned {
         tracing::debug!("arbiter gone; node connector not started");
     }
 }
 
-async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
+async fn run_node_connector(transport: &Arc<Transport>, link: &Arc<dyn Link>, id: &Arc<str>) {
     use rand::RngExt as _;
-    let cfg = &node.config;
+    let cfg = &transport.cfg;
     let start = tokio::time::Instant::now();
     let deadline = start + cfg.monitor_timeout;
     let mut next = start + Duration::from_millis(rand::rng().random_range(0..50));
@@ -85,26 +92,32 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
     let mut in_flight: HashSet<String> = HashSet::new();
     let mut awaiting_addresses = false;
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    // woken when the node may have come up through another connection,
+    // and when addresses are learned
+    let mut slots = link.changes();
+    let mut addresses = link.address_changes();
     loop {
-        if node.shutdown.is_cancelled() || node.peers.is_up(id) {
-            node.peers.stop_connecting(id);
+        slots.borrow_and_update();
+        addresses.borrow_and_update();
+        if transport.is_shut_down() || link.node_is_up(id) {
+            link.stop_connecting(id);
             return;
         }
-        if !node.peers.is_connecting(id) {
+        if !link.is_connecting(id) {
             return; // failed or reset meanwhile
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            node.unable_to_connect(id);
+            link.unable_to_connect(id);
             return;
         }
-        if awaiting_addresses && !node.addresses_of(id).is_empty() {
+        if awaiting_addresses && !link.addresses_of(id).is_empty() {
             // the first addresses (from Global, say): use them now, not
             // after the pause an address-less attempt set
             next = now;
         }
         if now >= next {
-            let addrs = node.addresses_of(id);
+            let addrs = link.addresses_of(id);
             awaiting_addresses = addrs.is_empty();
             let interval = if addrs.is_empty() {
                 cfg.connect_interval
@@ -112,10 +125,10 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
                 let addr = addrs[cursor % addrs.len()].clone();
                 cursor += 1;
                 if in_flight.insert(addr.clone()) {
-                    tracing::debug!(node = %node.id, remote = %id, %addr, "connecting");
-                    let (n, tx) = (node.clone(), done_tx.clone());
+                    tracing::debug!(node = %transport.local, remote = %id, %addr, "connecting");
+                    let (t, l, tx) = (transport.clone(), link.clone(), done_tx.clone());
                     actix_rt::spawn(async move {
-                        let result = connect(n, addr.clone()).await;
+                        let result = connect(t, l, addr.clone()).await;
                         let _ = tx.send((addr, result));
                     });
                 }
@@ -126,15 +139,16 @@ async fn run_node_connector(node: &Arc<NodeInner>, id: &Arc<str>) {
                     .max(Duration::from_millis(400))
             };
             next = now + interval.mul_f64(0.9 + 0.1 * rand::rng().random::<f64>());
+            continue;
         }
-        // look again soon: the node may come up through another connection
-        let wake = next.min(deadline).min(now + Duration::from_millis(100));
         tokio::select! {
-            _ = tokio::time::sleep_until(wake) => {}
-            _ = node.addresses_added.notified(), if awaiting_addresses => {}
+            _ = tokio::time::sleep_until(next.min(deadline)) => {}
+            _ = transport.shutdown_token().cancelled() => {}
+            _ = slots.changed() => {}
+            _ = addresses.changed(), if awaiting_addresses => {}
             Some((addr, result)) = done.recv() => {
                 in_flight.remove(&addr);
-                if collided(&result) && *node.id < **id {
+                if collided(&result) && *transport.local < **id {
                     // both sides dialled at once and both handshakes were
                     // refused: the smaller node id tries again at once, the
                     // other keeps its pace, so the next try does not collide

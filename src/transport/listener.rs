@@ -6,8 +6,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::connection::Connection;
+use super::{Link, Transport};
 use crate::error::StartError;
-use crate::kernel::NodeInner;
 
 /// Binds every address the bind specifications expand to (see
 /// [`super::binds`]).
@@ -33,20 +33,24 @@ pub(crate) async fn bind(specs: &[String]) -> Result<Vec<TcpListener>, StartErro
 /// Accepts connections until the node shuts down. Each accepted socket
 /// gets its own connection actor at once; its handshake runs inside that
 /// actor, so a silent client never delays the next accept.
-pub(crate) fn spawn_accept_loop(node: Arc<NodeInner>, listener: TcpListener) {
+pub(crate) fn spawn_accept_loop(
+    transport: Arc<Transport>,
+    link: Arc<dyn Link>,
+    listener: TcpListener,
+) {
     actix_rt::spawn(async move {
         loop {
             let accepted = tokio::select! {
-                _ = node.shutdown.cancelled() => break,
+                _ = transport.shutdown_token().cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
                 Ok((stream, addr)) => {
-                    Connection::start(node.clone(), stream, addr, None);
+                    Connection::start(transport.clone(), link.clone(), stream, addr, None);
                 }
                 Err(e) => {
                     // e.g. out of file descriptors: back off instead of spinning
-                    tracing::warn!(node = %node.id, error = %e, "accept failed");
+                    tracing::warn!(node = %transport.local, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }

@@ -1,5 +1,13 @@
 //! Transport: TCP listeners and dialers, the handshake driver, and the
-//! connection actor that moves bytes between sockets and the kernel.
+//! connection actor that moves bytes between sockets and the node.
+//!
+//! The transport knows nothing of the kernel. It gets a [`Link`], the
+//! narrow interface the kernel implements: the slot table of
+//! [`SlotTable`], where decoded packets go, and what to do when a
+//! connection is attached, lost or refused. The kernel owns a
+//! [`Transport`] (settings, the arbiter connections live on, shutdown and
+//! the tracker of live connections) and hands it its `Link` whenever it
+//! listens or dials.
 
 pub(crate) mod binds;
 pub(crate) mod connection;
@@ -8,7 +16,169 @@ pub(crate) mod handshake;
 pub(crate) mod listener;
 pub(crate) mod outbox;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix_rt::ArbiterHandle;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NodeConfig;
+use crate::error::ConnectionError;
+use crate::wire::{Established, HandshakeConfig, Packet};
+pub(crate) use handshake::SlotTable;
+use outbox::Outbox;
+
+/// What the transport needs of the node it serves.
+pub(crate) trait Link: SlotTable + Send + Sync + 'static {
+    /// A packet that arrived from node `from` (keepalives included).
+    fn route(&self, from: &str, packet: Packet);
+    /// Makes `outbox` the node's live connection; fails if the connection
+    /// does not hold the node's slot (or the node shut down). Whatever
+    /// waited for the node goes into the outbox first.
+    fn attach(&self, peer: &Peer, outbox: Arc<Outbox>) -> Result<(), ()>;
+    /// An attached connection is up; runs the node-up callbacks.
+    fn node_up(&self, peer: &Peer);
+    /// Connection `conn` to `node` ended with `error`.
+    fn connection_lost(&self, node: &str, conn: u64, error: &ConnectionError);
+    /// A handshake failed; nothing of it reached any port.
+    fn handshake_failed(&self, addr: SocketAddr, node: Option<String>, error: &ConnectionError);
+    /// The known listen addresses of `node`.
+    fn addresses_of(&self, node: &str) -> Vec<String>;
+    /// Bumped whenever addresses are learned.
+    fn address_changes(&self) -> watch::Receiver<u64>;
+    /// Whether a live connection to `node` exists.
+    fn node_is_up(&self, node: &str) -> bool;
+    /// Whether a connector runs for `node` (its attempt was not reset or
+    /// failed meanwhile).
+    fn is_connecting(&self, node: &str) -> bool;
+    /// The connector of `node` ended (it came up, or shutdown).
+    fn stop_connecting(&self, node: &str);
+    /// No connection to `node` came up before its connect deadline.
+    fn unable_to_connect(&self, node: &str);
+}
+
+/// A connection that completed its handshake, as the kernel learns of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    /// The peer's node id.
+    pub(crate) node: Arc<str>,
+    /// The connection.
+    pub(crate) conn: u64,
+    /// The peer's socket address.
+    pub(crate) addr: SocketAddr,
+    /// For a connection we dialled: the address as it was given (a seed's
+    /// node id is learned from it).
+    pub(crate) dialed: Option<String>,
+    /// What the handshake agreed on.
+    pub(crate) established: Established,
+}
+
+impl Peer {
+    /// Whether we dialled the connection.
+    pub(crate) fn outbound(&self) -> bool {
+        self.dialed.is_some()
+    }
+}
+
+/// The transport's settings, derived from the node's.
+#[derive(Debug, Clone)]
+pub(crate) struct TransportConfig {
+    /// Our handshake settings.
+    pub(crate) handshake: Arc<HandshakeConfig>,
+    /// TCP_NODELAY.
+    pub(crate) nodelay: bool,
+    /// Most bytes queued per connection.
+    pub(crate) max_send_queue: usize,
+    /// Largest packet accepted.
+    pub(crate) max_packet: usize,
+    /// Deepest nesting accepted.
+    pub(crate) max_depth: usize,
+    /// Connect deadline, and keepalive period of listener-less nodes.
+    pub(crate) monitor_timeout: Duration,
+    /// Pause between connect attempts.
+    pub(crate) connect_interval: Duration,
+    /// Whether connections send keepalives (the node has no listeners).
+    pub(crate) keepalive: bool,
+}
+
+impl TransportConfig {
+    /// The transport settings of a node configured with `cfg`; `keepalive`
+    /// for a node without listeners.
+    pub(crate) fn new(cfg: &NodeConfig, keepalive: bool) -> TransportConfig {
+        TransportConfig {
+            handshake: Arc::new(cfg.handshake()),
+            nodelay: cfg.nodelay,
+            max_send_queue: cfg.max_send_queue,
+            max_packet: cfg.max_packet,
+            max_depth: cfg.max_depth,
+            monitor_timeout: cfg.monitor_timeout,
+            connect_interval: cfg.connect_interval,
+            keepalive,
+        }
+    }
+}
+
+/// The node's transport: settings, the arbiter its connections live on,
+/// shutdown, and the tracker of live connections.
+pub(crate) struct Transport {
+    pub(crate) cfg: TransportConfig,
+    /// Our node id, for logs.
+    pub(crate) local: Arc<str>,
+    arbiter: ArbiterHandle,
+    shutdown: CancellationToken,
+    connections: TaskTracker,
+    next_conn: AtomicU64,
+}
+
+impl Transport {
+    pub(crate) fn new(cfg: TransportConfig, local: Arc<str>, arbiter: ArbiterHandle) -> Transport {
+        Transport {
+            cfg,
+            local,
+            arbiter,
+            shutdown: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh connection id.
+    fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether the node shut down.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Cancelled at shutdown.
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// The arbiter the node's connections and handler ports live on.
+    pub(crate) fn arbiter(&self) -> &ArbiterHandle {
+        &self.arbiter
+    }
+
+    /// Stops listening and dialling; connections already open close when
+    /// the kernel asks their outboxes to.
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.cancel();
+        self.connections.close();
+    }
+
+    /// Waits until every connection has ended (after [`Transport::shut_down`]).
+    pub(crate) async fn closed(&self) {
+        self.connections.wait().await;
+    }
+}
 
 /// SO_KEEPALIVE on every transport (the reference relies on it to notice
 /// dead idle peers) and TCP_NODELAY per the `nodelay` setting.

@@ -14,7 +14,7 @@
 //! above the high-water mark.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard};
 use std::task::Waker;
 
 use atomic_waker::AtomicWaker;
@@ -71,7 +71,7 @@ impl Outbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, BytesMut> {
-        crate::kernel::lock(&self.buf)
+        self.buf.lock()
     }
 
     /// Appends what `encode` writes (the encoding of one packet) and wakes

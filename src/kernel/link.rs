@@ -1,0 +1,90 @@
+//! The kernel's side of the transport's [`Link`]: where connections hand
+//! their packets, slots and fates.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::node::{NodeEvent, NodeInner};
+use crate::error::ConnectionError;
+use crate::transport::outbox::Outbox;
+use crate::transport::{Link, Peer, SlotTable};
+use crate::wire::Packet;
+use crate::wire::slot::{Contender, Decision};
+
+impl SlotTable for NodeInner {
+    fn refuses(&self, node: &str) -> bool {
+        self.peers.refuses(node)
+    }
+
+    fn claim(
+        &self,
+        node: &str,
+        c: &Contender,
+        cancel: &CancellationToken,
+        now: Instant,
+    ) -> Decision {
+        self.peers.claim(node, c, cancel, now)
+    }
+
+    fn release(&self, node: &str, conn: u64) {
+        self.peers.release(node, conn)
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.peers.changes()
+    }
+}
+
+impl Link for NodeInner {
+    fn route(&self, from: &str, packet: Packet) {
+        NodeInner::route(self, from, packet)
+    }
+
+    fn attach(&self, peer: &Peer, outbox: Arc<Outbox>) -> Result<(), ()> {
+        self.peers.attach(peer.node.clone(), peer.conn, outbox)
+    }
+
+    fn node_up(&self, peer: &Peer) {
+        self.peer_up(peer)
+    }
+
+    fn connection_lost(&self, node: &str, conn: u64, error: &ConnectionError) {
+        NodeInner::connection_lost(self, node, conn, error)
+    }
+
+    fn handshake_failed(&self, addr: SocketAddr, node: Option<String>, error: &ConnectionError) {
+        self.emit(NodeEvent::HandshakeFailed {
+            addr,
+            node,
+            error: error.clone(),
+        });
+    }
+
+    fn addresses_of(&self, node: &str) -> Vec<String> {
+        NodeInner::addresses_of(self, node)
+    }
+
+    fn address_changes(&self) -> watch::Receiver<u64> {
+        self.addresses_added.subscribe()
+    }
+
+    fn node_is_up(&self, node: &str) -> bool {
+        self.peers.is_up(node)
+    }
+
+    fn is_connecting(&self, node: &str) -> bool {
+        self.peers.is_connecting(node)
+    }
+
+    fn stop_connecting(&self, node: &str) {
+        self.peers.stop_connecting(node)
+    }
+
+    fn unable_to_connect(&self, node: &str) {
+        NodeInner::unable_to_connect(self, node)
+    }
+}
