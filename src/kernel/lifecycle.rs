@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::monitor::Reason;
 use super::node::{Node, NodeEvent, NodeInner};
 use super::port::PortId;
@@ -22,11 +20,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// `("transport_error", node, text)`, the reason of every monitor of a
 /// node whose transport failed.
 fn transport_error(node: &str, text: &str) -> Reason {
-    vec![
-        Value::from("transport_error"),
-        Value::from(node),
-        Value::from(text),
-    ]
+    crate::wire::transport_error(node, text)
 }
 
 impl NodeInner {

@@ -23,7 +23,9 @@ use super::registry::{Delivery, PortTarget, Registry};
 use crate::config::{ANON_NODE_ID, ConfigError, ConfigFile, NodeConfig};
 use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
 use crate::transport::{connector, listener};
-use crate::wire::{AuthMethod, Framing, HandshakeConfig, HandshakeError, Packet, Secret};
+use crate::wire::{
+    AuthMethod, Framing, HandshakeConfig, HandshakeError, NodeRequest, Packet, Secret,
+};
 
 impl actix::Message for Packet {
     type Result = ();
@@ -291,9 +293,11 @@ impl NodeInner {
             self.kill_local(name, reason);
             Ok(())
         } else {
-            let mut msg = vec![Value::from("kil"), Value::from(name)];
-            msg.extend(reason);
-            self.snd_to_node_port(node, &msg)
+            let msg = NodeRequest::Kil {
+                port: name.to_owned(),
+                reason,
+            };
+            self.snd_to_node_port(node, &msg.into_values())
         }
     }
 
