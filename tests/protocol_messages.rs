@@ -193,7 +193,7 @@ fn c_every_global_packet_replays_byte_for_byte() {
             assert_eq!(ports.len(), 1, "one Global port per side");
             for p in &all {
                 let dest = p.dest().unwrap();
-                if dest == "" {
+                if dest.is_empty() {
                     // the node-port packets of c (and a) replay too
                     assert_eq!(replay_node_port(p).1, Replayed::Equal);
                     continue;
