@@ -7,7 +7,8 @@
 //! `set` (our group registrations) and `setup`. The spawned port — served
 //! here by `Global::connect_port` — understands `setup`, `addr`, `nodes`,
 //! `set`, `find`, `reg0`, `reg1`, `seedme0` and `seedme1`. Seeds and the
-//! choice of a master are in `mesh.rs`, groups in [`groups`].
+//! choice of a master are in `mesh.rs`, groups in [`groups`]. Every
+//! message to and from a connect port is a [`crate::wire::GlobalMsg`].
 
 pub mod groups;
 pub(crate) mod mesh;

@@ -3,7 +3,8 @@
 //! They run inline, in packet order, on the connection that carried them
 //! (so a spawned port exists before the next packet of that connection is
 //! routed, and a `kil` takes effect before the packets after it). A
-//! malformed request is logged and ignored, never fatal.
+//! malformed request is logged and ignored, never fatal. Requests are
+//! parsed into, and the kernel's own sent with, [`crate::wire::NodeRequest`].
 
 use serde_json::Value;
 
