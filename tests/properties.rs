@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use aemp::wire::{
     Greeting, Handshake, HandshakeConfig, HandshakeError, JsonCodec, NONCE_BYTES, Nonce, Packet,
-    fuzz_parsers,
+    fuzz_global, fuzz_node_port, fuzz_parsers,
 };
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -30,6 +30,34 @@ fn json_value() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+/// Every tag of the node port and of Global.
+const PROTOCOL_TAGS: &[&str] = &[
+    "",
+    "mon1",
+    "mon0",
+    "kil0",
+    "kil",
+    "snd",
+    "snd_multiple",
+    "info",
+    "known_nodes",
+    "up_nodes",
+    "time",
+    "devnull",
+    "eval",
+    "AnyEvent::MP::_spawn",
+    "Pkg::func",
+    "setup",
+    "addr",
+    "nodes",
+    "set",
+    "find",
+    "reg0",
+    "reg1",
+    "seedme0",
+    "seedme1",
+];
 
 /// Feeds `stream` to a decoder in pieces ending at `cuts`.
 fn decode_in_pieces(stream: &[u8], cuts: &[usize]) -> Result<Vec<Packet>, aemp::wire::FrameError> {
@@ -102,6 +130,24 @@ proptest! {
     #[test]
     fn json_shaped_bytes_never_panic(data in "[\\[\\]{}\",:0-9a-z\\\\ ]{0,300}") {
         fuzz_parsers(data.as_bytes(), std::time::Instant::now());
+        fuzz_node_port(data.as_bytes());
+        fuzz_global(data.as_bytes());
+    }
+
+    #[test]
+    fn protocol_messages_round_trip(
+        tag in prop_oneof![
+            prop::sample::select(PROTOCOL_TAGS).prop_map(Value::from),
+            json_value(),
+        ],
+        args in prop::collection::vec(json_value(), 0..5),
+    ) {
+        let mut values = vec![tag];
+        values.extend(args);
+        let bytes = serde_json::to_vec(&values).unwrap();
+        // both assert that what parses encodes to itself
+        fuzz_node_port(&bytes);
+        fuzz_global(&bytes);
     }
 
     #[test]

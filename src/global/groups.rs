@@ -8,11 +8,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
-use serde_json::Value;
 use thiserror::Error;
 
 use super::GroupMonFn;
 use crate::kernel::{NodeInner, PortId};
+use crate::wire::GlobalMsg;
 
 /// A group registration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -83,13 +83,9 @@ pub(crate) fn unreg_groups(node: &NodeInner, id: &str) {
 }
 
 /// Tells every node where our Global port exists.
-fn announce(node: &NodeInner, tag: &str, group: &str, port: &PortId) {
+fn announce(node: &NodeInner, msg: GlobalMsg) {
     let targets: Vec<PortId> = node.global.lock().port.values().cloned().collect();
-    let msg = [
-        Value::from(tag),
-        Value::from(group),
-        Value::from(port.as_str()),
-    ];
+    let msg = msg.encode();
     for t in targets {
         if let Err(error) = node.snd(t.as_str(), &msg) {
             tracing::debug!(node = %node.id, %t, %error, "group announcement not sent");
@@ -138,7 +134,11 @@ pub(crate) fn register(
             return Ok(GroupRegistration::released(group, port));
         }
     }
-    announce(node, "reg1", group, port);
+    let msg = GlobalMsg::Reg1 {
+        group: group.to_owned(),
+        port: port.as_str().to_owned(),
+    };
+    announce(node, msg);
     change(node, group, vec![port.clone()], Vec::new());
     Ok(GroupRegistration {
         node: Arc::downgrade(node),
@@ -168,7 +168,11 @@ pub(crate) fn unregister(node: &NodeInner, group: &str, port: &PortId) {
         m.unmon();
     }
     change(node, group, Vec::new(), vec![port.clone()]);
-    announce(node, "reg0", group, port);
+    let msg = GlobalMsg::Reg0 {
+        group: group.to_owned(),
+        port: port.as_str().to_owned(),
+    };
+    announce(node, msg);
 }
 
 /// A group registration (see [`crate::Node::grp_reg`]). Dropping it

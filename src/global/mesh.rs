@@ -18,13 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt as _;
-use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::{rebroadcast_delay, to_object};
+use super::rebroadcast_delay;
 use crate::error::ConnectionError;
 use crate::kernel::{NodeEvent, NodeInner};
-use crate::wire::HandshakeError;
+use crate::wire::{GlobalMsg, HandshakeError};
 
 /// `addr` from `remote`: its listen addresses. Recorded, and passed on to
 /// every node that asked to be seeded, after 2–3 s.
@@ -44,10 +43,9 @@ pub(crate) fn addr(node: &Arc<NodeInner>, remote: &str, addresses: Vec<String>) 
             return;
         };
         let slaves: Vec<String> = node.global.lock().seedme.iter().cloned().collect();
-        let nodes = to_object([(&remote, addresses)]);
+        let nodes = GlobalMsg::Nodes(vec![(remote, addresses)]);
         for slave in slaves {
-            node.global
-                .to_node(&node, &slave, &[Value::from("nodes"), nodes.clone()]);
+            node.global.to_node(&node, &slave, &nodes);
         }
     });
 }
@@ -131,12 +129,12 @@ fn set_master(node: &Arc<NodeInner>, new: Option<String>) {
         std::mem::replace(&mut st.master, new.clone())
     };
     if let Some(old) = old.filter(|o| node.peers.is_up(o)) {
-        node.global.to_node(node, &old, &[Value::from("seedme0")]);
+        node.global.to_node(node, &old, &GlobalMsg::Seedme0);
     }
     match new {
         Some(m) => {
             tracing::info!(node = %node.id, master = %m, "selected new master");
-            node.global.to_node(node, &m, &[Value::from("seedme1")]);
+            node.global.to_node(node, &m, &GlobalMsg::Seedme1);
         }
         None => tracing::warn!(node = %node.id, "no contact to any other node, cannot seed"),
     }

@@ -7,7 +7,8 @@
 //! `set` (our group registrations) and `setup`. The spawned port — served
 //! here by `Global::connect_port` — understands `setup`, `addr`, `nodes`,
 //! `set`, `find`, `reg0`, `reg1`, `seedme0` and `seedme1`. Seeds and the
-//! choice of a master are in `mesh.rs`, groups in [`groups`].
+//! choice of a master are in `mesh.rs`, groups in [`groups`]. Every
+//! message to and from a connect port is a [`crate::wire::GlobalMsg`].
 
 pub mod groups;
 pub(crate) mod mesh;
@@ -16,15 +17,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::kernel::{HandlerError, Monitor, NodeInner, PortBehaviour, PortContext, PortId};
+use crate::wire::{GlobalMsg, GlobalMsgError};
 
 pub use groups::{GroupError, GroupMonitor, GroupRegistration};
 
 /// The init function each node spawns on every other node.
-pub const CONNECT_FUNCTION: &str = "AnyEvent::MP::Global::connect";
+pub const CONNECT_FUNCTION: &str = crate::wire::CONNECT_FUNCTION;
 
 /// The Global protocol version (compared by integer part).
 pub const GLOBAL_VERSION: i64 = 0;
@@ -87,39 +89,18 @@ fn int_of(v: &Value) -> Option<i64> {
     }
 }
 
-/// A list of strings (addresses, ports) from a JSON array; other elements
-/// are skipped.
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// `{name: [strings]}` from a JSON object.
-fn string_lists(v: &Value) -> Vec<(String, Vec<String>)> {
-    v.as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
-        .unwrap_or_default()
-}
-
-/// `{name: [strings]}` as JSON.
-fn to_object<'a>(items: impl IntoIterator<Item = (&'a String, Vec<String>)>) -> Value {
-    let mut m = Map::new();
-    for (k, v) in items {
-        m.insert(k.clone(), Value::from(v));
-    }
-    Value::Object(m)
-}
-
 impl State {
-    /// Every address we know, as a `nodes` message's argument; `None` if
-    /// we know none.
-    fn nodes_message(&self) -> Option<Value> {
-        (!self.addr.is_empty()).then(|| to_object(self.addr.iter().map(|(k, v)| (k, v.clone()))))
+    /// Every address we know, as a `nodes` message; `None` if we know
+    /// none.
+    fn nodes_message(&self) -> Option<GlobalMsg> {
+        (!self.addr.is_empty()).then(|| {
+            GlobalMsg::Nodes(
+                self.addr
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        })
     }
 }
 
@@ -170,14 +151,14 @@ impl Global {
         if id == &*node.id {
             return;
         }
-        let args = [Value::from(GLOBAL_VERSION), Value::from(&*node.id)];
+        let args = crate::wire::connect_args(GLOBAL_VERSION, &node.id);
         let (gport, nodes, set) = {
             let mut st = self.lock();
             if st.port.contains_key(id) {
                 return;
             }
             // spawning only sends: it never calls back into this service
-            let gport = match node.spawn(id, CONNECT_FUNCTION, args.to_vec()) {
+            let gport = match node.spawn(id, CONNECT_FUNCTION, args) {
                 Ok(p) => p,
                 Err(error) => {
                     tracing::warn!(node = %node.id, remote = id, %error, "cannot start Global with node");
@@ -187,10 +168,13 @@ impl Global {
             st.port.insert(id.to_owned(), gport.clone());
             let nodes = st.nodes_message();
             let set = (!st.lreg.is_empty()).then(|| {
-                to_object(
+                GlobalMsg::Set(
                     st.lreg
                         .iter()
-                        .map(|(g, ports)| (g, ports.iter().map(|p| p.to_string()).collect())),
+                        .map(|(g, ports)| {
+                            (g.clone(), ports.iter().map(|p| p.to_string()).collect())
+                        })
+                        .collect(),
                 )
             });
             (gport, nodes, set)
@@ -204,19 +188,12 @@ impl Global {
                 }
             })
             .forget();
-        let mut msgs = vec![Value::from(vec![
-            Value::from("addr"),
-            Value::from(Self::listeners(node)),
-        ])];
-        if let Some(nodes) = nodes {
-            msgs.push(Value::from(vec![Value::from("nodes"), nodes]));
-        }
-        if let Some(set) = set {
-            msgs.push(Value::from(vec![Value::from("set"), set]));
-        }
-        msgs.push(Value::from(vec![Value::from("setup")]));
+        let mut msgs = vec![GlobalMsg::Addr(Self::listeners(node))];
+        msgs.extend(nodes);
+        msgs.extend(set);
+        msgs.push(GlobalMsg::Setup);
         for msg in msgs {
-            if let Err(error) = node.snd(gport.as_str(), &msg) {
+            if let Err(error) = node.snd(gport.as_str(), &msg.encode()) {
                 tracing::warn!(node = %node.id, remote = id, %error, "Global message not sent");
             }
         }
@@ -234,10 +211,10 @@ impl Global {
     }
 
     /// Sends `msg` to our connect port on `remote`, if there is one.
-    fn to_node(&self, node: &NodeInner, remote: &str, msg: &[Value]) {
+    fn to_node(&self, node: &NodeInner, remote: &str, msg: &GlobalMsg) {
         let port = self.lock().port.get(remote).cloned();
         if let Some(port) = port
-            && let Err(error) = node.snd(port.as_str(), msg)
+            && let Err(error) = node.snd(port.as_str(), &msg.encode())
         {
             tracing::debug!(node = %node.id, remote, %error, "Global message not sent");
         }
@@ -286,56 +263,51 @@ impl Global {
 
     /// One message from `remote` to its connect port here.
     fn request(&self, node: &Arc<NodeInner>, remote: &str, msg: Vec<Value>) {
-        let tag = msg.first().and_then(Value::as_str).unwrap_or_default();
-        let arg = |i: usize| msg.get(i).cloned().unwrap_or(Value::Null);
-        match tag {
-            "setup" => {}
-            "addr" => mesh::addr(node, remote, strings(&arg(1))),
-            "nodes" => mesh::nodes(node, string_lists(&arg(1))),
-            "find" => {
-                if let Some(other) = arg(1).as_str() {
-                    let known = self.lock().addr.get(other).cloned();
-                    if let Some(addrs) = known {
-                        let nodes = to_object([(&other.to_owned(), addrs)]);
-                        self.to_node(node, remote, &[Value::from("nodes"), nodes]);
-                    }
+        let msg = match GlobalMsg::parse(msg) {
+            Ok(msg) => msg,
+            Err(GlobalMsgError::Unknown { tag }) => {
+                return tracing::debug!(node = %node.id, remote, tag = tag.as_str(), "unknown Global request ignored");
+            }
+            // a `find` of a non-string: nothing to look up, nothing to say
+            Err(GlobalMsgError::Malformed { tag: "find", .. }) => return,
+            Err(GlobalMsgError::Malformed { tag, .. }) => {
+                return tracing::warn!(node = %node.id, remote, tag, "malformed Global request ignored");
+            }
+        };
+        match msg {
+            GlobalMsg::Setup => {}
+            GlobalMsg::Addr(addresses) => mesh::addr(node, remote, addresses),
+            GlobalMsg::Nodes(known) => mesh::nodes(node, known),
+            GlobalMsg::Find(other) => {
+                let known = self.lock().addr.get(&other).cloned();
+                if let Some(addrs) = known {
+                    self.to_node(node, remote, &GlobalMsg::Nodes(vec![(other, addrs)]));
                 }
             }
-            "set" => {
-                for (group, ports) in string_lists(&arg(1)) {
+            GlobalMsg::Set(sets) => {
+                for (group, ports) in sets {
                     let add = ports.into_iter().map(PortId::from).collect();
                     groups::change(node, &group, add, Vec::new());
                 }
             }
-            "reg0" | "reg1" => match (arg(1).as_str(), arg(2).as_str()) {
-                (Some(group), Some(port)) => {
-                    let p = vec![PortId::from(port)];
-                    let (add, del) = if tag == "reg1" {
-                        (p, vec![])
-                    } else {
-                        (vec![], p)
-                    };
-                    groups::change(node, group, add, del);
-                }
-                _ => {
-                    tracing::warn!(node = %node.id, remote, tag, "malformed Global request ignored")
-                }
-            },
-            "seedme0" => {
+            GlobalMsg::Reg1 { group, port } => {
+                groups::change(node, &group, vec![PortId::from(port)], vec![]);
+            }
+            GlobalMsg::Reg0 { group, port } => {
+                groups::change(node, &group, vec![], vec![PortId::from(port)]);
+            }
+            GlobalMsg::Seedme0 => {
                 self.lock().seedme.remove(remote);
             }
-            "seedme1" => {
+            GlobalMsg::Seedme1 => {
                 let nodes = {
                     let mut st = self.lock();
                     st.seedme.insert(remote.to_owned());
                     st.nodes_message()
                 };
                 if let Some(nodes) = nodes {
-                    self.to_node(node, remote, &[Value::from("nodes"), nodes]);
+                    self.to_node(node, remote, &nodes);
                 }
-            }
-            other => {
-                tracing::debug!(node = %node.id, remote, tag = other, "unknown Global request ignored");
             }
         }
     }
@@ -361,7 +333,7 @@ impl Global {
             groups::unreg_groups(node, id);
             // ask our master for quick recovery
             if let Some(master) = master {
-                self.to_node(node, &master, &[Value::from("find"), Value::from(id)]);
+                self.to_node(node, &master, &GlobalMsg::Find(id.to_owned()));
             }
         }
     }

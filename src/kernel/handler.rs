@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
-use serde_json::Value;
 
 use super::monitor::{Action, Monitor, Reason};
 use super::node::Node;
@@ -149,10 +148,7 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// The reason a failed handler kills its port with: `("die", message)`,
 /// trailing newlines removed as the reference does.
 pub(crate) fn die_reason(message: &str) -> Reason {
-    vec![
-        Value::from("die"),
-        Value::from(message.trim_end_matches('\n')),
-    ]
+    crate::wire::die_reason(message)
 }
 
 /// The actor behind a handler port.

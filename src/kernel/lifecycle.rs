@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::monitor::Reason;
 use super::node::{Node, NodeEvent, NodeInner};
 use super::port::PortId;
@@ -23,11 +21,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// `("transport_error", node, text)`, the reason of every monitor of a
 /// node whose transport failed.
 fn transport_error(node: &str, text: &str) -> Reason {
-    vec![
-        Value::from("transport_error"),
-        Value::from(node),
-        Value::from(text),
-    ]
+    crate::wire::transport_error(node, text)
 }
 
 impl NodeInner {
@@ -36,7 +30,8 @@ impl NodeInner {
     /// subscribers.
     pub(crate) fn peer_up(&self, peer: &Peer) {
         if let Some(provider) = peer.established.remote_greeting.get("provider") {
-            self.providers.insert(peer.node.clone(), provider.to_owned());
+            self.providers
+                .insert(peer.node.clone(), provider.to_owned());
         }
         if let Some(addr) = &peer.dialed {
             // before node-up: whether it is a seed decides the master

@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::lock;
 use super::node::NodeInner;
 use super::port::PortId;
+use crate::wire::NodeRequest;
 
 /// Why a port died: empty for a normal exit (`kil $port`), otherwise the
 /// reference's reason list, e.g. `["die", "message"]` or
@@ -80,9 +81,11 @@ impl Action {
                 node.monitors.rmon_remove(&remote, port.name());
                 // like the reference: only over a live connection
                 if node.peers.is_up(&remote) {
-                    let mut msg = vec![Value::from("kil0"), Value::from(port.name())];
-                    msg.extend(reason.iter().cloned());
-                    let _ = node.snd_to_node_port(&remote, &msg);
+                    let msg = NodeRequest::Kil0 {
+                        port: port.name().to_owned(),
+                        reason: reason.clone(),
+                    };
+                    let _ = node.snd_to_node_port(&remote, &msg.into_values());
                 }
             }
         }
@@ -320,8 +323,10 @@ impl NodeInner {
             Watched::Node(Arc::from(node))
         } else {
             if self.monitors.add_port(node, name, id, action) {
-                let msg = [Value::from("mon1"), Value::from(name)];
-                if let Err(error) = self.snd_to_node_port(node, &msg) {
+                let msg = NodeRequest::Mon1 {
+                    port: name.to_owned(),
+                };
+                if let Err(error) = self.snd_to_node_port(node, &msg.into_values()) {
                     tracing::warn!(node = %self.id, remote = node, %error, "mon1 not sent");
                 }
             }
@@ -336,8 +341,8 @@ impl NodeInner {
             Watched::Local(name) => self.registry.remove_monitor(name, id),
             Watched::Remote(node, port) => {
                 if self.monitors.remove_port(node, port, id) {
-                    let msg = [Value::from("mon0"), Value::from(port.as_str())];
-                    if let Err(error) = self.snd_to_node_port(node, &msg) {
+                    let msg = NodeRequest::Mon0 { port: port.clone() };
+                    if let Err(error) = self.snd_to_node_port(node, &msg.into_values()) {
                         tracing::debug!(node = %self.id, remote = %node, %error, "mon0 not sent");
                     }
                 }
@@ -354,11 +359,11 @@ impl NodeInner {
         if self.registry.add_remote_monitor(port, id, &node) {
             self.monitors.rmon_add(from, port);
         } else {
-            let mut msg = vec![Value::from("kil0"), Value::from(port)];
-            msg.extend(super::node_port::no_such_port(
-                PortId::new(&self.id, port).as_str(),
-            ));
-            if let Err(error) = self.snd_to_node_port(from, &msg) {
+            let msg = NodeRequest::Kil0 {
+                port: port.to_owned(),
+                reason: super::node_port::no_such_port(PortId::new(&self.id, port).as_str()),
+            };
+            if let Err(error) = self.snd_to_node_port(from, &msg.into_values()) {
                 tracing::debug!(node = %self.id, remote = from, %error, "kil0 not sent");
             }
         }

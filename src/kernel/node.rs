@@ -23,7 +23,7 @@ use super::registry::{Delivery, PortTarget, Registry};
 use crate::config::{ANON_NODE_ID, ConfigError, ConfigFile, NodeConfig};
 use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
 use crate::transport::{Link, Transport, TransportConfig, connector, listener};
-use crate::wire::{AuthMethod, Framing, Packet, Secret};
+use crate::wire::{AuthMethod, Framing, NodeRequest, Packet, Secret};
 
 impl actix::Message for Packet {
     type Result = ();
@@ -292,9 +292,11 @@ impl NodeInner {
             self.kill_local(name, reason);
             Ok(())
         } else {
-            let mut msg = vec![Value::from("kil"), Value::from(name)];
-            msg.extend(reason);
-            self.snd_to_node_port(node, &msg)
+            let msg = NodeRequest::Kil {
+                port: name.to_owned(),
+                reason,
+            };
+            self.snd_to_node_port(node, &msg.into_values())
         }
     }
 

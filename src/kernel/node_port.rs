@@ -3,24 +3,15 @@
 //! They run inline, in packet order, on the connection that carried them
 //! (so a spawned port exists before the next packet of that connection is
 //! routed, and a `kil` takes effect before the packets after it). A
-//! malformed request is logged and ignored, never fatal.
+//! malformed request is logged and ignored, never fatal. Requests are
+//! parsed into, and the kernel's own sent with, [`crate::wire::NodeRequest`].
 
 use serde_json::Value;
 
 use super::functions::Function;
 use super::monitor::Reason;
 use super::node::NodeInner;
-use super::spawn::SPAWN_FUNCTION;
-
-/// Perl stringifies whatever it gets; strings and numbers make sense as
-/// port names and tags, anything else is malformed.
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+use crate::wire::{NodeRequest, NodeRequestError, ReplyTo, SndEntry};
 
 /// What `eval` requests get back from an aemp node in the place where Perl
 /// puts `$@`: aemp never executes code it is sent.
@@ -29,94 +20,57 @@ pub const EVAL_REFUSED: &str = "eval refused: this is an aemp node, which does n
 /// Handles one node-port request from node `from` (our own id for local
 /// requests).
 pub(crate) fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
-    let mut args = values.into_iter();
-    let tag = match args.next() {
-        None => return, // ["",] : a keepalive-like no-op
-        Some(v) => match text(&v) {
-            Some(t) => t,
-            None => return malformed(node, from, "(not a string)", "tag is not a string"),
-        },
-    };
-    let mut args: Vec<Value> = args.collect();
-    let first = || args.first().and_then(text);
-    // the arguments after the first, moved out (messages can be large)
-    let rest = |args: &mut Vec<Value>| {
-        if args.is_empty() {
-            Vec::new()
-        } else {
-            args.split_off(1)
+    let request = match NodeRequest::parse(values) {
+        Ok(request) => request,
+        Err(error) => {
+            if error.tag() == "eval" {
+                tracing::warn!(node = %node.id, remote = from, "eval request refused");
+            }
+            return malformed(node, from, &error);
         }
     };
-
-    match tag.as_str() {
-        "" | "devnull" => {}
-        "mon1" => match first() {
-            Some(port) => node.remote_mon1(from, &port),
-            None => malformed(node, from, &tag, "port name missing"),
-        },
-        "mon0" => match first() {
-            Some(port) => node.remote_mon0(from, &port),
-            None => malformed(node, from, &tag, "port name missing"),
-        },
-        "kil0" => match first() {
-            Some(port) => node.remote_kil0(from, &port, rest(&mut args)),
-            None => malformed(node, from, &tag, "port name missing"),
-        },
-        "kil" => match first() {
-            Some(port) if port.is_empty() => {
-                tracing::warn!(node = %node.id, remote = from, "request to kill the node port ignored");
-            }
-            Some(port) => node.kill_local(&port, rest(&mut args)),
-            None => malformed(node, from, &tag, "port name missing"),
-        },
-        "snd" => match first() {
-            Some(port) => relay(node, from, &port, rest(&mut args)),
-            None => malformed(node, from, &tag, "port missing"),
-        },
-        "snd_multiple" => {
-            for item in args {
-                match item {
-                    Value::Array(mut msg) if !msg.is_empty() => match text(&msg.remove(0)) {
-                        Some(port) => relay(node, from, &port, msg),
-                        None => malformed(node, from, &tag, "port is not a string"),
-                    },
-                    _ => malformed(node, from, &tag, "entry is not [port, @msg]"),
+    match request {
+        NodeRequest::Keepalive | NodeRequest::Nop(_) | NodeRequest::Devnull(_) => {}
+        NodeRequest::Mon1 { port } => node.remote_mon1(from, &port),
+        NodeRequest::Mon0 { port } => node.remote_mon0(from, &port),
+        NodeRequest::Kil0 { port, reason } => node.remote_kil0(from, &port, reason),
+        NodeRequest::Kil { port, .. } if port.is_empty() => {
+            tracing::warn!(node = %node.id, remote = from, "request to kill the node port ignored");
+        }
+        NodeRequest::Kil { port, reason } => node.kill_local(&port, reason),
+        NodeRequest::Snd { port, msg } => relay(node, from, &port, msg),
+        NodeRequest::SndMultiple(entries) => {
+            for entry in entries {
+                match entry {
+                    SndEntry::Relay { port, msg } => relay(node, from, &port, msg),
+                    SndEntry::Malformed { why, .. } => {
+                        let error = NodeRequestError::Malformed {
+                            tag: "snd_multiple",
+                            why,
+                        };
+                        malformed(node, from, &error)
+                    }
                 }
             }
         }
-        "info" => reply(node, from, &tag, &args, vec![Value::from(&*node.id)]),
-        "known_nodes" => {
+        NodeRequest::Info(to) => reply(node, from, to, vec![Value::from(&*node.id)]),
+        NodeRequest::KnownNodes(to) => {
             let known = node.handle().known_nodes().into_iter().map(Value::from);
-            reply(node, from, &tag, &args, known.collect())
+            reply(node, from, to, known.collect())
         }
-        "up_nodes" => {
+        NodeRequest::UpNodes(to) => {
             let up = node.peers.up_nodes().into_iter().map(Value::from).collect();
-            reply(node, from, &tag, &args, up)
+            reply(node, from, to, up)
         }
-        "time" => reply(node, from, &tag, &args, vec![perl_time()]),
-        "eval" => {
+        NodeRequest::Time(to) => reply(node, from, to, vec![perl_time()]),
+        NodeRequest::Eval { reply: to, .. } => {
             tracing::warn!(node = %node.id, remote = from, "eval request refused");
-            // code, then (optionally) port and message
-            if args.len() > 1 {
-                reply(
-                    node,
-                    from,
-                    &tag,
-                    &args[1..],
-                    vec![Value::from(EVAL_REFUSED)],
-                );
+            if let Some(to) = to {
+                reply(node, from, to, vec![Value::from(EVAL_REFUSED)]);
             }
         }
-        SPAWN_FUNCTION => match (first(), args.get(1).and_then(text)) {
-            (Some(port), Some(init)) => node.spawn_request(
-                from,
-                &port,
-                &init,
-                args.get(2..).unwrap_or_default().to_vec(),
-            ),
-            _ => malformed(node, from, &tag, "port name or init function missing"),
-        },
-        name => call(node, from, name, args),
+        NodeRequest::Spawn { port, init, args } => node.spawn_request(from, &port, &init, args),
+        NodeRequest::Call { name, args } => call(node, from, &name, args),
     }
 }
 
@@ -146,16 +100,13 @@ fn relay(node: &NodeInner, from: &str, port: &str, msg: Vec<Value>) {
 
 /// `info`-style requests: `[port, @msg]` answered with `snd port, @msg,
 /// @extra`.
-fn reply(node: &NodeInner, from: &str, tag: &str, args: &[Value], extra: Vec<Value>) {
-    let Some(port) = args.first().and_then(text) else {
-        return malformed(node, from, tag, "reply port missing");
-    };
-    let mut msg = args[1..].to_vec();
-    msg.extend(extra);
+fn reply(node: &NodeInner, from: &str, to: ReplyTo, extra: Vec<Value>) {
+    let (port, msg) = to.answer(extra);
     relay(node, from, &port, msg);
 }
 
-fn malformed(node: &NodeInner, from: &str, tag: &str, why: &str) {
+fn malformed(node: &NodeInner, from: &str, error: &NodeRequestError) {
+    let (tag, why) = (error.tag(), error.why());
     tracing::warn!(node = %node.id, remote = from, tag, why, "malformed node-port request ignored");
 }
 
@@ -172,11 +123,7 @@ fn perl_time() -> Value {
 
 /// The reason a monitor of a missing port gets.
 pub(crate) fn no_such_port(port: &str) -> Reason {
-    vec![
-        Value::from("no_such_port"),
-        Value::from("cannot monitor nonexistent port"),
-        Value::from(port),
-    ]
+    crate::wire::no_such_port(port)
 }
 
 #[cfg(test)]
@@ -190,12 +137,5 @@ mod tests {
         let digits = s.chars().filter(char::is_ascii_digit).count();
         assert!(digits <= 15, "{s}");
         assert!(t.as_f64().unwrap() > 1.7e9);
-    }
-
-    #[test]
-    fn lenient_text() {
-        assert_eq!(text(&Value::from(5)), Some("5".into()));
-        assert_eq!(text(&Value::from("p")), Some("p".into()));
-        assert_eq!(text(&Value::Null), None);
     }
 }

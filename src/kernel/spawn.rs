@@ -20,9 +20,7 @@ use super::node_port::no_such_port;
 use super::port::{PortId, split_port};
 use super::registry::PortTarget;
 use crate::error::SpawnError;
-
-/// The node-port function that spawns.
-pub(crate) const SPAWN_FUNCTION: &str = "AnyEvent::MP::_spawn";
+use crate::wire::NodeRequest;
 
 impl NodeInner {
     /// Spawns a port on the node of `target` (a node id or a port id).
@@ -59,13 +57,12 @@ impl NodeInner {
                 return Err(SpawnError::Send(crate::error::SendError::Shutdown));
             }
         } else {
-            let mut msg = vec![
-                Value::from(SPAWN_FUNCTION),
-                Value::from(name),
-                Value::from(func),
-            ];
-            msg.extend(args);
-            self.snd_to_node_port(node, &msg)?;
+            let msg = NodeRequest::Spawn {
+                port: name,
+                init: func.to_owned(),
+                args,
+            };
+            self.snd_to_node_port(node, &msg.into_values())?;
         }
         Ok(port)
     }

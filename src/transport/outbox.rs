@@ -13,8 +13,8 @@
 //! message is silently skipped), and the async send waits while it is
 //! above the high-water mark.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Waker;
 
 use atomic_waker::AtomicWaker;

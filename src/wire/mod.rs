@@ -1,5 +1,6 @@
 //! The sans-IO protocol core: greetings, auth, the handshake state machine,
-//! framing and packets.
+//! framing, packets, and the typed messages of the node port
+//! ([`NodeRequest`]) and of the Global service ([`GlobalMsg`]).
 //!
 //! Nothing in here touches a socket, an actor, a clock or a random number
 //! generator (time comes in as `now` arguments, the nonce as bytes), so
@@ -9,9 +10,11 @@
 mod auth;
 mod error;
 mod framing;
+mod global;
 mod greeting;
 mod handshake;
 mod lenient;
+mod node_port;
 pub(crate) mod packet;
 pub mod slot;
 
@@ -24,11 +27,16 @@ pub use error::{EncodeError, FrameError, HandshakeError};
 pub use framing::{
     Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, select_framing,
 };
+pub use global::{CONNECT_FUNCTION, GlobalMsg, GlobalMsgError, StringLists, connect_args};
 pub use greeting::{Greeting, MAX_LINE, NONCE_BYTES, Nonce, PROTOCOL, PROTOCOL_VERSION, take_line};
 pub use handshake::{
     DEFAULT_MONITOR_TIMEOUT, Established, Event, Handshake, HandshakeConfig, PROVIDER,
 };
 pub use lenient::{Lenient, LenientNumber};
+pub use node_port::{
+    NO_SUCH_PORT, NodeRequest, NodeRequestError, ReplyTo, SPAWN_FUNCTION, SndEntry, die_reason,
+    no_such_port, transport_error,
+};
 pub use packet::Packet;
 
 /// Runs every parser of this module on arbitrary bytes, for fuzzers and
@@ -67,4 +75,31 @@ pub fn fuzz_parsers(data: &[u8], now: std::time::Instant) {
         }
     }
     let _ = hs.handle_timeout(now + DEFAULT_MONITOR_TIMEOUT);
+}
+
+/// Decodes `data` as a JSON array and runs it through
+/// [`NodeRequest::parse`] and back: must never panic, and what parses must
+/// encode to values that parse to the same request.
+pub fn fuzz_node_port(data: &[u8]) {
+    let Ok(values) = serde_json::from_slice::<Vec<serde_json::Value>>(data) else {
+        return;
+    };
+    if let Ok(req) = NodeRequest::parse(values) {
+        let again = NodeRequest::parse(req.encode());
+        assert_eq!(again.as_ref(), Ok(&req), "node-port request round trip");
+        assert_eq!(req.clone().into_values(), req.encode());
+    }
+}
+
+/// Decodes `data` as a JSON array and runs it through [`GlobalMsg::parse`]
+/// and back: must never panic, and what parses must encode to values that
+/// parse to the same message.
+pub fn fuzz_global(data: &[u8]) {
+    let Ok(values) = serde_json::from_slice::<Vec<serde_json::Value>>(data) else {
+        return;
+    };
+    if let Ok(msg) = GlobalMsg::parse(values) {
+        let again = GlobalMsg::parse(msg.encode());
+        assert_eq!(again.as_ref(), Ok(&msg), "Global message round trip");
+    }
 }
