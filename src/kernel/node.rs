@@ -835,9 +835,11 @@ impl NodeBuilder {
     /// live on the calling arbiter.
     pub async fn start(self) -> Result<Node, StartError> {
         let mut config = self.config;
-        config.validate().map_err(StartError::Config)?;
+        config
+            .validate()
+            .map_err(|e| StartError::Config(e.into()))?;
         for (name, _) in &self.functions {
-            check_name(name).map_err(StartError::Config)?;
+            check_name(name).map_err(|e| StartError::Config(e.into()))?;
         }
         let arbiter = actix_rt::Arbiter::try_current().ok_or(StartError::NoSystem)?;
         if config.node_id == ANON_NODE_ID {
@@ -896,11 +898,11 @@ impl NodeBuilder {
         super::lifecycle::spawn_sweeper(&inner);
         let node = Node { inner };
         for service in node.inner.config.services.clone() {
-            if let Err(message) = node.inner.start_service(&service) {
+            if let Err(source) = node.inner.start_service(&service) {
                 node.shutdown();
                 return Err(StartError::Service {
                     service: service.to_string(),
-                    message,
+                    source,
                 });
             }
         }

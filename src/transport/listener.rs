@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::connection::Connection;
-use crate::error::StartError;
+use crate::error::{SettingError, StartError};
 use crate::kernel::NodeInner;
 
 /// Binds every address the bind specifications expand to (see
@@ -23,9 +23,7 @@ pub(crate) async fn bind(specs: &[String]) -> Result<Vec<TcpListener>, StartErro
         listeners.push(listener);
     }
     if listeners.is_empty() && !specs.is_empty() {
-        return Err(StartError::Config(format!(
-            "binds {specs:?} expand to no address"
-        )));
+        return Err(StartError::Config(SettingError::NoAddress(specs.to_vec())));
     }
     Ok(listeners)
 }
