@@ -21,7 +21,7 @@ use super::peers::{Peers, Sent};
 use super::port::{PortId, alnum_random, perl_counter, split_port};
 use super::registry::{Delivery, PortTarget, Registry};
 use crate::config::{ANON_NODE_ID, ConfigError, ConfigFile, NodeConfig};
-use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
+use crate::error::{ConnectionError, PortError, SendError, SettingError, SpawnError, StartError};
 use crate::transport::{connector, listener};
 use crate::wire::{AuthMethod, Framing, HandshakeConfig, HandshakeError, Packet, Secret};
 
@@ -835,11 +835,9 @@ impl NodeBuilder {
     /// live on the calling arbiter.
     pub async fn start(self) -> Result<Node, StartError> {
         let mut config = self.config;
-        config
-            .validate()
-            .map_err(|e| StartError::Config(e.into()))?;
+        config.validate().map_err(SettingError::from)?;
         for (name, _) in &self.functions {
-            check_name(name).map_err(|e| StartError::Config(e.into()))?;
+            check_name(name).map_err(SettingError::from)?;
         }
         let arbiter = actix_rt::Arbiter::try_current().ok_or(StartError::NoSystem)?;
         if config.node_id == ANON_NODE_ID {
