@@ -299,3 +299,79 @@ impl From<std::io::Error> for ConnectionError {
         ConnectionError::Io(crate::wire::io_error_text(&e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts are the ones the `String` errors had; users and tests
+    /// read them.
+    #[test]
+    fn texts() {
+        let t = |e: &dyn std::error::Error| e.to_string();
+        let start = |e: SettingError| t(&StartError::Config(e));
+        assert_eq!(
+            start(InvalidConfig::NodeId(NodeIdError::Empty).into()),
+            "configuration error: a node id must not be empty"
+        );
+        assert_eq!(
+            t(&NodeIdError::Hash("a#b".into())),
+            r#"node id "a#b" contains '#'"#
+        );
+        assert_eq!(
+            t(&NodeIdError::GreetingSeparator("a;b".into())),
+            r#"node id "a;b" contains a greeting separator"#
+        );
+        assert_eq!(
+            t(&InvalidConfig::Limits),
+            "max_packet, max_depth and max_send_queue must be positive"
+        );
+        assert_eq!(
+            start(FunctionNameError("f".into()).into()),
+            r#"configuration error: function name "f" must be fully qualified ("Pkg::func")"#
+        );
+        assert_eq!(
+            t(&SpawnError::InitName(FunctionNameError("f".into()))),
+            r#"function name "f" must be fully qualified ("Pkg::func")"#
+        );
+        assert_eq!(
+            start(
+                AddressError::Port {
+                    spec: "h:x".into(),
+                    port: "x".into()
+                }
+                .into()
+            ),
+            r#"configuration error: h:x: unparsable port "x""#
+        );
+        assert_eq!(
+            t(&AddressError::AfterBracket("[::1]x".into())),
+            "[::1]x: expected ':' after ']'"
+        );
+        assert_eq!(
+            start(SettingError::NoAddress(vec!["a".into()])),
+            r#"configuration error: binds ["a"] expand to no address"#
+        );
+        let service = |source| {
+            t(&StartError::Service {
+                service: r#""X::y""#.into(),
+                source,
+            })
+        };
+        assert_eq!(
+            service(ServiceError::BadSpec),
+            r#"service "X::y": expected "Pkg::func" or ["Pkg::func", args…]"#
+        );
+        assert_eq!(
+            service(ServiceError::Function(FunctionError::Failed("no".into()))),
+            r#"service "X::y": no"#
+        );
+        assert_eq!(
+            t(&InitError::Panicked {
+                func: "X::y".into(),
+                message: "boom".into()
+            }),
+            "init function X::y panicked: boom"
+        );
+    }
+}
