@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use crate::kernel::HandlerError;
 use crate::wire::{EncodeError, FrameError, HandshakeError};
 
 /// Starting a node failed.
@@ -9,7 +10,7 @@ use crate::wire::{EncodeError, FrameError, HandshakeError};
 pub enum StartError {
     /// A setting is unusable.
     #[error("configuration error: {0}")]
-    Config(String),
+    Config(#[from] SettingError),
     /// A bind address could not be resolved or bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -25,11 +26,163 @@ pub enum StartError {
     #[error(transparent)]
     File(#[from] crate::config::ConfigError),
     /// A configured service could not be started.
-    #[error("service {service}: {message}")]
+    #[error("service {service}: {source}")]
     Service {
         /// The service as configured.
         service: String,
         /// Why it failed.
+        source: ServiceError,
+    },
+}
+
+/// A setting a node cannot start with (in [`StartError::Config`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SettingError {
+    /// The settings together cannot work (see
+    /// [`NodeConfig::validate`](crate::NodeConfig::validate)).
+    #[error(transparent)]
+    Invalid(#[from] InvalidConfig),
+    /// A function given to the builder has a name that is not fully
+    /// qualified.
+    #[error(transparent)]
+    FunctionName(#[from] FunctionNameError),
+    /// A bind address cannot be parsed.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// The binds expand to no address at all.
+    #[error("binds {0:?} expand to no address")]
+    NoAddress(Vec<String>),
+}
+
+/// Settings that together cannot work: what
+/// [`NodeConfig::validate`](crate::NodeConfig::validate) finds.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum InvalidConfig {
+    /// The node id is unusable.
+    #[error(transparent)]
+    NodeId(#[from] NodeIdError),
+    /// No auth method to offer.
+    #[error("auth_offer is empty: no handshake could succeed")]
+    NoAuthOffer,
+    /// No auth method to accept.
+    #[error("auth_accept is empty: no handshake could succeed")]
+    NoAuthAccept,
+    /// No framing.
+    #[error("framing_format is empty")]
+    NoFramings,
+    /// `monitor_timeout` is zero.
+    #[error("monitor_timeout must be positive")]
+    MonitorTimeout,
+    /// `connect_interval` is zero.
+    #[error("connect_interval must be positive")]
+    ConnectInterval,
+    /// `max_packet`, `max_depth` or `max_send_queue` is zero.
+    #[error("max_packet, max_depth and max_send_queue must be positive")]
+    Limits,
+}
+
+/// A node id that cannot be used (`anon/` is replaced by a generated id
+/// before it is checked).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NodeIdError {
+    /// The id is empty.
+    #[error("a node id must not be empty")]
+    Empty,
+    /// The id contains `#`, which separates node and port.
+    #[error("node id {0:?} contains '#'")]
+    Hash(String),
+    /// The id contains `;`, `,`, CR or LF, which separate greeting fields.
+    #[error("node id {0:?} contains a greeting separator")]
+    GreetingSeparator(String),
+}
+
+/// A function name that is not fully qualified (`Pkg::func`), as the
+/// reference requires for spawn.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("function name {0:?} must be fully qualified (\"Pkg::func\")")]
+pub struct FunctionNameError(pub String);
+
+/// An address (`host:port`, `[v6]:port`, …) that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AddressError {
+    /// Nothing at all.
+    #[error("empty address")]
+    Empty,
+    /// `[` without `]`.
+    #[error("{0}: unbalanced '['")]
+    UnbalancedBracket(String),
+    /// Something other than `:port` after `]`.
+    #[error("{0}: expected ':' after ']'")]
+    AfterBracket(String),
+    /// The port is neither a number nor `*`.
+    #[error("{spec}: unparsable port {port:?}")]
+    Port {
+        /// The address.
+        spec: String,
+        /// Its port part.
+        port: String,
+    },
+}
+
+/// A configured service could not be started (in
+/// [`StartError::Service`]).
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// An array whose first element is not a function name.
+    #[error("expected [\"Pkg::func\", args…]")]
+    BadArray,
+    /// Neither a string nor an array.
+    #[error("expected \"Pkg::func\" or [\"Pkg::func\", args…]")]
+    BadSpec,
+    /// `"Pkg::"`, and no function of that package is registered.
+    #[error("no function of package {0} is registered")]
+    NoPackage(String),
+    /// The name is an init function's.
+    #[error("{0} is an init function, not a service")]
+    InitFunction(String),
+    /// No function of that name is registered.
+    #[error("unknown function {0}")]
+    UnknownFunction(String),
+    /// The function failed.
+    #[error(transparent)]
+    Function(#[from] FunctionError),
+}
+
+/// A plain function (see [`Node::register_fn`](crate::Node::register_fn))
+/// failed.
+#[derive(Debug, Error)]
+pub enum FunctionError {
+    /// It returned an error.
+    #[error("{0}")]
+    Failed(HandlerError),
+    /// It panicked (with this message).
+    #[error("{0}")]
+    Panicked(String),
+}
+
+/// An init function created no port.
+#[derive(Debug, Error)]
+pub(crate) enum InitError {
+    /// The name is a plain function's.
+    #[error("{0} is not an init function")]
+    NotInit(String),
+    /// No function of that name is registered.
+    #[error("unknown init function {0}")]
+    Unknown(String),
+    /// It returned an error.
+    #[error("init function {func} failed: {error}")]
+    Failed {
+        /// The init function.
+        func: String,
+        /// Its error.
+        error: HandlerError,
+    },
+    /// It panicked.
+    #[error("init function {func} panicked: {message}")]
+    Panicked {
+        /// The init function.
+        func: String,
+        /// The panic's message.
         message: String,
     },
 }
@@ -67,8 +220,8 @@ pub enum SendError {
 #[derive(Debug, Error)]
 pub enum SpawnError {
     /// The function name is not fully qualified (`Pkg::func`).
-    #[error("{0}")]
-    InitName(String),
+    #[error(transparent)]
+    InitName(#[from] FunctionNameError),
     /// The target names no node.
     #[error("spawn target {0:?} names no node")]
     NoNode(String),
@@ -155,5 +308,81 @@ pub fn io_error_text(e: &std::io::Error) -> String {
     match (e.raw_os_error(), text.rfind(" (os error ")) {
         (Some(_), Some(i)) => text[..i].to_owned(),
         _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts are the ones the `String` errors had; users and tests
+    /// read them.
+    #[test]
+    fn texts() {
+        let t = |e: &dyn std::error::Error| e.to_string();
+        let start = |e: SettingError| t(&StartError::Config(e));
+        assert_eq!(
+            start(InvalidConfig::NodeId(NodeIdError::Empty).into()),
+            "configuration error: a node id must not be empty"
+        );
+        assert_eq!(
+            t(&NodeIdError::Hash("a#b".into())),
+            r#"node id "a#b" contains '#'"#
+        );
+        assert_eq!(
+            t(&NodeIdError::GreetingSeparator("a;b".into())),
+            r#"node id "a;b" contains a greeting separator"#
+        );
+        assert_eq!(
+            t(&InvalidConfig::Limits),
+            "max_packet, max_depth and max_send_queue must be positive"
+        );
+        assert_eq!(
+            start(FunctionNameError("f".into()).into()),
+            r#"configuration error: function name "f" must be fully qualified ("Pkg::func")"#
+        );
+        assert_eq!(
+            t(&SpawnError::InitName(FunctionNameError("f".into()))),
+            r#"function name "f" must be fully qualified ("Pkg::func")"#
+        );
+        assert_eq!(
+            start(
+                AddressError::Port {
+                    spec: "h:x".into(),
+                    port: "x".into()
+                }
+                .into()
+            ),
+            r#"configuration error: h:x: unparsable port "x""#
+        );
+        assert_eq!(
+            t(&AddressError::AfterBracket("[::1]x".into())),
+            "[::1]x: expected ':' after ']'"
+        );
+        assert_eq!(
+            start(SettingError::NoAddress(vec!["a".into()])),
+            r#"configuration error: binds ["a"] expand to no address"#
+        );
+        let service = |source| {
+            t(&StartError::Service {
+                service: r#""X::y""#.into(),
+                source,
+            })
+        };
+        assert_eq!(
+            service(ServiceError::BadSpec),
+            r#"service "X::y": expected "Pkg::func" or ["Pkg::func", args…]"#
+        );
+        assert_eq!(
+            service(ServiceError::Function(FunctionError::Failed("no".into()))),
+            r#"service "X::y": no"#
+        );
+        assert_eq!(
+            t(&InitError::Panicked {
+                func: "X::y".into(),
+                message: "boom".into()
+            }),
+            "init function X::y panicked: boom"
+        );
     }
 }

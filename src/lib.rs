@@ -44,7 +44,10 @@ mod transport;
 pub mod wire;
 
 pub use config::NodeConfig;
-pub use error::{CalError, ConnectionError, PortError, SendError, SpawnError, StartError};
+pub use error::{
+    AddressError, CalError, ConnectionError, FunctionError, FunctionNameError, InvalidConfig,
+    NodeIdError, PortError, SendError, ServiceError, SettingError, SpawnError, StartError,
+};
 pub use global::{GroupError, GroupMonitor, GroupRegistration};
 pub use kernel::{
     HandlerError, Monitor, MonitorGuard, Node, NodeBuilder, NodeEvent, PortBehaviour, PortContext,

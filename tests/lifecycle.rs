@@ -246,13 +246,14 @@ async fn simultaneous_connects_between_aemp_nodes_agree_without_losses() {
 
 // ----------------------------------------------------------- peer process
 
-/// Runs as a child process only (see `ChildNode`): a node with an inbox,
-/// printing its address, until it is killed.
+/// The body of a child node process, not a test (see `ChildNode`, which
+/// runs it with `--ignored --exact`): a node with an inbox, printing its
+/// address, until it is killed.
 #[test]
+#[ignore = "a child node process: ChildNode starts it, with AEMP_TEST_CHILD_NODE set"]
 fn child_node_process() {
-    let Ok(id) = std::env::var("AEMP_TEST_CHILD_NODE") else {
-        return; // an ordinary test run: nothing to do
-    };
+    let id = std::env::var("AEMP_TEST_CHILD_NODE")
+        .expect("run by ChildNode, with AEMP_TEST_CHILD_NODE set");
     actix_rt::System::new().block_on(async move {
         let node = listening_node(&id).await;
         let (_inbox, _rx) = node.port_channel_named("inbox").unwrap();

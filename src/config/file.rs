@@ -12,6 +12,7 @@
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -47,7 +48,7 @@ pub enum ConfigError {
     /// The settings together cannot work (see
     /// [`NodeConfig::validate`](super::NodeConfig::validate)).
     #[error("invalid configuration: {0}")]
-    Invalid(String),
+    Invalid(crate::error::InvalidConfig),
     /// Profiles whose parents lead back to themselves.
     #[error("profile {0:?}: its parent chain is circular")]
     ParentCycle(String),
@@ -343,24 +344,48 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The reference's defaults (`find_profile`).
+/// Framings the reference lists in its default `framing_format` after
+/// the ones aemp speaks ([`Framing::ALL`](crate::wire::Framing::ALL)):
+/// kept in the file's defaults, as the Perl tool reads the same file.
+const REFERENCE_ONLY_FRAMINGS: [&str; 1] = ["storable"];
+
+/// The reference's defaults (`find_profile`), from
+/// [`NodeConfig::default`](super::NodeConfig::default).
 fn defaults() -> Map<String, Value> {
+    let node = super::NodeConfig::default();
     let mut m = Map::new();
-    m.insert("monitor_timeout".into(), Value::from(30));
-    m.insert("connect_interval".into(), Value::from(2));
+    m.insert(
+        "monitor_timeout".into(),
+        seconds_value(node.monitor_timeout),
+    );
+    m.insert(
+        "connect_interval".into(),
+        seconds_value(node.connect_interval),
+    );
+    let framings = node.framings.iter().map(|f| f.name());
     m.insert(
         "framing_format".into(),
-        serde_json::json!(["json", "storable"]),
+        framings.chain(REFERENCE_ONLY_FRAMINGS).collect(),
     );
     m.insert(
         "auth_offer".into(),
-        serde_json::json!(["tls_md6_64_256", "hmac_md6_64_256"]),
+        node.auth_offer.iter().map(|a| a.name()).collect(),
     );
     m.insert(
         "auth_accept".into(),
-        serde_json::json!(["tls_md6_64_256", "hmac_md6_64_256", "tls_anon", "cleartext"]),
+        node.auth_accept.iter().map(|a| a.name()).collect(),
     );
     m
+}
+
+/// A duration as the file writes it: whole seconds as an integer (`30`),
+/// others as a fraction (`0.5`).
+fn seconds_value(d: Duration) -> Value {
+    if d.subsec_nanos() == 0 {
+        Value::from(d.as_secs())
+    } else {
+        Value::from(d.as_secs_f64())
+    }
 }
 
 #[cfg(test)]
@@ -387,6 +412,21 @@ mod tests {
             ConfigFile::parse("[1]", Path::new("f")),
             Err(ConfigError::NotAnObject(_))
         ));
+    }
+
+    #[test]
+    fn the_reference_defaults() {
+        assert_eq!(
+            Value::Object(defaults()),
+            json!({
+                "monitor_timeout": 30,
+                "connect_interval": 2,
+                "framing_format": ["json", "storable"],
+                "auth_offer": ["tls_md6_64_256", "hmac_md6_64_256"],
+                "auth_accept": ["tls_md6_64_256", "hmac_md6_64_256", "tls_anon", "cleartext"],
+            })
+        );
+        assert_eq!(seconds_value(Duration::from_millis(500)), json!(0.5));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub async fn resolve_binds(
     crate::transport::binds::resolve(specs).await
 }
 
+use crate::error::InvalidConfig;
 use crate::wire::{
     AuthMethod, DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET,
     DEFAULT_MONITOR_TIMEOUT, Framing, HandshakeConfig, Secret,
@@ -260,27 +261,27 @@ impl NodeConfig {
     }
 
     /// Checks the settings; the error says which one is unusable.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.node_id != ANON_NODE_ID {
             crate::kernel::check_node_id(&self.node_id)?;
         }
         if self.auth_offer.is_empty() {
-            return Err("auth_offer is empty: no handshake could succeed".into());
+            return Err(InvalidConfig::NoAuthOffer);
         }
         if self.auth_accept.is_empty() {
-            return Err("auth_accept is empty: no handshake could succeed".into());
+            return Err(InvalidConfig::NoAuthAccept);
         }
         if self.framings.is_empty() {
-            return Err("framing_format is empty".into());
+            return Err(InvalidConfig::NoFramings);
         }
         if self.monitor_timeout.is_zero() {
-            return Err("monitor_timeout must be positive".into());
+            return Err(InvalidConfig::MonitorTimeout);
         }
         if self.connect_interval.is_zero() {
-            return Err("connect_interval must be positive".into());
+            return Err(InvalidConfig::ConnectInterval);
         }
         if self.max_packet == 0 || self.max_depth == 0 || self.max_send_queue == 0 {
-            return Err("max_packet, max_depth and max_send_queue must be positive".into());
+            return Err(InvalidConfig::Limits);
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::handler::{HandlerError, PortBehaviour, PortContext};
 use super::node::Node;
+use crate::error::{FunctionError, FunctionNameError, ServiceError};
 
 /// An init function: gets the new port's context (its future id and the
 /// node) and the spawner's init arguments, and returns what receives the
@@ -76,47 +77,47 @@ const BUILTIN_PACKAGES: &[&str] = &[
 impl super::node::NodeInner {
     /// Starts one configured service: `"Pkg::"` (a package), `"Pkg::func"`
     /// (called without arguments) or `["Pkg::func", args…]`.
-    pub(crate) fn start_service(&self, service: &Value) -> Result<(), String> {
+    pub(crate) fn start_service(&self, service: &Value) -> Result<(), ServiceError> {
         let (name, args) = match service {
             Value::String(s) => (s.as_str(), Vec::new()),
             Value::Array(a) => match a.split_first() {
                 Some((Value::String(s), rest)) => (s.as_str(), rest.to_vec()),
-                _ => return Err("expected [\"Pkg::func\", args…]".into()),
+                _ => return Err(ServiceError::BadArray),
             },
-            _ => return Err("expected \"Pkg::func\" or [\"Pkg::func\", args…]".into()),
+            _ => return Err(ServiceError::BadSpec),
         };
         if name.ends_with("::") && args.is_empty() {
             return if BUILTIN_PACKAGES.contains(&name) || self.functions.has_package(name) {
                 Ok(())
             } else {
-                Err(format!("no function of package {name} is registered"))
+                Err(ServiceError::NoPackage(name.to_owned()))
             };
         }
         match self.functions.get(name) {
-            Some(Function::Plain(f)) => self.call_plain(&f, args),
-            Some(Function::Init(_)) => Err(format!("{name} is an init function, not a service")),
-            None => Err(format!("unknown function {name}")),
+            Some(Function::Plain(f)) => Ok(self.call_plain(&f, args)?),
+            Some(Function::Init(_)) => Err(ServiceError::InitFunction(name.to_owned())),
+            None => Err(ServiceError::UnknownFunction(name.to_owned())),
         }
     }
 
-    /// Calls a plain function; its error or panic as text.
-    pub(crate) fn call_plain(&self, f: &PlainFn, args: Vec<Value>) -> Result<(), String> {
+    /// Calls a plain function; its error, or its panic's text.
+    pub(crate) fn call_plain(&self, f: &PlainFn, args: Vec<Value>) -> Result<(), FunctionError> {
         let node = self.handle();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&node, args))) {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(p) => Err(super::handler::panic_text(p.as_ref())),
+            Ok(result) => result.map_err(FunctionError::Failed),
+            Err(p) => Err(FunctionError::Panicked(super::handler::panic_text(
+                p.as_ref(),
+            ))),
         }
     }
 }
 
 /// Checks a function name: fully qualified (`Pkg::func`), as the reference
 /// requires for spawn.
-pub(crate) fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), FunctionNameError> {
     if name.contains("::") && !name.ends_with("::") {
         Ok(())
     } else {
-        Err(format!(
-            "function name {name:?} must be fully qualified (\"Pkg::func\")"
-        ))
+        Err(FunctionNameError(name.to_owned()))
     }
 }

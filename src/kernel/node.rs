@@ -21,7 +21,7 @@ use super::peers::{Peers, Sent};
 use super::port::{PortId, alnum_random, perl_counter, split_port};
 use super::registry::{Delivery, PortTarget, Registry};
 use crate::config::{ANON_NODE_ID, ConfigError, ConfigFile, NodeConfig};
-use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
+use crate::error::{ConnectionError, PortError, SendError, SettingError, SpawnError, StartError};
 use crate::transport::{Link, Transport, TransportConfig, connector, listener};
 use crate::wire::{AuthMethod, Framing, NodeRequest, Packet, Secret};
 
@@ -833,9 +833,9 @@ impl NodeBuilder {
     /// live on the calling arbiter.
     pub async fn start(self) -> Result<Node, StartError> {
         let mut config = self.config;
-        config.validate().map_err(StartError::Config)?;
+        config.validate().map_err(SettingError::from)?;
         for (name, _) in &self.functions {
-            check_name(name).map_err(StartError::Config)?;
+            check_name(name).map_err(SettingError::from)?;
         }
         let arbiter = actix_rt::Arbiter::try_current().ok_or(StartError::NoSystem)?;
         if config.node_id == ANON_NODE_ID {
@@ -893,11 +893,11 @@ impl NodeBuilder {
         super::lifecycle::spawn_sweeper(&inner);
         let node = Node { inner };
         for service in node.inner.config.services.clone() {
-            if let Err(message) = node.inner.start_service(&service) {
+            if let Err(source) = node.inner.start_service(&service) {
                 node.shutdown();
                 return Err(StartError::Service {
                     service: service.to_string(),
-                    message,
+                    source,
                 });
             }
         }

@@ -110,13 +110,14 @@ impl<'de> Deserialize<'de> for PortId {
 
 /// Checks a node id we are given (configuration or API): not empty and
 /// without `#`. `anon/` is replaced by a generated id before this check.
-pub(crate) fn check_node_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_node_id(id: &str) -> Result<(), crate::error::NodeIdError> {
+    use crate::error::NodeIdError;
     if id.is_empty() {
-        Err("a node id must not be empty".into())
+        Err(NodeIdError::Empty)
     } else if id.contains('#') {
-        Err(format!("node id {id:?} contains '#'"))
+        Err(NodeIdError::Hash(id.to_owned()))
     } else if id.contains([';', ',', '\n', '\r']) {
-        Err(format!("node id {id:?} contains a greeting separator"))
+        Err(NodeIdError::GreetingSeparator(id.to_owned()))
     } else {
         Ok(())
     }

@@ -19,7 +19,7 @@ use super::node::NodeInner;
 use super::node_port::no_such_port;
 use super::port::{PortId, split_port};
 use super::registry::PortTarget;
-use crate::error::SpawnError;
+use crate::error::{InitError, SpawnError};
 use crate::wire::NodeRequest;
 
 impl NodeInner {
@@ -70,20 +70,23 @@ impl NodeInner {
     /// Runs init function `func` for the port `name`: the port's target,
     /// whose handler (if any) gets the same context the init function had,
     /// or why there is none.
-    fn run_init(&self, name: &str, func: &str, args: Vec<Value>) -> Result<PortTarget, String> {
+    fn run_init(&self, name: &str, func: &str, args: Vec<Value>) -> Result<PortTarget, InitError> {
         let init = match self.functions.get(func) {
             Some(Function::Init(f)) => f,
-            Some(Function::Plain(_)) => return Err(format!("{func} is not an init function")),
-            None => return Err(format!("unknown init function {func}")),
+            Some(Function::Plain(_)) => return Err(InitError::NotInit(func.to_owned())),
+            None => return Err(InitError::Unknown(func.to_owned())),
         };
         let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
         match catch_unwind(AssertUnwindSafe(|| init(&ctx, args))) {
             Ok(Ok(behaviour)) => Ok(behaviour.into_target(ctx)),
-            Ok(Err(e)) => Err(format!("init function {func} failed: {e}")),
-            Err(p) => Err(format!(
-                "init function {func} panicked: {}",
-                panic_text(p.as_ref())
-            )),
+            Ok(Err(error)) => Err(InitError::Failed {
+                func: func.to_owned(),
+                error,
+            }),
+            Err(p) => Err(InitError::Panicked {
+                func: func.to_owned(),
+                message: panic_text(p.as_ref()),
+            }),
         }
     }
 

@@ -10,24 +10,24 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::error::StartError;
+use crate::error::{AddressError, StartError};
 
 /// Splits `host:port` (also `[v6]:port`, a bare host or IPv6 address with
 /// port 0, and `*` for either part).
-pub(crate) fn parse_hostport(spec: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_hostport(spec: &str) -> Result<(String, String), AddressError> {
     let spec = spec.trim();
     if spec.is_empty() {
-        return Err("empty address".into());
+        return Err(AddressError::Empty);
     }
     if let Some(rest) = spec.strip_prefix('[') {
         let (host, tail) = rest
             .split_once(']')
-            .ok_or_else(|| format!("{spec}: unbalanced '['"))?;
+            .ok_or_else(|| AddressError::UnbalancedBracket(spec.to_owned()))?;
         let port = match tail {
             "" => "0",
             t => t
                 .strip_prefix(':')
-                .ok_or_else(|| format!("{spec}: expected ':' after ']'"))?,
+                .ok_or_else(|| AddressError::AfterBracket(spec.to_owned()))?,
         };
         return Ok((host.to_owned(), port.to_owned()));
     }
@@ -42,12 +42,14 @@ pub(crate) fn parse_hostport(spec: &str) -> Result<(String, String), String> {
 }
 
 /// The port part as a number (`*` is 0).
-fn port_number(spec: &str, port: &str) -> Result<u16, String> {
+fn port_number(spec: &str, port: &str) -> Result<u16, AddressError> {
     if port == "*" {
         return Ok(0);
     }
-    port.parse()
-        .map_err(|_| format!("{spec}: unparsable port {port:?}"))
+    port.parse().map_err(|_| AddressError::Port {
+        spec: spec.to_owned(),
+        port: port.to_owned(),
+    })
 }
 
 /// Non-loopback addresses of this host, as the reference picks them.
@@ -74,7 +76,7 @@ fn wildcard_addresses() -> Vec<IpAddr> {
 /// Expands bind specifications into socket addresses (in order, without
 /// duplicates).
 pub(crate) async fn resolve(specs: &[String]) -> Result<Vec<SocketAddr>, StartError> {
-    let config = |what: String| StartError::Config(what);
+    let config = |e: AddressError| StartError::Config(e.into());
     let mut out: Vec<SocketAddr> = Vec::new();
     for spec in specs.iter().flat_map(|s| s.split(',')) {
         let spec = spec.trim();

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use super::connection::Connection;
 use super::{Link, Transport};
-use crate::error::StartError;
+use crate::error::{SettingError, StartError};
 
 /// Binds every address the bind specifications expand to (see
 /// [`super::binds`]).
@@ -23,9 +23,7 @@ pub(crate) async fn bind(specs: &[String]) -> Result<Vec<TcpListener>, StartErro
         listeners.push(listener);
     }
     if listeners.is_empty() && !specs.is_empty() {
-        return Err(StartError::Config(format!(
-            "binds {specs:?} expand to no address"
-        )));
+        return Err(StartError::Config(SettingError::NoAddress(specs.to_vec())));
     }
     Ok(listeners)
 }

@@ -399,8 +399,9 @@ pub async fn perl_style_opening(peer: &mut RawPeer, me: &str, name: &str, addr: 
 /// [`ChildNode`]).
 pub const CHILD_ADDR: &str = "AEMP-CHILD-ADDR ";
 
-/// A node in a child process: this test binary re-run for the single test
-/// `test` with `env` set to `value`; that test starts a node and prints
+/// A node in a child process: this test binary re-run for the single
+/// ignored test `test` (ignored, as it is no test but the child's body)
+/// with `env` set to `value`; that test starts a node and prints
 /// [`CHILD_ADDR`] and its address. Killed on drop.
 pub struct ChildNode {
     pub child: std::process::Child,
@@ -412,7 +413,14 @@ impl ChildNode {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+            .args([
+                test,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(env, value)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

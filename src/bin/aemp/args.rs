@@ -7,23 +7,27 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
+use crate::error::{CliError, CliResult};
+
 /// Decodes the command line.
-pub fn decode(raw: Vec<String>) -> Result<VecDeque<Value>, String> {
+pub fn decode(raw: Vec<String>) -> CliResult<VecDeque<Value>> {
     if let [only] = raw.as_slice()
         && only.starts_with('[')
     {
         return match serde_json::from_str::<Value>(only) {
             Ok(Value::Array(a)) => Ok(a.into()),
-            Ok(_) => Err("the argument list is not a JSON array".into()),
-            Err(e) => Err(format!("argument 1: invalid JSON: {e}")),
+            Ok(_) => Err(CliError::ArgsNotAnArray),
+            Err(source) => Err(CliError::ArgJson { number: 1, source }),
         };
     }
     raw.into_iter()
         .enumerate()
         .map(|(i, a)| {
             if a.starts_with(['[', '{', '"']) {
-                serde_json::from_str(&a)
-                    .map_err(|e| format!("argument {}: invalid JSON: {e}", i + 1))
+                serde_json::from_str(&a).map_err(|source| CliError::ArgJson {
+                    number: i + 1,
+                    source,
+                })
             } else {
                 Ok(Value::String(a))
             }
@@ -44,10 +48,14 @@ pub fn perl_text(v: &Value) -> String {
 }
 
 /// Takes the next argument as text, or fails with `what … missing`.
-pub fn next_text(args: &mut VecDeque<Value>, what: &str) -> Result<String, String> {
+pub fn next_text(args: &mut VecDeque<Value>, what: &str) -> CliResult<String> {
+    next(args, what).map(|v| perl_text(&v))
+}
+
+/// Takes the next argument, or fails with `what … missing`.
+pub fn next(args: &mut VecDeque<Value>, what: &str) -> CliResult<Value> {
     args.pop_front()
-        .map(|v| perl_text(&v))
-        .ok_or_else(|| format!("{what} missing"))
+        .ok_or_else(|| CliError::Missing(what.to_owned()))
 }
 
 #[cfg(test)]

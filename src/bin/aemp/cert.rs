@@ -8,17 +8,15 @@ use std::time::{Duration, SystemTime};
 
 use rsa::pkcs8::EncodePrivateKey;
 
+use crate::error::{CliError, CliResult};
+
 /// A new RSA 2048 key and a self-signed certificate for CN=AnyEvent::MP,
 /// valid 10 years: certificate PEM followed by key PEM.
-pub fn generate() -> Result<String, String> {
-    let key = rsa::PrivateKey::new(&mut rand::rng(), 2048).map_err(|e| format!("gencert: {e}"))?;
-    let key_pem = key
-        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
-        .map_err(|e| format!("gencert: {e}"))?;
-    let key_pair = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256)
-        .map_err(|e| format!("gencert: {e}"))?;
-    let mut params =
-        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| format!("gencert: {e}"))?;
+pub fn generate() -> CliResult<String> {
+    let key = rsa::PrivateKey::new(&mut rand::rng(), 2048)?;
+    let key_pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)?;
+    let key_pair = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
     params
         .distinguished_name
@@ -27,20 +25,18 @@ pub fn generate() -> Result<String, String> {
     let now = SystemTime::now();
     params.not_before = now.into();
     params.not_after = (now + Duration::from_secs(3650 * 86_400)).into();
-    let cert = params
-        .self_signed(&key_pair)
-        .map_err(|e| format!("gencert: {e}"))?;
+    let cert = params.self_signed(&key_pair)?;
     Ok(format!("{}{}", cert.pem(), key_pem.as_str()))
 }
 
-/// Checks that `pem` holds a certificate and a private key, in either
-/// order (what a node's `cert` setting needs).
-pub fn check_pem(pem: &str) -> Result<(), String> {
+/// Checks that `pem` (read from `file`) holds a certificate and a private
+/// key, in either order (what a node's `cert` setting needs).
+pub fn check_pem(file: &str, pem: &str) -> CliResult<()> {
     let has_cert = pem.contains("-----BEGIN CERTIFICATE-----");
     let has_key = pem.contains("PRIVATE KEY-----");
     match (has_cert, has_key) {
         (true, true) => Ok(()),
-        (false, _) => Err("no certificate (PEM) in the file".into()),
-        (_, false) => Err("no private key (PEM) in the file".into()),
+        (false, _) => Err(CliError::NoCertificate(file.to_owned())),
+        (_, false) => Err(CliError::NoPrivateKey(file.to_owned())),
     }
 }

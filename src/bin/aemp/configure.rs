@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use aemp::config::{ConfigFile, perl_pretty};
 use serde_json::{Map, Value};
 
-use crate::args::{next_text, perl_text};
+use crate::args::{next, next_text, perl_text};
+use crate::error::{CliError, CliResult};
 
 /// The low-level settings that get `set<key>`/`del<key>` commands.
 pub const ATTRS: &[&str] = &[
@@ -36,9 +37,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn load() -> Result<Session, String> {
+    pub fn load() -> CliResult<Session> {
         Ok(Session {
-            file: ConfigFile::load_default().map_err(|e| e.to_string())?,
+            file: ConfigFile::load_default()?,
             profile: None,
             dirty: false,
         })
@@ -54,9 +55,9 @@ impl Session {
     }
 
     /// Saves the file if a command changed it.
-    pub fn save_if_dirty(&self) -> Result<(), String> {
+    pub fn save_if_dirty(&self) -> CliResult<()> {
         if self.dirty {
-            self.file.save().map_err(|e| e.to_string())?;
+            self.file.save()?;
         }
         Ok(())
     }
@@ -101,16 +102,17 @@ impl Session {
     }
 
     /// Runs configuration command `cmd`; false if it is not one.
-    pub fn command(&mut self, cmd: &str, args: &mut VecDeque<Value>) -> Result<bool, String> {
-        let arg = |args: &mut VecDeque<Value>, what: &str| {
-            args.pop_front().ok_or_else(|| format!("{what} missing"))
-        };
+    pub fn command(&mut self, cmd: &str, args: &mut VecDeque<Value>) -> CliResult<bool> {
+        let arg = next;
         match cmd {
             "gensecret" => self.set("secret", Value::from(aemp::kernel::alnum_random(64))),
             "setcert" => {
                 let file = next_text(args, "key+certificate pem filename")?;
-                let pem = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
-                crate::cert::check_pem(&pem).map_err(|e| format!("{file}: {e}"))?;
+                let pem = std::fs::read_to_string(&file).map_err(|source| CliError::Read {
+                    path: file.clone(),
+                    source,
+                })?;
+                crate::cert::check_pem(&file, &pem)?;
                 self.set("cert", Value::from(pem));
             }
             "gencert" => self.set("cert", Value::from(crate::cert::generate()?)),
@@ -168,26 +170,18 @@ impl Session {
                 };
                 let mut explicit = Map::new();
                 while let Some(k) = args.pop_front() {
-                    let v = args
-                        .pop_front()
-                        .ok_or("showconfig: odd number of key/value arguments")?;
+                    let v = args.pop_front().ok_or(CliError::OddShowconfigArgs)?;
                     explicit.insert(perl_text(&k), v);
                 }
-                let (mut cfg, _) = self
-                    .file
-                    .resolve(&name, &explicit)
-                    .map_err(|e| e.to_string())?;
+                let (mut cfg, _) = self.file.resolve(&name, &explicit)?;
                 cfg.remove("profile");
                 cfg.remove("parent");
                 outln!("{}", perl_pretty(&Value::Object(cfg)));
             }
             "_resolve" => {
                 let spec = next_text(args, "bind address")?;
-                let addrs = crate::net::runtime(async {
-                    aemp::config::resolve_binds(&[spec])
-                        .await
-                        .map_err(|e| e.to_string())
-                })?;
+                let addrs =
+                    crate::net::runtime(async { Ok(aemp::config::resolve_binds(&[spec]).await?) })?;
                 let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
                 outln!("{}", addrs.join(","));
             }

@@ -26,6 +26,7 @@ macro_rules! outln {
 mod args;
 mod cert;
 mod configure;
+mod error;
 mod net;
 mod run;
 mod services;
@@ -33,6 +34,8 @@ mod services;
 use std::process::ExitCode;
 
 use clap::Command;
+
+use crate::error::{CliError, CliResult};
 
 /// The commands, as the reference's synopsis lists them.
 const COMMANDS: &[(&str, &str)] = &[
@@ -166,10 +169,10 @@ fn init_logging(default: &str) {
         .try_init();
 }
 
-fn real_main(raw: Vec<String>) -> Result<(), String> {
+fn real_main(raw: Vec<String>) -> CliResult<()> {
     if raw.is_empty() {
         print_help(None);
-        return Err("usage: aemp command args... (see above)".into());
+        return Err(CliError::Usage);
     }
     if let Some(topic) = help_requested(&raw) {
         print_help(topic);
@@ -183,7 +186,7 @@ fn real_main(raw: Vec<String>) -> Result<(), String> {
     }
     init_logging("error");
     let mut session = configure::Session::load()?;
-    let mut chain = || -> Result<(), String> {
+    let mut chain = || -> CliResult<()> {
         while let Some(cmd) = args.pop_front() {
             let name = args::perl_text(&cmd);
             let handled = session.command(&name, &mut args)?
@@ -191,7 +194,7 @@ fn real_main(raw: Vec<String>) -> Result<(), String> {
                 // every set<key> also works as <key>
                 || session.command(&format!("set{name}"), &mut args)?;
             if !handled {
-                return Err(format!("{name}: no such aemp command (try aemp --help)"));
+                return Err(CliError::NoSuchCommand(name));
             }
         }
         Ok(())

@@ -10,6 +10,7 @@ use aemp::{Node, PortId};
 use serde_json::{Map, Value};
 
 use crate::args::{next_text, perl_text};
+use crate::error::{CliError, CliResult};
 
 /// The reference's timeouts.
 const SHORT: Duration = Duration::from_secs(5);
@@ -47,26 +48,20 @@ fn no_seeds_hint(node: &Node) -> &'static str {
 
 /// Starts the command's node (profile `aemp`, explicit node id `anon/`,
 /// which the file may override, as in the reference).
-async fn init(file: &ConfigFile) -> Result<Node, String> {
+async fn init(file: &ConfigFile) -> CliResult<Node> {
     let mut explicit = Map::new();
     explicit.insert("nodeid".into(), Value::from("anon/"));
-    let (cfg, _) = file
-        .node_config("aemp", &explicit)
-        .map_err(|e| e.to_string())?;
-    Node::builder()
-        .config(cfg)
-        .start()
-        .await
-        .map_err(|e| e.to_string())
+    let (cfg, _) = file.node_config("aemp", &explicit)?;
+    Ok(Node::builder().config(cfg).start().await?)
 }
 
 /// Runs `fut` to its end on a fresh actix system.
-pub fn runtime<T>(fut: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+pub fn runtime<T>(fut: impl std::future::Future<Output = CliResult<T>>) -> CliResult<T> {
     actix_rt::System::new().block_on(fut)
 }
 
 /// Runs protocol command `cmd`; false if it is not one.
-pub fn command(file: &ConfigFile, cmd: &str, args: &mut VecDeque<Value>) -> Result<bool, String> {
+pub fn command(file: &ConfigFile, cmd: &str, args: &mut VecDeque<Value>) -> CliResult<bool> {
     match cmd {
         "snd" => {
             let port = next_text(args, "port")?;
@@ -115,9 +110,9 @@ pub fn command(file: &ConfigFile, cmd: &str, args: &mut VecDeque<Value>) -> Resu
     Ok(true)
 }
 
-async fn snd(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), String> {
+async fn snd(file: &ConfigFile, port: String, msg: Vec<Value>) -> CliResult<()> {
     let node = init(file).await?;
-    node.snd(&port, &msg).map_err(|e| e.to_string())?;
+    node.snd(&port, &msg)?;
     let (tx, mut died) = tokio::sync::mpsc::unbounded_channel();
     node.mon(&port, move |reason| {
         let _ = tx.send(reason);
@@ -129,16 +124,15 @@ async fn snd(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), Str
         Value::from(reply.as_str()),
         Value::from("message sent successfully"),
     ];
-    node.snd(node_of(&port), &probe)
-        .map_err(|e| e.to_string())?;
+    node.snd(node_of(&port), &probe)?;
     // the reference prints the probe's answer or the port's kil reason,
     // whichever comes first; a dead port is also a failure here
     let outcome = tokio::select! {
         // a kil0 is handled before the probe's answer behind it
         biased;
         Some(reason) = died.recv() => Err(reason),
-        Some(p) = rx.recv() => Ok(p.values().map_err(|e| e.to_string())?),
-        _ = tokio::time::sleep(SHORT) => return Err(format!("snd: {port} did not answer within 5 s{}", no_seeds_hint(&node))),
+        Some(p) = rx.recv() => Ok(p.values()?),
+        _ = tokio::time::sleep(SHORT) => return Err(CliError::NoAnswer { command: "snd", target: port, hint: no_seeds_hint(&node) }),
     };
     let (Ok(values) | Err(values)) = &outcome;
     out!("{}", perl_join_line(values));
@@ -146,43 +140,46 @@ async fn snd(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), Str
         .await;
     match outcome {
         Ok(_) => Ok(()),
-        Err(reason) => Err(format!(
-            "snd: {port} is gone: {}",
-            perl_join_line(&reason).trim_end()
-        )),
+        Err(reason) => Err(CliError::Gone {
+            port,
+            reason: perl_join_line(&reason).trim_end().to_owned(),
+        }),
     }
 }
 
-async fn cal(file: &ConfigFile, port: String, msg: Vec<Value>) -> Result<(), String> {
+async fn cal(file: &ConfigFile, port: String, msg: Vec<Value>) -> CliResult<()> {
     let node = init(file).await?;
     let result = node.cal(&port, &msg, None).await;
     node.shutdown_gracefully(Vec::new(), Duration::from_secs(1))
         .await;
     match result {
         Ok(reply) => {
-            outln!("{}", json_list(&reply.values().map_err(|e| e.to_string())?));
+            outln!("{}", json_list(&reply.values()?));
             Ok(())
         }
         Err(aemp::CalError::TargetDied(reason)) => {
             // the reference's callback gets no arguments: an empty line
             outln!();
-            Err(format!(
-                "cal: {port} died: {}",
-                perl_join_line(&reason).trim_end()
-            ))
+            Err(CliError::Died {
+                port,
+                reason: perl_join_line(&reason).trim_end().to_owned(),
+            })
         }
-        Err(e) => Err(format!("cal: {e}{}", no_seeds_hint(&node))),
+        Err(source) => Err(CliError::Cal {
+            source,
+            hint: no_seeds_hint(&node),
+        }),
     }
 }
 
-async fn mon(file: &ConfigFile, port: String) -> Result<(), String> {
+async fn mon(file: &ConfigFile, port: String) -> CliResult<()> {
     let node = init(file).await?;
     let (tx, mut died) = tokio::sync::mpsc::unbounded_channel();
     node.mon(&port, move |reason| {
         let _ = tx.send(reason);
     })
     .forget();
-    let reason = died.recv().await.ok_or("mon: node stopped")?;
+    let reason = died.recv().await.ok_or(CliError::NodeStopped("mon"))?;
     out!("{}", perl_join_line(&reason));
     node.shutdown_gracefully(Vec::new(), Duration::from_secs(1))
         .await;
@@ -192,7 +189,7 @@ async fn mon(file: &ConfigFile, port: String) -> Result<(), String> {
 /// Sends `["", "eval", expr, reply]` to `target` and returns what to print:
 /// the results as a JSON list, or the error Perl puts in `$@` (an aemp
 /// node always answers with a refusal there).
-async fn eval_request(node: &Node, target: &str, expr: &str) -> Result<Vec<Value>, String> {
+async fn eval_request(node: &Node, target: &str, expr: &str) -> CliResult<Vec<Value>> {
     let (reply, mut rx) = node.port_channel();
     let (tx, mut died) = tokio::sync::mpsc::unbounded_channel();
     let monitor = node.mon(target, move |reason| {
@@ -203,19 +200,19 @@ async fn eval_request(node: &Node, target: &str, expr: &str) -> Result<Vec<Value
         Value::from(expr),
         Value::from(reply.as_str()),
     ];
-    node.snd(target, &req).map_err(|e| e.to_string())?;
+    node.snd(target, &req)?;
     let values = tokio::select! {
         biased;
-        Some(p) = rx.recv() => p.values().map_err(|e| e.to_string())?,
+        Some(p) = rx.recv() => p.values()?,
         Some(reason) = died.recv() => reason,
-        _ = tokio::time::sleep(SHORT) => return Err(format!("eval: {target} did not answer within 5 s{}", no_seeds_hint(node))),
+        _ = tokio::time::sleep(SHORT) => return Err(CliError::NoAnswer { command: "eval", target: target.to_owned(), hint: no_seeds_hint(node) }),
     };
     monitor.unmon();
     let _ = node.kil(&reply, Vec::new());
     Ok(values)
 }
 
-async fn eval_on(file: &ConfigFile, target: String, expr: String) -> Result<String, String> {
+async fn eval_on(file: &ConfigFile, target: String, expr: String) -> CliResult<String> {
     let node = init(file).await?;
     let values = eval_request(&node, &target, &expr).await;
     node.shutdown_gracefully(Vec::new(), Duration::from_secs(1))
@@ -223,12 +220,14 @@ async fn eval_on(file: &ConfigFile, target: String, expr: String) -> Result<Stri
     let values = values?;
     let err = values.first().map(perl_text).unwrap_or_default();
     if !err.is_empty() {
-        return Err(perl_join_line(&values).trim_end().to_owned());
+        return Err(CliError::Remote(
+            perl_join_line(&values).trim_end().to_owned(),
+        ));
     }
     Ok(json_list(values.get(1..).unwrap_or_default()))
 }
 
-async fn shell(file: &ConfigFile, target: Option<String>) -> Result<(), String> {
+async fn shell(file: &ConfigFile, target: Option<String>) -> CliResult<()> {
     use std::io::Write as _;
     let node = init(file).await?;
     let mut target = target.unwrap_or_else(|| node.id().to_owned());
@@ -279,27 +278,21 @@ async fn shell(file: &ConfigFile, target: Option<String>) -> Result<(), String> 
 /// Asks `start` for its up nodes, then those for theirs, and so on; prints
 /// `seed <start>` and one line `<node> <up nodes…>` per node (or, with
 /// `--dot`, a Graphviz graph of the same links).
-async fn trace(file: &ConfigFile, start: String, dot: bool) -> Result<(), String> {
+async fn trace(file: &ConfigFile, start: String, dot: bool) -> CliResult<()> {
     let node = init(file).await?;
     let me = node.id().to_owned();
     let (reply, mut rx) = node.port_channel();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut links: Vec<(String, Vec<String>)> = Vec::new();
     let mut pending = 1usize;
-    node.snd(&reply, &("seed", &start))
-        .map_err(|e| e.to_string())?;
+    node.snd(&reply, &("seed", &start))?;
     let deadline = tokio::time::Instant::now() + TRACE;
     while pending > 0 {
         let packet = tokio::time::timeout_at(deadline, rx.recv())
             .await
-            .map_err(|_| {
-                format!(
-                    "trace: no complete answer within 15 s{}",
-                    no_seeds_hint(&node)
-                )
-            })?
-            .ok_or("trace: node stopped")?;
-        let values = packet.values().map_err(|e| e.to_string())?;
+            .map_err(|_| CliError::TraceTimeout(no_seeds_hint(&node)))?
+            .ok_or(CliError::NodeStopped("trace"))?;
+        let values = packet.values()?;
         let Some((first, rest)) = values.split_first() else {
             continue;
         };
@@ -318,7 +311,7 @@ async fn trace(file: &ConfigFile, start: String, dot: bool) -> Result<(), String
                     Value::from(reply.as_str()),
                     Value::from(n.as_str()),
                 ];
-                node.snd(n, &req).map_err(|e| e.to_string())?;
+                node.snd(n, &req)?;
             }
         }
         links.push((from, neigh));

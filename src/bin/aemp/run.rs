@@ -7,6 +7,7 @@ use aemp::config::ConfigFile;
 use serde_json::{Map, Value};
 
 use crate::args::perl_text;
+use crate::error::CliResult;
 
 /// Parses the reference's `configure` arguments: an odd count means the
 /// first is the profile; then key/value pairs, where `profile NAME` also
@@ -30,13 +31,11 @@ pub fn configure_args(mut args: Vec<Value>) -> (Option<String>, Map<String, Valu
     (profile, explicit)
 }
 
-pub fn run(args: Vec<Value>) -> Result<(), String> {
+pub fn run(args: Vec<Value>) -> CliResult<()> {
     let (profile, explicit) = configure_args(args);
     let profile = profile.unwrap_or_else(aemp::config::default_profile);
-    let file = ConfigFile::load_default().map_err(|e| e.to_string())?;
-    let (cfg, overridden) = file
-        .node_config(&profile, &explicit)
-        .map_err(|e| e.to_string())?;
+    let file = ConfigFile::load_default()?;
+    let (cfg, overridden) = file.node_config(&profile, &explicit)?;
     for key in overridden {
         tracing::warn!(
             %key,
@@ -46,8 +45,7 @@ pub fn run(args: Vec<Value>) -> Result<(), String> {
     actix_rt::System::new().block_on(async move {
         let node = crate::services::register(Node::builder().config(cfg))
             .start()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let addrs: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();
         outln!(
             "node {} running, listening on [{}]",

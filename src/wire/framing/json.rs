@@ -17,7 +17,7 @@
 //! same).
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 use crate::wire::error::FrameError;
 use crate::wire::packet::{DestSpan, Packet, is_ws};
@@ -66,7 +66,7 @@ enum Num {
     ExpInt,
 }
 
-/// Decoder (and trivial encoder) of the `json` framing.
+/// Decoder of the `json` framing.
 ///
 /// ```
 /// use tokio_util::codec::Decoder;
@@ -419,16 +419,6 @@ pub(crate) fn parse_frame(frame: Bytes) -> Result<Packet, FrameError> {
         return Err(invalid("data after the frame", b, frame.len() - buf.len()));
     }
     Ok(scanned)
-}
-
-/// Appends a JSON frame (as made by [`Packet::encode`]) as is.
-impl Encoder<Bytes> for JsonCodec {
-    type Error = FrameError;
-
-    fn encode(&mut self, frame: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
-        dst.extend_from_slice(&frame);
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -9,9 +9,9 @@ mod json;
 use std::fmt;
 use std::str::FromStr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde::Serialize;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 pub(crate) use json::parse_frame;
 pub use json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, JsonCodec};
@@ -104,7 +104,7 @@ pub fn select_framing(remote: &[String], ours: &[Framing]) -> Option<Framing> {
         .find(|f| ours.contains(f))
 }
 
-/// A decoder/encoder for one of the framings.
+/// A decoder for one of the framings.
 #[derive(Debug, Clone)]
 pub enum Codec {
     /// The `json` framing.
@@ -124,17 +124,6 @@ impl Decoder for Codec {
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         match self {
             Codec::Json(c) => c.decode_eof(buf),
-        }
-    }
-}
-
-/// Encodes a JSON frame (from [`Packet::encode`]) in this framing.
-impl Encoder<Bytes> for Codec {
-    type Error = FrameError;
-
-    fn encode(&mut self, frame: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
-        match self {
-            Codec::Json(c) => c.encode(frame, dst),
         }
     }
 }
