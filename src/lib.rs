@@ -36,6 +36,7 @@
 //! port registry and its peers.
 #![warn(missing_docs)]
 
+mod builder;
 pub mod config;
 pub mod error;
 pub mod global;
@@ -43,6 +44,7 @@ pub mod kernel;
 mod transport;
 pub mod wire;
 
+pub use builder::NodeBuilder;
 pub use config::NodeConfig;
 pub use error::{
     AddressError, CalError, ConnectionError, FunctionError, FunctionNameError, InvalidConfig,
@@ -50,7 +52,7 @@ pub use error::{
 };
 pub use global::{GroupError, GroupMonitor, GroupRegistration};
 pub use kernel::{
-    HandlerError, Monitor, MonitorGuard, Node, NodeBuilder, NodeEvent, PortBehaviour, PortContext,
+    HandlerError, Monitor, MonitorGuard, Node, NodeChange, NodeEvent, PortBehaviour, PortContext,
     PortId, Reason,
 };
 pub use wire::{Lenient, Packet};

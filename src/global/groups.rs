@@ -10,8 +10,8 @@ use std::sync::{Arc, Weak};
 
 use thiserror::Error;
 
-use super::GroupMonFn;
-use crate::kernel::{NodeInner, PortId};
+use super::{Global, GroupMonFn};
+use crate::kernel::{Node, PortId};
 use crate::wire::GlobalMsg;
 
 /// A group registration was refused.
@@ -34,9 +34,9 @@ pub enum GroupError {
 }
 
 /// Applies a change to a group and tells its watchers (`_change`).
-pub(crate) fn change(node: &NodeInner, group: &str, add: Vec<PortId>, del: Vec<PortId>) {
+pub(crate) fn change(g: &Global, node: &Node, group: &str, add: Vec<PortId>, del: Vec<PortId>) {
     let (all, watchers) = {
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         let members = st.greg.entry(group.to_owned()).or_default();
         for p in &del {
             members.remove(p);
@@ -56,18 +56,15 @@ pub(crate) fn change(node: &NodeInner, group: &str, add: Vec<PortId>, del: Vec<P
         (all, watchers)
     };
     for w in watchers {
-        let call = std::panic::AssertUnwindSafe(|| w(&all, &add, &del));
-        if std::panic::catch_unwind(call).is_err() {
-            tracing::warn!(node = %node.id, group, "a group monitor panicked");
-        }
+        node.run_callback("a group monitor", || w(&all, &add, &del));
     }
 }
 
 /// Removes every registration of node `id` (it went down, or its Global
 /// port died).
-pub(crate) fn unreg_groups(node: &NodeInner, id: &str) {
+pub(crate) fn unreg_groups(g: &Global, node: &Node, id: &str) {
     let gone: Vec<(String, Vec<PortId>)> = {
-        let st = node.global.lock();
+        let st = g.lock();
         st.greg
             .iter()
             .map(|(g, ports)| {
@@ -78,36 +75,36 @@ pub(crate) fn unreg_groups(node: &NodeInner, id: &str) {
             .collect()
     };
     for (group, del) in gone {
-        change(node, &group, Vec::new(), del);
+        change(g, node, &group, Vec::new(), del);
     }
 }
 
 /// Tells every node where our Global port exists.
-fn announce(node: &NodeInner, msg: GlobalMsg) {
-    let targets: Vec<PortId> = node.global.lock().port.values().cloned().collect();
+fn announce(g: &Global, node: &Node, msg: GlobalMsg) {
+    let targets: Vec<PortId> = g.lock().port.values().cloned().collect();
     let msg = msg.encode();
     for t in targets {
         if let Err(error) = node.snd(t.as_str(), &msg) {
-            tracing::debug!(node = %node.id, %t, %error, "group announcement not sent");
+            tracing::debug!(node = node.id(), %t, %error, "group announcement not sent");
         }
     }
 }
 
 /// Registers local `port` in `group` (see [`crate::Node::grp_reg`]).
 pub(crate) fn register(
-    node: &Arc<NodeInner>,
+    g: &Arc<Global>,
+    node: &Node,
     group: &str,
     port: &PortId,
 ) -> Result<GroupRegistration, GroupError> {
-    let handle = node.handle();
-    if port.node() != &*node.id {
+    if port.node() != node.id() {
         return Err(GroupError::NotLocal(port.to_string()));
     }
-    if !handle.port_exists(port) {
+    if !node.port_exists(port) {
         return Err(GroupError::NoSuchPort(port.to_string()));
     }
     {
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         let list = st.lreg.entry(group.to_owned()).or_default();
         if list.contains(port) {
             return Err(GroupError::AlreadyRegistered {
@@ -118,14 +115,14 @@ pub(crate) fn register(
         list.push(port.clone());
     }
     // unregistered when the port dies (this may fire at once if it just did)
-    let (weak, g, p) = (Arc::downgrade(node), group.to_owned(), port.clone());
-    let monitor = handle.mon(port, move |_| {
-        if let Some(node) = weak.upgrade() {
-            unregister(&node, &g, &p);
+    let (weak, grp, p) = (Arc::downgrade(g), group.to_owned(), port.clone());
+    let monitor = node.mon(port, move |_| {
+        if let Some((g, node)) = super::alive(&weak) {
+            unregister(&g, &node, &grp, &p);
         }
     });
     {
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         if st.lreg.get(group).is_some_and(|l| l.contains(port)) {
             st.lmon.insert((group.to_owned(), port.clone()), monitor);
         } else {
@@ -138,19 +135,19 @@ pub(crate) fn register(
         group: group.to_owned(),
         port: port.as_str().to_owned(),
     };
-    announce(node, msg);
-    change(node, group, vec![port.clone()], Vec::new());
+    announce(g, node, msg);
+    change(g, node, group, vec![port.clone()], Vec::new());
     Ok(GroupRegistration {
-        node: Arc::downgrade(node),
+        global: Arc::downgrade(g),
         group: group.to_owned(),
         port: port.clone(),
     })
 }
 
 /// Withdraws a registration (once; later calls do nothing).
-pub(crate) fn unregister(node: &NodeInner, group: &str, port: &PortId) {
+pub(crate) fn unregister(g: &Global, node: &Node, group: &str, port: &PortId) {
     let monitor = {
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         let Some(list) = st.lreg.get_mut(group) else {
             return;
         };
@@ -167,12 +164,12 @@ pub(crate) fn unregister(node: &NodeInner, group: &str, port: &PortId) {
     if let Some(m) = monitor {
         m.unmon();
     }
-    change(node, group, Vec::new(), vec![port.clone()]);
+    change(g, node, group, Vec::new(), vec![port.clone()]);
     let msg = GlobalMsg::Reg0 {
         group: group.to_owned(),
         port: port.as_str().to_owned(),
     };
-    announce(node, msg);
+    announce(g, node, msg);
 }
 
 /// A group registration (see [`crate::Node::grp_reg`]). Dropping it
@@ -181,7 +178,7 @@ pub(crate) fn unregister(node: &NodeInner, group: &str, port: &PortId) {
 #[derive(Debug)]
 #[must_use = "dropping the registration withdraws it; call forget() to keep it"]
 pub struct GroupRegistration {
-    node: Weak<NodeInner>,
+    global: Weak<Global>,
     group: String,
     port: PortId,
 }
@@ -189,7 +186,7 @@ pub struct GroupRegistration {
 impl GroupRegistration {
     fn released(group: &str, port: &PortId) -> GroupRegistration {
         GroupRegistration {
-            node: Weak::new(),
+            global: Weak::new(),
             group: group.to_owned(),
             port: port.clone(),
         }
@@ -207,14 +204,14 @@ impl GroupRegistration {
 
     /// Keeps the registration until the port dies.
     pub fn forget(mut self) {
-        self.node = Weak::new();
+        self.global = Weak::new();
     }
 }
 
 impl Drop for GroupRegistration {
     fn drop(&mut self) {
-        if let Some(node) = self.node.upgrade() {
-            unregister(&node, &self.group, &self.port);
+        if let Some((g, node)) = super::alive(&self.global) {
+            unregister(&g, &node, &self.group, &self.port);
         }
     }
 }
@@ -223,7 +220,7 @@ impl Drop for GroupRegistration {
 /// watching.
 #[must_use = "dropping the monitor stops it; call forget() to keep it"]
 pub struct GroupMonitor {
-    node: Weak<NodeInner>,
+    global: Weak<Global>,
     group: String,
     id: u64,
     cancelled: Arc<AtomicBool>,
@@ -232,18 +229,18 @@ pub struct GroupMonitor {
 impl GroupMonitor {
     /// Keeps watching for the node's lifetime.
     pub fn forget(mut self) {
-        self.node = Weak::new();
+        self.global = Weak::new();
     }
 }
 
 impl Drop for GroupMonitor {
     fn drop(&mut self) {
         // forgotten (or the node is gone): keep watching
-        let Some(node) = self.node.upgrade() else {
+        let Some(g) = self.global.upgrade() else {
             return;
         };
         self.cancelled.store(true, Ordering::Release);
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         if let Some(list) = st.gmon.get_mut(&self.group) {
             list.retain(|(i, _)| *i != self.id);
             if list.is_empty() {
@@ -256,28 +253,31 @@ impl Drop for GroupMonitor {
 /// Installs a group watcher; first called, from the node's arbiter and not
 /// before this returns, with `(members, members, [])` if the group has
 /// members.
-pub(crate) fn monitor(node: &Arc<NodeInner>, group: &str, cb: GroupMonFn) -> GroupMonitor {
+pub(crate) fn monitor(g: &Arc<Global>, node: &Node, group: &str, cb: GroupMonFn) -> GroupMonitor {
     let id = {
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         st.next_id += 1;
         st.next_id
     };
     let cancelled = Arc::new(AtomicBool::new(false));
-    let (weak, g, flag) = (Arc::downgrade(node), group.to_owned(), cancelled.clone());
-    let spawned = node.arbiter.spawn(async move {
-        let Some(node) = weak.upgrade() else {
+    let (weak, grp, flag) = (Arc::downgrade(g), group.to_owned(), cancelled.clone());
+    let spawned = node.spawn_task(async move {
+        let Some(g) = weak.upgrade() else {
             return;
         };
         let members: Vec<PortId> = {
-            let mut st = node.global.lock();
+            let mut st = g.lock();
             // under the lock: a guard dropped before this point finds
             // nothing to remove, so the watcher must not be installed
             if flag.load(Ordering::Acquire) {
                 return;
             }
-            st.gmon.entry(g.clone()).or_default().push((id, cb.clone()));
+            st.gmon
+                .entry(grp.clone())
+                .or_default()
+                .push((id, cb.clone()));
             st.greg
-                .get(&g)
+                .get(&grp)
                 .map(|m| m.iter().cloned().collect())
                 .unwrap_or_default()
         };
@@ -286,10 +286,14 @@ pub(crate) fn monitor(node: &Arc<NodeInner>, group: &str, cb: GroupMonFn) -> Gro
         }
     });
     if !spawned {
-        tracing::debug!(node = %node.id, group, "node arbiter gone; group monitor not installed");
+        tracing::debug!(
+            node = node.id(),
+            group,
+            "node arbiter gone; group monitor not installed"
+        );
     }
     GroupMonitor {
-        node: Arc::downgrade(node),
+        global: Arc::downgrade(g),
         group: group.to_owned(),
         id,
         cancelled,
@@ -315,13 +319,12 @@ impl crate::Node {
     /// # });
     /// ```
     pub fn grp_reg(&self, group: &str, port: &PortId) -> Result<GroupRegistration, GroupError> {
-        register(&self.inner_arc(), group, port)
+        register(&Global::of(self), self, group, port)
     }
 
     /// The current members of `group` (empty if it has none).
     pub fn grp_get(&self, group: &str) -> Vec<PortId> {
-        self.inner()
-            .global
+        Global::of(self)
             .lock()
             .greg
             .get(group)
@@ -338,11 +341,11 @@ impl crate::Node {
         group: &str,
         callback: impl Fn(&[PortId], &[PortId], &[PortId]) + Send + Sync + 'static,
     ) -> GroupMonitor {
-        monitor(&self.inner_arc(), group, Arc::new(callback))
+        monitor(&Global::of(self), self, group, Arc::new(callback))
     }
 
     /// The node this node currently asks for network updates.
     pub fn master(&self) -> Option<String> {
-        self.inner().global.lock().master.clone()
+        Global::of(self).lock().master.clone()
     }
 }

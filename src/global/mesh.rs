@@ -18,48 +18,47 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngExt as _;
-use tokio::sync::broadcast;
 
-use super::rebroadcast_delay;
+use super::{Global, alive, rebroadcast_delay};
 use crate::error::ConnectionError;
-use crate::kernel::{NodeEvent, NodeInner};
+use crate::kernel::Node;
 use crate::wire::{GlobalMsg, HandshakeError};
 
 /// `addr` from `remote`: its listen addresses. Recorded, and passed on to
 /// every node that asked to be seeded, after 2–3 s.
-pub(crate) fn addr(node: &Arc<NodeInner>, remote: &str, addresses: Vec<String>) {
-    tracing::debug!(node = %node.id, remote, ?addresses, "node told us its addresses");
-    node.global
-        .lock()
-        .addr
-        .insert(remote.to_owned(), addresses.clone());
-    node.handle()
-        .add_addresses(remote, addresses.iter().cloned());
-    let weak = Arc::downgrade(node);
+pub(crate) fn addr(g: &Arc<Global>, node: &Node, remote: &str, addresses: Vec<String>) {
+    tracing::debug!(
+        node = node.id(),
+        remote,
+        ?addresses,
+        "node told us its addresses"
+    );
+    g.lock().addr.insert(remote.to_owned(), addresses.clone());
+    node.add_addresses(remote, addresses.iter().cloned());
+    let weak = Arc::downgrade(g);
     let remote = remote.to_owned();
     actix_rt::spawn(async move {
         tokio::time::sleep(rebroadcast_delay()).await;
-        let Some(node) = weak.upgrade() else {
+        let Some((g, node)) = alive(&weak) else {
             return;
         };
-        let slaves: Vec<String> = node.global.lock().seedme.iter().cloned().collect();
+        let slaves: Vec<String> = g.lock().seedme.iter().cloned().collect();
         let nodes = GlobalMsg::Nodes(vec![(remote, addresses)]);
         for slave in slaves {
-            node.global.to_node(&node, &slave, &nodes);
+            g.to_node(&node, &slave, &nodes);
         }
     });
 }
 
 /// `nodes`: connect to each node listed and start Global with it.
-pub(crate) fn nodes(node: &Arc<NodeInner>, known: Vec<(String, Vec<String>)>) {
-    let handle = node.handle();
+pub(crate) fn nodes(g: &Arc<Global>, node: &Node, known: Vec<(String, Vec<String>)>) {
     for (id, addresses) in known {
-        if id == *node.id || id.is_empty() || id.contains('#') {
+        if id == node.id() || id.is_empty() || id.contains('#') {
             continue;
         }
-        handle.add_addresses(&id, addresses);
-        handle.connect_node(&id);
-        node.global.start_node(node, &id);
+        node.add_addresses(&id, addresses);
+        node.connect_node(&id);
+        g.start_node(node, &id);
     }
 }
 
@@ -69,12 +68,12 @@ fn is_seed(st: &super::State, id: &str) -> bool {
 }
 
 /// Up seed nodes, without duplicates.
-fn up_seeds(node: &NodeInner, st: &super::State) -> Vec<String> {
+fn up_seeds(node: &Node, st: &super::State) -> Vec<String> {
     let mut ups: Vec<String> = st
         .seeds
         .values()
         .flatten()
-        .filter(|id| node.peers.is_up(id))
+        .filter(|id| node.node_is_up(id))
         .cloned()
         .collect();
     ups.sort();
@@ -83,9 +82,9 @@ fn up_seeds(node: &NodeInner, st: &super::State) -> Vec<String> {
 }
 
 /// A node came up: maybe it becomes the master.
-pub(crate) fn master_on_up(node: &Arc<NodeInner>, id: &str) {
+pub(crate) fn master_on_up(g: &Global, node: &Node, id: &str) {
     let switch = {
-        let st = node.global.lock();
+        let st = g.lock();
         if !is_seed(&st, id) {
             false
         } else if st.master.as_deref().is_some_and(|m| is_seed(&st, m)) {
@@ -97,113 +96,115 @@ pub(crate) fn master_on_up(node: &Arc<NodeInner>, id: &str) {
         }
     };
     if switch {
-        set_master(node, Some(id.to_owned()));
+        set_master(g, node, Some(id.to_owned()));
     }
 }
 
 /// Picks a new master if the current one is not up.
-pub(crate) fn ensure_master(node: &Arc<NodeInner>) {
+pub(crate) fn ensure_master(g: &Global, node: &Node) {
     let pick = {
-        let st = node.global.lock();
-        if st.master.as_deref().is_some_and(|m| node.peers.is_up(m)) {
+        let st = g.lock();
+        if st.master.as_deref().is_some_and(|m| node.node_is_up(m)) {
             return;
         }
         let seeds = up_seeds(node, &st);
         if seeds.is_empty() {
-            let mut ups = node.peers.up_nodes();
+            let mut ups = node.up_nodes();
             ups.sort();
             ups.pop()
         } else {
             Some(seeds[rand::rng().random_range(0..seeds.len())].clone())
         }
     };
-    set_master(node, pick);
+    set_master(g, node, pick);
 }
 
-fn set_master(node: &Arc<NodeInner>, new: Option<String>) {
+fn set_master(g: &Global, node: &Node, new: Option<String>) {
     let old = {
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         if st.master == new {
             return;
         }
         std::mem::replace(&mut st.master, new.clone())
     };
-    if let Some(old) = old.filter(|o| node.peers.is_up(o)) {
-        node.global.to_node(node, &old, &GlobalMsg::Seedme0);
+    if let Some(old) = old.filter(|o| node.node_is_up(o)) {
+        g.to_node(node, &old, &GlobalMsg::Seedme0);
     }
     match new {
         Some(m) => {
-            tracing::info!(node = %node.id, master = %m, "selected new master");
-            node.global.to_node(node, &m, &GlobalMsg::Seedme1);
+            tracing::info!(node = node.id(), master = %m, "selected new master");
+            g.to_node(node, &m, &GlobalMsg::Seedme1);
         }
-        None => tracing::warn!(node = %node.id, "no contact to any other node, cannot seed"),
+        None => tracing::warn!(
+            node = node.id(),
+            "no contact to any other node, cannot seed"
+        ),
     }
 }
 
 /// Starts trying the configured seeds, and keeps doing so for ever.
-pub(crate) fn start_seeding(node: &Arc<NodeInner>) {
-    let seeds = node.config.seeds.clone();
+pub(crate) fn start_seeding(g: &Arc<Global>, node: &Node) {
+    let seeds = node.config().seeds.clone();
     if seeds.is_empty() {
         return;
     }
     {
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         for s in &seeds {
             st.seeds.entry(s.clone()).or_insert(None);
         }
     }
     // every seed within 0–100 ms
     for _ in &seeds {
-        let weak = Arc::downgrade(node);
+        let weak = Arc::downgrade(g);
         actix_rt::spawn(async move {
             let wait = Duration::from_millis(rand::rng().random_range(0..100));
             tokio::time::sleep(wait).await;
-            if let Some(node) = weak.upgrade() {
-                more_seeding(&node);
+            if let Some((g, node)) = alive(&weak) {
+                more_seeding(&g, &node);
             }
         });
     }
     // then the self-re-arming timer
-    let weak = Arc::downgrade(node);
-    let shutdown = node.shutdown.clone();
+    let weak = Arc::downgrade(g);
+    let shutdown = node.shutdown_token().clone();
     actix_rt::spawn(async move {
         loop {
-            // a weak handle across the wait, so the timer does not keep a
+            // weak handles across the wait, so the timer does not keep a
             // dropped node alive
-            let (interval, seed_now) = match weak.upgrade() {
-                Some(node) => (seeding_interval(&node), node.global.seed_now.clone()),
-                None => return,
+            let Some((g, node)) = alive(&weak) else {
+                return;
             };
+            let interval = seeding_interval(&g, &node);
+            drop(node);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
-                _ = seed_now.notified() => {}
+                _ = g.seed_now.notified() => {}
             }
-            let Some(node) = weak.upgrade() else {
+            drop(g);
+            let Some((g, node)) = alive(&weak) else {
                 return;
             };
-            more_seeding(&node);
+            more_seeding(&g, &node);
         }
     });
 }
 
 /// `max(1, connect_interval × (known nodes, or 1 if none is up) − rand)`.
-fn seeding_interval(node: &NodeInner) -> Duration {
-    let up = node.global.lock().nodecnt > 0;
+fn seeding_interval(g: &Global, node: &Node) -> Duration {
+    let up = g.lock().nodecnt > 0;
     // the reference counts its node table, which holds itself twice
-    let known = if up {
-        node.peers.known_nodes().len() + 2
-    } else {
-        1
-    };
-    let secs = node.config.connect_interval.as_secs_f64() * known as f64 - rand::random::<f64>();
+    // (`known_nodes` counts it once)
+    let known = if up { node.known_nodes().len() + 1 } else { 1 };
+    let secs = node.config().connect_interval.as_secs_f64() * known as f64 - rand::random::<f64>();
     Duration::from_secs_f64(secs.max(1.0))
 }
 
 /// Dials one seed that is not tried in this round yet.
-fn more_seeding(node: &Arc<NodeInner>) {
+fn more_seeding(g: &Arc<Global>, node: &Node) {
     let seed = {
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         if st.rotation.is_empty() {
             st.rotation = st.seeds.keys().cloned().collect();
         }
@@ -213,34 +214,34 @@ fn more_seeding(node: &Arc<NodeInner>) {
         let i = rand::rng().random_range(0..st.rotation.len());
         st.rotation.swap_remove(i)
     };
-    seed_connect(node, seed);
+    seed_connect(g, node, seed);
 }
 
 /// Dials `seed` unless it has a live or pending connection or its node is
 /// up. The node id behind it is learned from its greeting.
-fn seed_connect(node: &Arc<NodeInner>, seed: String) {
+fn seed_connect(g: &Arc<Global>, node: &Node, seed: String) {
     {
-        let mut st = node.global.lock();
+        let mut st = g.lock();
         if st.seed_busy.contains(&seed) {
             return;
         }
         if let Some(Some(id)) = st.seeds.get(&seed)
-            && node.peers.is_up(id)
+            && node.node_is_up(id)
         {
             return;
         }
         st.seed_busy.insert(seed.clone());
     }
-    tracing::debug!(node = %node.id, %seed, "trying connect to seed node");
-    let inner = node.clone();
+    tracing::debug!(node = node.id(), %seed, "trying connect to seed node");
+    let (g, node) = (g.clone(), node.clone());
     actix_rt::spawn(async move {
-        let mut events = inner.events.subscribe();
-        let result = inner.dial(seed.clone()).await;
+        let mut downs = g.downs.subscribe();
+        let result = node.connect(seed.clone()).await;
         let up = match result {
             Ok(id) => Some(id),
             Err(ConnectionError::Handshake(HandshakeError::TalkingToMyself)) => {
-                tracing::info!(node = %inner.id, %seed, "seed is this node itself; dropped");
-                let mut st = inner.global.lock();
+                tracing::info!(node = node.id(), %seed, "seed is this node itself; dropped");
+                let mut st = g.lock();
                 st.seeds.remove(&seed);
                 st.rotation.retain(|s| *s != seed);
                 None
@@ -249,33 +250,22 @@ fn seed_connect(node: &Arc<NodeInner>, seed: String) {
                 Some(node)
             }
             Err(error) => {
-                tracing::debug!(node = %inner.id, %seed, %error, "seed not reached");
+                tracing::debug!(node = node.id(), %seed, %error, "seed not reached");
                 None
             }
         };
         if let Some(id) = up {
             // (for a connection of ours, the connection reported it already)
-            inner.global.dialed(&seed, &id);
+            g.dialed(&seed, &id);
             // the seed counts as connected while its node is up
-            until_down(&inner, &mut events, &id).await;
+            let shutdown = node.shutdown_token().clone();
+            while node.node_is_up(&id) && !shutdown.is_cancelled() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    changed = downs.changed() => if changed.is_err() { break },
+                }
+            }
         }
-        inner.global.lock().seed_busy.remove(&seed);
+        g.lock().seed_busy.remove(&seed);
     });
-}
-
-/// Waits until `id` is not up (or the node shuts down).
-async fn until_down(node: &NodeInner, events: &mut broadcast::Receiver<NodeEvent>, id: &str) {
-    loop {
-        if !node.peers.is_up(id) || node.shutdown.is_cancelled() {
-            return;
-        }
-        tokio::select! {
-            _ = node.shutdown.cancelled() => return,
-            ev = events.recv() => match ev {
-                Ok(NodeEvent::Down { node: n, .. }) if n == id => return,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-        }
-    }
 }

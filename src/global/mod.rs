@@ -14,13 +14,16 @@ pub mod groups;
 pub(crate) mod mesh;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
-use crate::kernel::{HandlerError, Monitor, NodeInner, PortBehaviour, PortContext, PortId};
+use crate::kernel::{
+    HandlerError, Monitor, Node, NodeChange, PortBehaviour, PortContext, PortId, WeakNode,
+};
 use crate::wire::{GlobalMsg, GlobalMsgError};
 
 pub use groups::{GroupError, GroupMonitor, GroupRegistration};
@@ -64,20 +67,17 @@ pub(crate) struct State {
     pub(crate) next_id: u64,
 }
 
-/// The service of one node.
+/// The service of one node. It sits on top of the kernel and reaches its
+/// node only through the node's interface: node-change callbacks, an
+/// init function, ports, monitors and sends.
 pub(crate) struct Global {
-    pub(crate) state: Mutex<State>,
+    /// The node it serves (weak: the node keeps the service).
+    node: WeakNode,
+    state: Mutex<State>,
     /// Runs the seeding at once (the last node went down).
-    pub(crate) seed_now: Arc<Notify>,
-}
-
-impl Default for Global {
-    fn default() -> Self {
-        Global {
-            state: Mutex::new(State::default()),
-            seed_now: Arc::new(Notify::new()),
-        }
-    }
+    seed_now: Notify,
+    /// Bumped when a node goes down (seed connections wait for it).
+    downs: watch::Sender<u64>,
 }
 
 /// A number, or a numeric string, as Perl reads it; its integer part.
@@ -104,31 +104,64 @@ impl State {
     }
 }
 
+/// The service and its node, if both are alive.
+fn alive(g: &Weak<Global>) -> Option<(Arc<Global>, Node)> {
+    let g = g.upgrade()?;
+    let node = g.node.upgrade()?;
+    Some((g, node))
+}
+
 impl Global {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        crate::kernel::lock(&self.state)
+        self.state.lock()
     }
 
-    /// Starts the service on `node`: its init function, the node watcher,
-    /// and the seeds.
-    pub(crate) fn start(node: &Arc<NodeInner>) {
-        let weak = Arc::downgrade(node);
-        node.register_function(
-            CONNECT_FUNCTION,
-            crate::kernel::Function::Init(Arc::new(move |ctx: &PortContext, args: Vec<Value>| {
-                match weak.upgrade() {
-                    Some(node) => node.global.connect_port(&node, ctx, args),
-                    None => Err("node gone".into()),
+    /// The service of `node` (a node built without it gets an idle one).
+    pub(crate) fn of(node: &Node) -> Arc<Global> {
+        node.service::<Global>()
+            .unwrap_or_else(|| Arc::new(Global::new(node)))
+    }
+
+    fn new(node: &Node) -> Global {
+        Global {
+            node: node.downgrade(),
+            state: Mutex::new(State::default()),
+            seed_now: Notify::new(),
+            downs: watch::Sender::new(0),
+        }
+    }
+
+    /// Plugs the service into `node`: its init function, its node-change
+    /// callback (the first one, so it sees a node up before user code
+    /// does), and the seeds.
+    pub(crate) fn install(node: &Node) {
+        let g = Arc::new(Global::new(node));
+        node.install_service(g.clone());
+        let weak = Arc::downgrade(&g);
+        let connect = move |ctx: &PortContext, args: Vec<Value>| match alive(&weak) {
+            Some((g, node)) => g.connect_port(&node, ctx, args),
+            None => Err("node gone".into()),
+        };
+        if let Err(error) = node.register_init(CONNECT_FUNCTION, connect) {
+            tracing::error!(node = node.id(), %error, "Global cannot register its init function");
+        }
+        let weak = Arc::downgrade(&g);
+        node.on_node_change(move |change| {
+            if let Some((g, node)) = alive(&weak) {
+                if let NodeChange::Up {
+                    dialed: Some(addr),
+                    node: id,
+                    ..
+                } = change
+                {
+                    // before node-up: whether it is a seed decides the master
+                    g.dialed(addr, id);
                 }
-            })),
-        );
-        let weak = Arc::downgrade(node);
-        node.add_mon_nodes(Arc::new(move |id: &str, up: bool, _reason: &Vec<Value>| {
-            if let Some(node) = weak.upgrade() {
-                node.global.mon_node(&node, id, up);
+                g.mon_node(&node, change.node(), change.is_up());
             }
-        }));
-        mesh::start_seeding(node);
+        })
+        .forget();
+        mesh::start_seeding(&g, node);
     }
 
     /// A connection we dialled to `addr` completed with node `id`: if
@@ -140,28 +173,28 @@ impl Global {
     }
 
     /// Our listen addresses as `host:port` strings (the real bound ones).
-    fn listeners(node: &NodeInner) -> Vec<String> {
+    fn listeners(node: &Node) -> Vec<String> {
         node.listen_addrs().iter().map(|a| a.to_string()).collect()
     }
 
     /// Opens the Global exchange with node `id` (once per node): spawns our
     /// connect port there, monitors it, and sends `addr`, `nodes`, `set`,
     /// `setup`.
-    pub(crate) fn start_node(&self, node: &Arc<NodeInner>, id: &str) {
-        if id == &*node.id {
+    pub(crate) fn start_node(self: &Arc<Self>, node: &Node, id: &str) {
+        if id == node.id() {
             return;
         }
-        let args = crate::wire::connect_args(GLOBAL_VERSION, &node.id);
+        let args = crate::wire::connect_args(GLOBAL_VERSION, node.id());
         let (gport, nodes, set) = {
             let mut st = self.lock();
             if st.port.contains_key(id) {
                 return;
             }
             // spawning only sends: it never calls back into this service
-            let gport = match node.spawn(id, CONNECT_FUNCTION, args) {
+            let gport = match node.spawn(id, CONNECT_FUNCTION, &args) {
                 Ok(p) => p,
                 Err(error) => {
-                    tracing::warn!(node = %node.id, remote = id, %error, "cannot start Global with node");
+                    tracing::warn!(node = node.id(), remote = id, %error, "cannot start Global with node");
                     return;
                 }
             };
@@ -179,52 +212,51 @@ impl Global {
             });
             (gport, nodes, set)
         };
-        let weak = Arc::downgrade(node);
+        let weak = Arc::downgrade(self);
         let (remote, watched) = (id.to_owned(), gport.clone());
-        node.handle()
-            .mon(&gport, move |_| {
-                if let Some(node) = weak.upgrade() {
-                    node.global.connect_port_died(&node, &remote, &watched);
-                }
-            })
-            .forget();
+        node.mon(&gport, move |_| {
+            if let Some((g, node)) = alive(&weak) {
+                g.connect_port_died(&node, &remote, &watched);
+            }
+        })
+        .forget();
         let mut msgs = vec![GlobalMsg::Addr(Self::listeners(node))];
         msgs.extend(nodes);
         msgs.extend(set);
         msgs.push(GlobalMsg::Setup);
         for msg in msgs {
             if let Err(error) = node.snd(gport.as_str(), &msg.encode()) {
-                tracing::warn!(node = %node.id, remote = id, %error, "Global message not sent");
+                tracing::warn!(node = node.id(), remote = id, %error, "Global message not sent");
             }
         }
     }
 
     /// Our connect port on `remote` died: its registrations go.
-    fn connect_port_died(&self, node: &Arc<NodeInner>, remote: &str, gport: &PortId) {
+    fn connect_port_died(&self, node: &Node, remote: &str, gport: &PortId) {
         {
             let mut st = self.lock();
             if st.port.get(remote) == Some(gport) {
                 st.port.remove(remote);
             }
         }
-        groups::unreg_groups(node, remote);
+        groups::unreg_groups(self, node, remote);
     }
 
     /// Sends `msg` to our connect port on `remote`, if there is one.
-    fn to_node(&self, node: &NodeInner, remote: &str, msg: &GlobalMsg) {
+    fn to_node(&self, node: &Node, remote: &str, msg: &GlobalMsg) {
         let port = self.lock().port.get(remote).cloned();
         if let Some(port) = port
             && let Err(error) = node.snd(port.as_str(), &msg.encode())
         {
-            tracing::debug!(node = %node.id, remote, %error, "Global message not sent");
+            tracing::debug!(node = node.id(), remote, %error, "Global message not sent");
         }
     }
 
     /// The init function `AnyEvent::MP::Global::connect(version, node)`:
     /// the port through which `node` talks to our Global service.
     fn connect_port(
-        &self,
-        node: &Arc<NodeInner>,
+        self: &Arc<Self>,
+        node: &Node,
         ctx: &PortContext,
         args: Vec<Value>,
     ) -> Result<PortBehaviour, HandlerError> {
@@ -243,41 +275,50 @@ impl Global {
             .ok_or("Global::connect needs the caller's node id")?
             .to_owned();
         // when that node's transport fails: forget it, and end this port
-        let (weak, r, me) = (Arc::downgrade(node), remote.clone(), ctx.clone());
-        node.handle()
-            .mon(&remote, move |_| {
-                if let Some(node) = weak.upgrade() {
-                    node.global.lock().seedme.remove(&r);
-                }
-                me.kil(Vec::new());
-            })
-            .forget();
-        let weak = Arc::downgrade(node);
+        let (weak, r, me) = (Arc::downgrade(self), remote.clone(), ctx.clone());
+        node.mon(&remote, move |_| {
+            if let Some(g) = weak.upgrade() {
+                g.lock().seedme.remove(&r);
+            }
+            me.kil(Vec::new());
+        })
+        .forget();
+        let weak = Arc::downgrade(self);
         Ok(PortBehaviour::handler(move |_ctx, msg| {
-            if let Some(node) = weak.upgrade() {
-                node.global.request(&node, &remote, msg.values()?);
+            if let Some((g, node)) = alive(&weak) {
+                g.request(&node, &remote, msg.values()?);
             }
             Ok(())
         }))
     }
 
     /// One message from `remote` to its connect port here.
-    fn request(&self, node: &Arc<NodeInner>, remote: &str, msg: Vec<Value>) {
+    fn request(self: &Arc<Self>, node: &Node, remote: &str, msg: Vec<Value>) {
         let msg = match GlobalMsg::parse(msg) {
             Ok(msg) => msg,
             Err(GlobalMsgError::Unknown { tag }) => {
-                return tracing::debug!(node = %node.id, remote, tag = tag.as_str(), "unknown Global request ignored");
+                return tracing::debug!(
+                    node = node.id(),
+                    remote,
+                    tag = tag.as_str(),
+                    "unknown Global request ignored"
+                );
             }
             // a `find` of a non-string: nothing to look up, nothing to say
             Err(GlobalMsgError::Malformed { tag: "find", .. }) => return,
             Err(GlobalMsgError::Malformed { tag, .. }) => {
-                return tracing::warn!(node = %node.id, remote, tag, "malformed Global request ignored");
+                return tracing::warn!(
+                    node = node.id(),
+                    remote,
+                    tag,
+                    "malformed Global request ignored"
+                );
             }
         };
         match msg {
             GlobalMsg::Setup => {}
-            GlobalMsg::Addr(addresses) => mesh::addr(node, remote, addresses),
-            GlobalMsg::Nodes(known) => mesh::nodes(node, known),
+            GlobalMsg::Addr(addresses) => mesh::addr(self, node, remote, addresses),
+            GlobalMsg::Nodes(known) => mesh::nodes(self, node, known),
             GlobalMsg::Find(other) => {
                 let known = self.lock().addr.get(&other).cloned();
                 if let Some(addrs) = known {
@@ -287,14 +328,14 @@ impl Global {
             GlobalMsg::Set(sets) => {
                 for (group, ports) in sets {
                     let add = ports.into_iter().map(PortId::from).collect();
-                    groups::change(node, &group, add, Vec::new());
+                    groups::change(self, node, &group, add, Vec::new());
                 }
             }
             GlobalMsg::Reg1 { group, port } => {
-                groups::change(node, &group, vec![PortId::from(port)], vec![]);
+                groups::change(self, node, &group, vec![PortId::from(port)], vec![]);
             }
             GlobalMsg::Reg0 { group, port } => {
-                groups::change(node, &group, vec![], vec![PortId::from(port)]);
+                groups::change(self, node, &group, vec![], vec![PortId::from(port)]);
             }
             GlobalMsg::Seedme0 => {
                 self.lock().seedme.remove(remote);
@@ -313,14 +354,15 @@ impl Global {
     }
 
     /// A node went up or down (the reference's `mon_node`).
-    fn mon_node(&self, node: &Arc<NodeInner>, id: &str, up: bool) {
+    fn mon_node(self: &Arc<Self>, node: &Node, id: &str, up: bool) {
         if up {
             self.lock().nodecnt += 1;
             self.start_node(node, id);
-            mesh::master_on_up(node, id);
+            mesh::master_on_up(self, node, id);
         }
-        mesh::ensure_master(node);
+        mesh::ensure_master(self, node);
         if !up {
+            self.downs.send_modify(|n| *n = n.wrapping_add(1));
             let (last, master) = {
                 let mut st = self.lock();
                 st.nodecnt = st.nodecnt.saturating_sub(1);
@@ -330,7 +372,7 @@ impl Global {
             if last {
                 self.seed_now.notify_one();
             }
-            groups::unreg_groups(node, id);
+            groups::unreg_groups(self, node, id);
             // ask our master for quick recovery
             if let Some(master) = master {
                 self.to_node(node, &master, &GlobalMsg::Find(id.to_owned()));

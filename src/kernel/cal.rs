@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::monitor::Reason;
+use super::monitors::Reason;
 use super::node::Node;
 use crate::error::{CalError, SendError};
 use crate::wire::Packet;

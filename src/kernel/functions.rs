@@ -87,13 +87,13 @@ impl super::node::NodeInner {
             _ => return Err(ServiceError::BadSpec),
         };
         if name.ends_with("::") && args.is_empty() {
-            return if BUILTIN_PACKAGES.contains(&name) || self.functions.has_package(name) {
+            return if BUILTIN_PACKAGES.contains(&name) || self.ports.functions().has_package(name) {
                 Ok(())
             } else {
                 Err(ServiceError::NoPackage(name.to_owned()))
             };
         }
-        match self.functions.get(name) {
+        match self.ports.functions().get(name) {
             Some(Function::Plain(f)) => Ok(self.call_plain(&f, args)?),
             Some(Function::Init(_)) => Err(ServiceError::InitFunction(name.to_owned())),
             None => Err(ServiceError::UnknownFunction(name.to_owned())),
@@ -103,11 +103,9 @@ impl super::node::NodeInner {
     /// Calls a plain function; its error, or its panic's text.
     pub(crate) fn call_plain(&self, f: &PlainFn, args: Vec<Value>) -> Result<(), FunctionError> {
         let node = self.handle();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&node, args))) {
+        match super::user_code::run(|| f(&node, args)) {
             Ok(result) => result.map_err(FunctionError::Failed),
-            Err(p) => Err(FunctionError::Panicked(super::handler::panic_text(
-                p.as_ref(),
-            ))),
+            Err(text) => Err(FunctionError::Panicked(text)),
         }
     }
 }

@@ -7,17 +7,16 @@
 //! in the mailbox of a killed port are dropped.
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
 
-use super::monitor::{Action, Monitor, Reason};
+use super::monitor::Monitor;
+use super::monitors::{Action, Reason};
 use super::node::Node;
-use super::node::NodeInner;
 use super::port::PortId;
-use super::registry::PortTarget;
+use super::registry::{Control, PortTarget};
 use crate::error::SendError;
 use crate::wire::Packet;
 
@@ -118,10 +117,13 @@ impl PortBehaviour {
         match self {
             PortBehaviour::Actor(r) => PortTarget::Actor(r),
             PortBehaviour::Handler(handler) => {
-                let arbiter = ctx.node.inner().arbiter.clone();
-                PortTarget::Handler(HandlerPort::start_in_arbiter(&arbiter, move |_| {
-                    HandlerPort { ctx, handler }
-                }))
+                let arbiter = ctx.node.inner().transport.arbiter().clone();
+                let addr =
+                    HandlerPort::start_in_arbiter(&arbiter, move |_| HandlerPort { ctx, handler });
+                PortTarget::Handler {
+                    packets: addr.clone().recipient(),
+                    control: addr.recipient(),
+                }
             }
         }
     }
@@ -134,15 +136,6 @@ impl fmt::Debug for PortBehaviour {
             PortBehaviour::Actor(_) => f.write_str("PortBehaviour::Actor"),
         }
     }
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_owned())
 }
 
 /// The reason a failed handler kills its port with: `("die", message)`,
@@ -172,10 +165,8 @@ impl Handler<Packet> for HandlerPort {
         }
         let ctx = &self.ctx;
         let handler = &mut self.handler;
-        let failure = match catch_unwind(AssertUnwindSafe(|| handler(ctx, msg))) {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(payload) => panic_text(payload.as_ref()),
+        let Err(failure) = super::user_code::for_port(|| handler(ctx, msg)) else {
+            return;
         };
         tracing::debug!(node = %self.ctx.node.id(), port = %self.ctx.port, error = %failure, "port handler failed");
         // the port dies now; if an outside kil got there first, its Die
@@ -184,39 +175,15 @@ impl Handler<Packet> for HandlerPort {
     }
 }
 
-/// A kil from outside: it arrives behind the messages delivered before it,
-/// and runs the port's monitors once they are handled.
-pub(crate) struct Die {
-    pub(crate) reason: Reason,
-    pub(crate) monitors: Vec<(u64, Action)>,
-}
-
-impl Message for Die {
-    type Result = ();
-}
-
-impl Handler<Die> for HandlerPort {
+impl Handler<Control> for HandlerPort {
     type Result = ();
 
-    fn handle(&mut self, die: Die, actx: &mut Context<Self>) {
-        let node: &NodeInner = self.ctx.node.inner();
-        node.fire_port_monitors(&self.ctx.port, die.monitors, &die.reason);
-        actx.stop();
-    }
-}
-
-/// Stops a handler whose port is already dead and whose monitors already
-/// ran (see `NodeInner::kill_now`), after what is already in its mailbox.
-pub(crate) struct Stop;
-
-impl Message for Stop {
-    type Result = ();
-}
-
-impl Handler<Stop> for HandlerPort {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, actx: &mut Context<Self>) {
+    fn handle(&mut self, control: Control, actx: &mut Context<Self>) {
+        if let Control::Die { reason, monitors } = control {
+            // a kil from outside, behind what was delivered before it
+            let node = self.ctx.node.inner();
+            node.fire_port_monitors(&self.ctx.port, monitors, &reason);
+        }
         actx.stop();
     }
 }

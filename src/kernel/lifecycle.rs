@@ -1,19 +1,17 @@
-//! Nodes going up and down: `mon_nodes`, transport failures (monitors fire
-//! with `transport_error`), the connect deadline (`unable to connect`),
-//! known addresses, and the sweep that notices ports whose actor stopped.
+//! Nodes going up and down: node-change callbacks and `mon_nodes`,
+//! transport failures (monitors fire with `transport_error`), the connect
+//! deadline (`unable to connect`), known addresses, and the sweep that
+//! notices ports whose actor stopped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::monitor::Reason;
+use super::monitors::Reason;
 use super::node::{Node, NodeEvent, NodeInner};
 use super::port::PortId;
+use super::watchers::NodeChange;
 use crate::error::ConnectionError;
 use crate::transport::Peer;
-
-/// A `mon_nodes` callback: `(node id, is up, reason…)`.
-pub(crate) type MonNodesFn = Arc<dyn Fn(&str, bool, &Reason) + Send + Sync>;
 
 /// How often ports whose receivers are gone are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -25,19 +23,18 @@ fn transport_error(node: &str, text: &str) -> Reason {
 }
 
 impl NodeInner {
-    /// A connection to `peer.node` was attached: tell Global (which learns
-    /// a seed's node id from the dialled address), `mon_nodes` and
-    /// subscribers.
+    /// A connection to `peer.node` was attached: tell the node-change
+    /// callbacks (with the dialled address, from which Global learns a
+    /// seed's node id) and subscribers.
     pub(crate) fn peer_up(&self, peer: &Peer) {
         if let Some(provider) = peer.established.remote_greeting.get("provider") {
-            self.providers
-                .insert(peer.node.clone(), provider.to_owned());
+            self.remote.set_provider(peer.node.clone(), provider);
         }
-        if let Some(addr) = &peer.dialed {
-            // before node-up: whether it is a seed decides the master
-            self.global.dialed(addr, &peer.node);
-        }
-        self.call_mon_nodes(&peer.node, true, &Vec::new());
+        self.node_changed(&NodeChange::Up {
+            node: &peer.node,
+            addr: peer.addr,
+            dialed: peer.dialed.as_deref(),
+        });
         self.emit(NodeEvent::Up {
             node: peer.node.to_string(),
             addr: peer.addr,
@@ -51,57 +48,53 @@ impl NodeInner {
     /// once with `transport_error`, and `mon_nodes` hears of it — all before
     /// another connection to it may complete.
     pub(crate) fn connection_lost(&self, node: &str, conn_id: u64, error: &ConnectionError) {
-        if !self.peers.connection_lost(node, conn_id) {
+        if !self.remote.peers().connection_lost(node, conn_id) {
             return;
         }
-        for port in self.monitors.rmon_take(node) {
-            self.registry.remove_remote_monitor(&port, node);
+        for port in self.remote.monitors().rmon_take(node) {
+            self.ports.registry().remove_remote_monitor(&port, node);
         }
         let reason = transport_error(node, &error.to_string());
         self.fire_node_monitors(node, &reason);
-        self.call_mon_nodes(node, false, &reason);
+        self.node_changed(&NodeChange::Down {
+            node,
+            reason: &reason,
+        });
         self.emit(NodeEvent::Down {
             node: node.to_owned(),
             error: error.clone(),
         });
-        self.peers.end_failing(node);
+        self.remote.peers().end_failing(node);
     }
 
     /// No connection to `node` came up within `monitor_timeout`: its queue
     /// is dropped and its monitors fire with `unable to connect`
     /// (`mon_nodes` hears nothing: the node was never up).
     pub(crate) fn unable_to_connect(&self, node: &str) {
-        if !self.peers.unable_to_connect(node) {
+        if !self.remote.peers().unable_to_connect(node) {
             return;
         }
         tracing::info!(node = %self.id, remote = node, "unable to connect");
         let error = crate::error::ConnectionError::UnableToConnect;
         let reason = transport_error(node, &error.to_string());
         self.fire_node_monitors(node, &reason);
-        self.peers.end_failing(node);
+        self.remote.peers().end_failing(node);
     }
 
     fn fire_node_monitors(&self, node: &str, reason: &Reason) {
-        for (port, action) in self.monitors.take_node(node) {
+        for (port, action) in self.remote.monitors().take_node(node) {
             let id = if port.is_empty() {
                 PortId::from(node)
             } else {
                 PortId::new(node, &port)
             };
-            action.fire(self, &id, reason);
+            self.fire(action, &id, reason);
         }
     }
 
-    fn call_mon_nodes(&self, node: &str, up: bool, reason: &Reason) {
-        let callbacks: Vec<MonNodesFn> = super::lock(&self.mon_nodes)
-            .iter()
-            .map(|(_, f)| f.clone())
-            .collect();
-        for cb in callbacks {
-            let call = std::panic::AssertUnwindSafe(|| cb(node, up, reason));
-            if std::panic::catch_unwind(call).is_err() {
-                tracing::warn!(node = %self.id, remote = node, "a mon_nodes callback panicked");
-            }
+    fn node_changed(&self, change: &NodeChange<'_>) {
+        for cb in self.watchers.all() {
+            super::user_code::callback(&self.id, "a node-change callback", || cb(change));
         }
     }
 
@@ -117,10 +110,7 @@ impl NodeInner {
 
     /// The known listen addresses of `node`.
     pub(crate) fn addresses_of(&self, node: &str) -> Vec<String> {
-        self.addresses
-            .get(node)
-            .map(|a| a.clone())
-            .unwrap_or_default()
+        self.remote.addresses_of(node)
     }
 }
 
@@ -128,7 +118,7 @@ impl NodeInner {
 /// dropped, every [`SWEEP_INTERVAL`], until the node shuts down.
 pub(crate) fn spawn_sweeper(inner: &Arc<NodeInner>) {
     let weak: Weak<NodeInner> = Arc::downgrade(inner);
-    let shutdown = inner.shutdown.clone();
+    let shutdown = inner.transport.shutdown_token().clone();
     actix_rt::spawn(async move {
         loop {
             tokio::select! {
@@ -143,13 +133,7 @@ pub(crate) fn spawn_sweeper(inner: &Arc<NodeInner>) {
     });
 }
 
-static NEXT_MON_NODES: AtomicU64 = AtomicU64::new(0);
-
-pub(crate) fn next_mon_nodes_id() -> u64 {
-    NEXT_MON_NODES.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Removes its `mon_nodes` callback when dropped.
+/// Removes its node-change (or `mon_nodes`) callback when dropped.
 #[must_use = "dropping the guard removes the callback; call forget() to keep it"]
 pub struct MonNodesGuard {
     node: Weak<NodeInner>,
@@ -166,7 +150,7 @@ impl MonNodesGuard {
 impl Drop for MonNodesGuard {
     fn drop(&mut self) {
         if let Some(node) = self.node.upgrade() {
-            super::lock(&node.mon_nodes).retain(|(i, _)| *i != self.id);
+            node.watchers.remove(self.id);
         }
     }
 }
@@ -181,7 +165,42 @@ impl Node {
         &self,
         callback: impl Fn(&str, bool, &Reason) + Send + Sync + 'static,
     ) -> MonNodesGuard {
-        let id = self.inner().add_mon_nodes(Arc::new(callback));
+        let up = Vec::new();
+        self.on_node_change(move |change| match change {
+            NodeChange::Up { node, .. } => callback(node, true, &up),
+            NodeChange::Down { node, reason } => callback(node, false, reason),
+        })
+    }
+
+    /// Calls `callback` each time a node goes up or down, synchronously,
+    /// before anything else hears of it (`mon_nodes` and [`Node::events`]
+    /// come after): with the peer's address and, for a connection we
+    /// dialled, the address as it was given. Up and down strictly
+    /// alternate per node. The callback must not block.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// use aemp::NodeChange;
+    /// let a = aemp::Node::builder().node_id("a").secret("s").bind("127.0.0.1:0").start().await.unwrap();
+    /// let b = aemp::Node::builder().node_id("b").secret("s").start().await.unwrap();
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// b.on_node_change(move |c| {
+    ///     if let NodeChange::Up { node, dialed, .. } = c {
+    ///         let _ = tx.send((node.to_string(), dialed.map(str::to_owned)));
+    ///     }
+    /// })
+    /// .forget();
+    /// let addr = a.listen_addrs()[0].to_string();
+    /// b.connect(addr.clone()).await.unwrap();
+    /// assert_eq!(rx.recv().await, Some(("a".to_string(), Some(addr))));
+    /// # a.shutdown(); b.shutdown();
+    /// # });
+    /// ```
+    pub fn on_node_change(
+        &self,
+        callback: impl Fn(&NodeChange<'_>) + Send + Sync + 'static,
+    ) -> MonNodesGuard {
+        let id = self.inner().watchers.add(Arc::new(callback));
         MonNodesGuard {
             node: self.inner().weak(),
             id,
@@ -192,22 +211,9 @@ impl Node {
     /// connections to it are tried when messages wait for it (later: also
     /// learned from the Global service).
     pub fn add_addresses(&self, node: &str, addrs: impl IntoIterator<Item = impl Into<String>>) {
-        let mut added = false;
-        {
-            let mut known = self.inner().addresses.entry(Arc::from(node)).or_default();
-            for a in addrs {
-                let a = a.into();
-                if !known.contains(&a) {
-                    known.push(a);
-                    added = true;
-                }
-            }
-        }
-        if added {
-            self.inner()
-                .addresses_added
-                .send_modify(|n| *n = n.wrapping_add(1));
-        }
+        self.inner()
+            .remote
+            .add_addresses(node, addrs.into_iter().map(Into::into));
     }
 
     /// The known listen addresses of `node`.
@@ -219,7 +225,7 @@ impl Node {
     /// to it does); without a connection within `monitor_timeout`, its
     /// monitors fire with `unable to connect`.
     pub fn connect_node(&self, node: &str) {
-        if node != self.id() && self.inner().peers.start_connecting(node) {
+        if node != self.id() && self.inner().remote.peers().start_connecting(node) {
             self.inner().start_connector(node);
         }
     }

@@ -17,7 +17,7 @@ use crate::wire::slot::{Contender, Decision};
 
 impl SlotTable for NodeInner {
     fn refuses(&self, node: &str) -> bool {
-        self.peers.refuses(node)
+        self.remote.peers().refuses(node)
     }
 
     fn claim(
@@ -27,15 +27,15 @@ impl SlotTable for NodeInner {
         cancel: &CancellationToken,
         now: Instant,
     ) -> Decision {
-        self.peers.claim(node, c, cancel, now)
+        self.remote.peers().claim(node, c, cancel, now)
     }
 
     fn release(&self, node: &str, conn: u64) {
-        self.peers.release(node, conn)
+        self.remote.peers().release(node, conn)
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
-        self.peers.changes()
+        self.remote.peers().changes()
     }
 }
 
@@ -45,7 +45,9 @@ impl Link for NodeInner {
     }
 
     fn attach(&self, peer: &Peer, outbox: Arc<Outbox>) -> Result<(), ()> {
-        self.peers.attach(peer.node.clone(), peer.conn, outbox)
+        self.remote
+            .peers()
+            .attach(peer.node.clone(), peer.conn, outbox)
     }
 
     fn node_up(&self, peer: &Peer) {
@@ -69,19 +71,19 @@ impl Link for NodeInner {
     }
 
     fn address_changes(&self) -> watch::Receiver<u64> {
-        self.addresses_added.subscribe()
+        self.remote.address_changes()
     }
 
     fn node_is_up(&self, node: &str) -> bool {
-        self.peers.is_up(node)
+        self.remote.peers().is_up(node)
     }
 
     fn is_connecting(&self, node: &str) -> bool {
-        self.peers.is_connecting(node)
+        self.remote.peers().is_connecting(node)
     }
 
     fn stop_connecting(&self, node: &str) {
-        self.peers.stop_connecting(node)
+        self.remote.peers().stop_connecting(node)
     }
 
     fn unable_to_connect(&self, node: &str) {

@@ -1,29 +1,29 @@
 //! The node: its ports, its peers, and sending.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix::Recipient;
-use actix_rt::ArbiterHandle;
-use dashmap::DashMap;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::functions::{Function, Functions, InitFn, PlainFn, check_name};
+use super::functions::{Function, Functions, check_name};
 use super::handler::{HandlerError, PortBehaviour, PortContext};
-use super::lifecycle::MonNodesFn;
-use super::monitor::{Monitors, Reason};
-use super::peers::{Peers, Sent};
-use super::port::{PortId, alnum_random, perl_counter, split_port};
-use super::registry::{Delivery, PortTarget, Registry};
-use crate::config::{ANON_NODE_ID, ConfigError, ConfigFile, NodeConfig};
-use crate::error::{ConnectionError, PortError, SendError, SettingError, SpawnError, StartError};
+use super::monitors::{Action, Reason};
+use super::peers::Sent;
+use super::port::{PortId, alnum_random, split_port};
+use super::ports::LocalPorts;
+use super::registry::{Control, Delivery, PortTarget};
+use super::remote::RemoteNodes;
+use super::services::Services;
+use super::watchers::NodeWatchers;
+use crate::config::{ANON_NODE_ID, NodeConfig};
+use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
 use crate::transport::{Link, Transport, TransportConfig, connector, listener};
-use crate::wire::{AuthMethod, Framing, NodeRequest, Packet, Secret};
+use crate::wire::{Framing, NodeRequest, Packet};
 
 impl actix::Message for Packet {
     type Result = ();
@@ -99,57 +99,29 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// The kernel of a node: its parts, each owning its data, and the
+/// operations that span them (routing, sending, killing).
 pub(crate) struct NodeInner {
-    pub(crate) id: Arc<str>,
+    /// Our node id.
+    pub(super) id: Arc<str>,
     /// This node as a handle, for handlers and monitors.
     me: Weak<NodeInner>,
-    /// Prefix of generated port names (the reference's `$UNIQ`).
-    uniq: String,
-    /// Prefix of the names of ports we spawn (the reference's `$RUNIQ`).
-    runiq: String,
-    /// Shared counter of generated port names.
-    counter: AtomicU64,
-    pub(crate) config: NodeConfig,
-    /// Listeners, dialling and connections.
-    pub(crate) transport: Arc<Transport>,
-    pub(crate) registry: Registry,
-    pub(crate) peers: Peers,
-    pub(crate) monitors: Monitors,
-    pub(crate) functions: Functions,
-    /// Known listen addresses of other nodes.
-    pub(crate) addresses: DashMap<Arc<str>, Vec<String>, ahash::RandomState>,
-    /// Bumped when addresses are learned (connectors waiting for some).
-    pub(crate) addresses_added: tokio::sync::watch::Sender<u64>,
-    pub(crate) mon_nodes: Mutex<Vec<(u64, MonNodesFn)>>,
-    pub(crate) arbiter: ArbiterHandle,
+    pub(super) config: NodeConfig,
     listen_addrs: Vec<SocketAddr>,
-    pub(crate) events: broadcast::Sender<NodeEvent>,
-    /// The transport's shutdown token.
-    pub(crate) shutdown: CancellationToken,
-    /// The Global service (mesh and groups).
-    pub(crate) global: crate::global::Global,
-    /// What each peer's greeting gave as `provider` (`AE-1.30`, `aemp-…`).
-    pub(crate) providers: DashMap<Arc<str>, String, ahash::RandomState>,
+    /// Listeners, dialling and connections.
+    pub(super) transport: Arc<Transport>,
+    /// Local ports, functions and naming.
+    pub(super) ports: LocalPorts,
+    /// Other nodes: peers, addresses, remote monitors.
+    pub(super) remote: RemoteNodes,
+    /// Node-change callbacks.
+    pub(super) watchers: NodeWatchers,
+    /// Services plugged in from above (Global).
+    services: Services,
+    events: broadcast::Sender<NodeEvent>,
 }
 
 impl NodeInner {
-    /// The addresses this node listens on.
-    pub(crate) fn listen_addrs(&self) -> &[SocketAddr] {
-        &self.listen_addrs
-    }
-
-    /// Registers a function by name (no name check).
-    pub(crate) fn register_function(&self, name: &str, f: Function) {
-        self.functions.insert(name, f);
-    }
-
-    /// Adds an internal `mon_nodes` callback for the node's lifetime.
-    pub(crate) fn add_mon_nodes(&self, f: MonNodesFn) -> u64 {
-        let id = super::lifecycle::next_mon_nodes_id();
-        super::lock(&self.mon_nodes).push((id, f));
-        id
-    }
-
     /// A handle on this node.
     pub(crate) fn handle(&self) -> Node {
         // `self` is alive, so its Arc is
@@ -177,16 +149,6 @@ impl NodeInner {
         let _ = self.events.send(event);
     }
 
-    fn new_port_name(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}.{}", self.uniq, perl_counter(n))
-    }
-
-    pub(crate) fn new_spawn_name(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}.{}", self.runiq, perl_counter(n))
-    }
-
     /// Sends `msg` to `port`.
     pub(crate) fn snd<M: Serialize + ?Sized>(&self, port: &str, msg: &M) -> Result<(), SendError> {
         let (node, name) = split_port(port);
@@ -205,11 +167,11 @@ impl NodeInner {
         name: &str,
         msg: &M,
     ) -> Result<(), SendError> {
-        if self.shutdown.is_cancelled() {
+        if self.transport.is_shut_down() {
             return Err(SendError::Shutdown);
         }
         if node != &*self.id {
-            if self.peers.send(node, name, msg)? == Sent::QueuedStartConnecting {
+            if self.remote.peers().send(node, name, msg)? == Sent::QueuedStartConnecting {
                 self.start_connector(node);
             }
             return Ok(());
@@ -250,7 +212,7 @@ impl NodeInner {
 
     /// Hands a packet to its local port.
     fn deliver(&self, from: &str, packet: Packet) {
-        match self.registry.deliver(packet) {
+        match self.ports.registry().deliver(packet) {
             Ok(Delivery::Delivered) => {}
             Ok(Delivery::NoSuchPort) => {
                 tracing::trace!(node = %self.id, remote = from, "message to a missing port dropped");
@@ -305,13 +267,13 @@ impl NodeInner {
     /// was delivered before the kil). Killing a port that does not exist is
     /// fine.
     pub(crate) fn kill_local(&self, name: &str, reason: Reason) {
-        let Some((target, monitors)) = self.registry.kill(name) else {
+        let Some((target, monitors)) = self.ports.registry().kill(name) else {
             return;
         };
-        if let PortTarget::Handler(addr) = &target
-            && addr.connected()
+        if let PortTarget::Handler { control, .. } = &target
+            && control.connected()
         {
-            addr.do_send(super::handler::Die { reason, monitors });
+            control.do_send(Control::Die { reason, monitors });
             return;
         }
         self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
@@ -322,9 +284,9 @@ impl NodeInner {
     /// before the connections close. A handler actor stops once it has
     /// handled what was already in its mailbox.
     pub(crate) fn kill_now(&self, name: &str, reason: Reason) {
-        if let Some((target, monitors)) = self.registry.kill(name) {
-            if let PortTarget::Handler(addr) = &target {
-                addr.do_send(super::handler::Stop);
+        if let Some((target, monitors)) = self.ports.registry().kill(name) {
+            if let PortTarget::Handler { control, .. } = &target {
+                control.do_send(Control::Stop);
             }
             self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
         }
@@ -334,20 +296,20 @@ impl NodeInner {
     pub(crate) fn fire_port_monitors(
         &self,
         port: &PortId,
-        monitors: Vec<(u64, super::monitor::Action)>,
+        monitors: Vec<(u64, Action)>,
         reason: &Reason,
     ) {
         if monitors.is_empty() && !reason.is_empty() {
             tracing::debug!(node = %self.id, %port, ?reason, "unmonitored port died");
         }
         for (_, action) in monitors {
-            action.fire(self, port, reason);
+            self.fire(action, port, reason);
         }
     }
 
     /// Kills every local port whose receiver is gone (a normal exit).
     pub(crate) fn sweep(&self) {
-        for name in self.registry.closed_ports() {
+        for name in self.ports.registry().closed_ports() {
             self.kill_local(&name, Vec::new());
         }
     }
@@ -364,28 +326,8 @@ fn unreachable_node() -> Arc<NodeInner> {
 }
 
 impl Node {
-    /// Starts configuring a node.
-    pub fn builder() -> NodeBuilder {
-        NodeBuilder::default()
-    }
-
-    /// Starts a node from the configuration file the Perl `aemp` tool
-    /// edits (`$PERL_ANYEVENT_MP_RC`, else `~/.perl-anyevent-mp`), with
-    /// profile `profile` (default: the host name). Functions its
-    /// `services` name must be registered first: use
-    /// [`NodeBuilder::from_config`] and register them on the builder.
-    pub async fn from_config(profile: Option<&str>) -> Result<Node, StartError> {
-        let file = ConfigFile::load_default()?;
-        let profile = profile.map_or_else(crate::config::default_profile, str::to_owned);
-        NodeBuilder::from_config(&file, &profile)?.start().await
-    }
-
     pub(crate) fn inner(&self) -> &NodeInner {
         &self.inner
-    }
-
-    pub(crate) fn inner_arc(&self) -> Arc<NodeInner> {
-        self.inner.clone()
     }
 
     /// This node's id.
@@ -465,16 +407,22 @@ impl Node {
         // before the handler exists (a user may have taken a name of this
         // shape with port_named)
         let name = loop {
-            let name = self.inner.new_port_name();
+            let name = self.inner.ports.new_port_name();
             let reserved = PortTarget::Pending(Vec::new());
-            if self.inner.registry.insert_new(&name, reserved).is_ok() {
+            if self
+                .inner
+                .ports
+                .registry()
+                .insert_new(&name, reserved)
+                .is_ok()
+            {
                 break name;
             }
         };
         let port = PortId::new(&self.inner.id, &name);
         let target = PortBehaviour::handler(handler)
             .into_target(PortContext::new(self.clone(), port.clone()));
-        self.inner.registry.complete_pending(&name, target);
+        self.inner.ports.registry().complete_pending(&name, target);
         port
     }
 
@@ -492,14 +440,14 @@ impl Node {
 
     /// A port with a fresh name for a target that does not know its id.
     fn fresh_port(&self, mut target: PortTarget) -> PortId {
-        let mut name = self.inner.new_port_name();
+        let mut name = self.inner.ports.new_port_name();
         loop {
             // a user may have taken a name of this shape with port_named
-            match self.inner.registry.insert_new(&name, target) {
+            match self.inner.ports.registry().insert_new(&name, target) {
                 Ok(()) => return PortId::new(&self.inner.id, &name),
                 Err(t) => {
                     target = t;
-                    name = self.inner.new_port_name();
+                    name = self.inner.ports.new_port_name();
                 }
             }
         }
@@ -513,11 +461,16 @@ impl Node {
         if name.is_empty() || name.contains('#') {
             return Err(PortError::InvalidName(name.to_owned()));
         }
-        if self.inner.registry.contains(name) {
+        if self.inner.ports.registry().contains(name) {
             return Err(PortError::NameTaken(name.to_owned()));
         }
         let port = PortId::new(&self.inner.id, name);
-        match self.inner.registry.insert_new(name, target(port.clone())) {
+        match self
+            .inner
+            .ports
+            .registry()
+            .insert_new(name, target(port.clone()))
+        {
             Ok(()) => Ok(port),
             Err(_) => Err(PortError::NameTaken(name.to_owned())),
         }
@@ -525,12 +478,12 @@ impl Node {
 
     /// Whether `port` is a live port of this node.
     pub fn port_exists(&self, port: &PortId) -> bool {
-        port.node() == self.id() && self.inner.registry.contains(port.name())
+        port.node() == self.id() && self.inner.ports.registry().contains(port.name())
     }
 
     /// Number of local ports.
     pub fn port_count(&self) -> usize {
-        self.inner.registry.len()
+        self.inner.ports.registry().len()
     }
 
     /// Sends `msg` (anything that serializes to a JSON array) to `port`.
@@ -563,7 +516,7 @@ impl Node {
         msg: &M,
     ) -> Result<(), SendError> {
         let (node, _) = split_port(port.as_ref());
-        if let Some(outbox) = self.inner.peers.full_outbox(node) {
+        if let Some(outbox) = self.inner.remote.peers().full_outbox(node) {
             outbox.room().await;
         }
         self.snd(port, msg)
@@ -608,7 +561,8 @@ impl Node {
     ) -> Result<(), SpawnError> {
         check_name(name).map_err(SpawnError::InitName)?;
         self.inner
-            .functions
+            .ports
+            .functions()
             .insert(name, Function::Init(Arc::new(f)));
         Ok(())
     }
@@ -622,7 +576,8 @@ impl Node {
     ) -> Result<(), SpawnError> {
         check_name(name).map_err(SpawnError::InitName)?;
         self.inner
-            .functions
+            .ports
+            .functions()
             .insert(name, Function::Plain(Arc::new(f)));
         Ok(())
     }
@@ -635,25 +590,25 @@ impl Node {
 
     /// Whether a live connection to `node` exists.
     pub fn node_is_up(&self, node: &str) -> bool {
-        self.inner.peers.is_up(node)
+        self.inner.remote.peers().is_up(node)
     }
 
     /// The ids of all nodes with a live connection (not this one).
     pub fn up_nodes(&self) -> Vec<String> {
-        self.inner.peers.up_nodes()
+        self.inner.remote.peers().up_nodes()
     }
 
     /// This node and every node it has a connection to or something
     /// pending for.
     pub fn known_nodes(&self) -> Vec<String> {
         let mut known = vec![self.id().to_owned()];
-        known.extend(self.inner.peers.known_nodes());
+        known.extend(self.inner.remote.peers().known_nodes());
         known
     }
 
     /// The framing we send to `node`, if it is up.
     pub fn send_framing(&self, node: &str) -> Option<Framing> {
-        self.inner.peers.outbox(node).map(|o| o.framing)
+        self.inner.remote.peers().outbox(node).map(|o| o.framing)
     }
 
     /// Subscribes to connection events (up, down, failed handshakes).
@@ -671,16 +626,16 @@ impl Node {
     /// Like [`Node::shutdown`], killing the local ports with `reason` (so
     /// remote monitors hear it in their `kil0`).
     pub fn shutdown_with(&self, reason: Reason) {
-        if self.inner.shutdown.is_cancelled() {
+        if self.inner.transport.is_shut_down() {
             return;
         }
         // the ports die first: their kil0s and group withdrawals (reg0)
         // are queued before the connections close
-        for name in self.inner.registry.names() {
+        for name in self.inner.ports.registry().names() {
             self.inner.kill_now(&name, reason.clone());
         }
         self.inner.transport.shut_down();
-        for outbox in self.inner.peers.drain() {
+        for outbox in self.inner.remote.peers().drain() {
             outbox.request_close();
         }
     }
@@ -695,153 +650,22 @@ impl Node {
     /// The `provider` the greeting of `node` named (`AE-1.30` for the Perl
     /// reference, `aemp-…` for aemp), if we have been connected to it.
     pub fn provider_of(&self, node: &str) -> Option<String> {
-        self.inner.providers.get(node).map(|p| p.clone())
+        self.inner.remote.provider_of(node)
     }
 }
 
-/// Settings for a new [`Node`]; defaults as the reference.
-///
-/// ```
-/// # actix_rt::System::new().block_on(async {
-/// let node = aemp::Node::builder()
-///     .node_id("anon/")
-///     .secret("geheim")
-///     .bind("127.0.0.1:0")
-///     .monitor_timeout(std::time::Duration::from_secs(10))
-///     .start()
-///     .await
-///     .unwrap();
-/// assert!(node.id().starts_with("anon/"));
-/// assert_ne!(node.listen_addrs()[0].port(), 0);
-/// # node.shutdown();
-/// # });
-/// ```
-#[derive(Default)]
-pub struct NodeBuilder {
-    config: NodeConfig,
-    functions: Vec<(String, Function)>,
-}
-
-impl NodeBuilder {
-    /// Replaces all settings.
-    pub fn config(mut self, config: NodeConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The node id; `anon/` (the default) makes a random one.
-    pub fn node_id(mut self, id: impl Into<String>) -> Self {
-        self.config.node_id = id.into();
-        self
-    }
-
-    /// The shared secret.
-    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
-        self.config.secret = Some(secret.into());
-        self
-    }
-
-    /// Adds a listen address, `host:port` (port 0: any free port).
-    pub fn bind(mut self, addr: impl Into<String>) -> Self {
-        self.config.binds.push(addr.into());
-        self
-    }
-
-    /// Adds a seed address, `host:port`.
-    pub fn seed(mut self, addr: impl Into<String>) -> Self {
-        self.config.seeds.push(addr.into());
-        self
-    }
-
-    /// The auth methods we send.
-    pub fn auth_offer(mut self, methods: impl IntoIterator<Item = AuthMethod>) -> Self {
-        self.config.auth_offer = methods.into_iter().collect();
-        self
-    }
-
-    /// The auth methods we accept.
-    pub fn auth_accept(mut self, methods: impl IntoIterator<Item = AuthMethod>) -> Self {
-        self.config.auth_accept = methods.into_iter().collect();
-        self
-    }
-
-    /// The framings we accept, in preference order.
-    pub fn framings(mut self, framings: impl IntoIterator<Item = Framing>) -> Self {
-        self.config.framings = framings.into_iter().collect();
-        self
-    }
-
-    /// The handshake deadline, connect deadline and keepalive interval.
-    pub fn monitor_timeout(mut self, t: Duration) -> Self {
-        self.config.monitor_timeout = t;
-        self
-    }
-
-    /// The pause between connect attempts.
-    pub fn connect_interval(mut self, t: Duration) -> Self {
-        self.config.connect_interval = t;
-        self
-    }
-
-    /// TCP_NODELAY on connections.
-    pub fn nodelay(mut self, on: bool) -> Self {
-        self.config.nodelay = on;
-        self
-    }
-
-    /// The most bytes queued per connection (or per node that is not up).
-    pub fn max_send_queue(mut self, bytes: usize) -> Self {
-        self.config.max_send_queue = bytes;
-        self
-    }
-
-    /// The largest packet accepted from a peer.
-    pub fn max_packet(mut self, bytes: usize) -> Self {
-        self.config.max_packet = bytes;
-        self
-    }
-
-    /// Registers an init function before the node starts (so no spawn
-    /// request can arrive before it); see [`Node::register_init`].
-    pub fn init_fn(
-        mut self,
-        name: &str,
-        f: impl Fn(&PortContext, Vec<Value>) -> Result<PortBehaviour, HandlerError>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Self {
-        let f: InitFn = Arc::new(f);
-        self.functions.push((name.to_owned(), Function::Init(f)));
-        self
-    }
-
-    /// Registers a plain function before the node starts; see
-    /// [`Node::register_fn`].
-    pub fn plain_fn(
-        mut self,
-        name: &str,
-        f: impl Fn(&Node, Vec<Value>) -> Result<(), HandlerError> + Send + Sync + 'static,
-    ) -> Self {
-        let f: PlainFn = Arc::new(f);
-        self.functions.push((name.to_owned(), Function::Plain(f)));
-        self
-    }
-
-    /// Binds the listeners, starts accepting and dials the seeds. Must be
-    /// called inside a running actix system; connections and handler ports
-    /// live on the calling arbiter.
-    pub async fn start(self) -> Result<Node, StartError> {
-        let mut config = self.config;
-        config.validate().map_err(SettingError::from)?;
-        for (name, _) in &self.functions {
-            check_name(name).map_err(SettingError::from)?;
-        }
+impl NodeInner {
+    /// Builds the kernel of a node from validated settings, with
+    /// `functions` registered and listeners bound but not yet accepting
+    /// (see [`Node::start_listening`]). Must run inside an actix system.
+    pub(crate) async fn boot(
+        mut config: NodeConfig,
+        functions: Functions,
+    ) -> Result<(Node, Vec<tokio::net::TcpListener>), StartError> {
         let arbiter = actix_rt::Arbiter::try_current().ok_or(StartError::NoSystem)?;
         if config.node_id == ANON_NODE_ID {
             config.node_id = format!("{ANON_NODE_ID}{}", alnum_random(12));
         }
-
         let listeners = listener::bind(&config.binds).await?;
         let listen_addrs = listeners
             .iter()
@@ -851,65 +675,87 @@ impl NodeBuilder {
                 addr: config.binds.join(","),
                 source,
             })?;
-
         let id: Arc<str> = Arc::from(config.node_id.as_str());
         let transport = Arc::new(Transport::new(
             TransportConfig::new(&config, listen_addrs.is_empty()),
             id.clone(),
-            arbiter.clone(),
+            arbiter,
         ));
-
-        let functions = Functions::default();
-        for (name, f) in self.functions {
-            functions.insert(&name, f);
-        }
         let inner = Arc::new_cyclic(|me| NodeInner {
             id: id.clone(),
             me: me.clone(),
-            uniq: alnum_random(9),
-            runiq: alnum_random(12),
-            counter: AtomicU64::new(0),
-            shutdown: transport.shutdown_token().clone(),
             transport,
-            registry: Registry::default(),
-            peers: Peers::new(id, config.max_send_queue),
-            monitors: Monitors::default(),
-            functions,
-            addresses: DashMap::with_hasher(ahash::RandomState::new()),
-            addresses_added: tokio::sync::watch::Sender::new(0),
-            mon_nodes: Mutex::new(Vec::new()),
-            arbiter,
+            ports: LocalPorts::new(functions),
+            remote: RemoteNodes::new(id, config.max_send_queue),
+            watchers: NodeWatchers::default(),
+            services: Services::default(),
             listen_addrs,
             events: broadcast::channel(1024).0,
-            global: crate::global::Global::default(),
-            providers: DashMap::with_hasher(ahash::RandomState::new()),
             config,
         });
         tracing::info!(node = %inner.id, listen = ?inner.listen_addrs, "node starting");
+        super::lifecycle::spawn_sweeper(&inner);
+        Ok((Node { inner }, listeners))
+    }
+}
+
+impl Node {
+    /// Starts accepting connections on `listeners` (bound by
+    /// [`NodeInner::boot`]), once every service is plugged in.
+    pub(crate) fn start_listening(&self, listeners: Vec<tokio::net::TcpListener>) {
+        let inner = &self.inner;
         for l in listeners {
             listener::spawn_accept_loop(inner.transport.clone(), inner.link(), l);
         }
-        crate::global::Global::start(&inner);
-        super::lifecycle::spawn_sweeper(&inner);
-        let node = Node { inner };
-        for service in node.inner.config.services.clone() {
-            if let Err(source) = node.inner.start_service(&service) {
-                node.shutdown();
-                return Err(StartError::Service {
-                    service: service.to_string(),
-                    source,
-                });
-            }
-        }
-        Ok(node)
     }
 
-    /// The settings of profile `profile` in the configuration file `file`
-    /// (see [`NodeConfig::from_values`]). Unlike the reference, where the
-    /// file wins over `configure` arguments, settings made on the builder
-    /// after this call win over the file.
-    pub fn from_config(file: &ConfigFile, profile: &str) -> Result<NodeBuilder, ConfigError> {
-        let (config, _) = file.node_config(profile, &serde_json::Map::new())?;
-        Ok(NodeBuilder::default().config(config))
+    /// Starts one configured service (see [`NodeConfig::services`]).
+    pub(crate) fn start_service(&self, service: &Value) -> Result<(), crate::error::ServiceError> {
+        self.inner.start_service(service)
+    }
+
+    /// Runs a callback of user code that has no port (`what` names it in
+    /// the log): a panic is logged.
+    pub(crate) fn run_callback(&self, what: &str, f: impl FnOnce()) {
+        super::user_code::callback(&self.inner.id, what, f)
+    }
+
+    /// The service of type `T` plugged into this node, if any.
+    pub(crate) fn service<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.inner.services.get()
+    }
+
+    /// Plugs a service into this node (one per type).
+    pub(crate) fn install_service<T: std::any::Any + Send + Sync>(&self, service: Arc<T>) {
+        self.inner.services.insert(service);
+    }
+
+    /// A weak handle, which does not keep the node alive.
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
+    }
+
+    /// Cancelled when the node shuts down.
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        self.inner.transport.shutdown_token()
+    }
+
+    /// Runs `fut` on the node's arbiter; false if the arbiter is gone.
+    pub(crate) fn spawn_task(
+        &self,
+        fut: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> bool {
+        self.inner.transport.arbiter().spawn(fut)
+    }
+}
+
+/// A node handle that does not keep the node alive.
+#[derive(Clone)]
+pub(crate) struct WeakNode(Weak<NodeInner>);
+
+impl WeakNode {
+    /// The node, if it is still alive.
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
     }
 }

@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::functions::Function;
-use super::monitor::Reason;
+use super::monitors::Reason;
 use super::node::NodeInner;
 use crate::wire::{NodeRequest, NodeRequestError, ReplyTo, SndEntry};
 
@@ -59,7 +59,13 @@ pub(crate) fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
             reply(node, from, to, known.collect())
         }
         NodeRequest::UpNodes(to) => {
-            let up = node.peers.up_nodes().into_iter().map(Value::from).collect();
+            let up = node
+                .remote
+                .peers()
+                .up_nodes()
+                .into_iter()
+                .map(Value::from)
+                .collect();
             reply(node, from, to, up)
         }
         NodeRequest::Time(to) => reply(node, from, to, vec![perl_time()]),
@@ -76,7 +82,7 @@ pub(crate) fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
 
 /// `["", "Pkg::func", args…]`: a plain call of a registered function.
 fn call(node: &NodeInner, from: &str, name: &str, args: Vec<Value>) {
-    match node.functions.get(name) {
+    match node.ports.functions().get(name) {
         Some(Function::Plain(f)) => {
             if let Err(error) = node.call_plain(&f, args) {
                 tracing::warn!(node = %node.id, remote = from, function = name, %error, "node-port function failed");

@@ -7,14 +7,30 @@
 
 use std::sync::Arc;
 
-use actix::{Addr, Recipient};
+use actix::{Message, Recipient};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::mpsc;
 
-use super::handler::HandlerPort;
-use super::monitor::Action;
+use super::monitors::{Action, Reason};
 use crate::wire::Packet;
+
+/// What the node tells a handler port's actor besides its messages.
+pub(crate) enum Control {
+    /// A kil from outside: it arrives behind the messages delivered before
+    /// it, and runs the port's monitors once they are handled.
+    Die {
+        reason: Reason,
+        monitors: Vec<(u64, Action)>,
+    },
+    /// The port is already dead and its monitors ran: stop after what is
+    /// already in the mailbox.
+    Stop,
+}
+
+impl Message for Control {
+    type Result = ();
+}
 
 /// Where a port's messages go.
 pub(crate) enum PortTarget {
@@ -25,7 +41,12 @@ pub(crate) enum PortTarget {
     /// A handler run by the node (a closure or init-function port). Killed
     /// from outside, it still handles what was delivered before the kil,
     /// then runs its monitors.
-    Handler(Addr<HandlerPort>),
+    Handler {
+        /// Its messages.
+        packets: Recipient<Packet>,
+        /// Its kil and stop.
+        control: Recipient<Control>,
+    },
     /// A local spawn whose init function has not run yet: messages wait.
     Pending(Vec<Packet>),
 }
@@ -36,7 +57,7 @@ impl PortTarget {
         match self {
             PortTarget::Actor(r) => !r.connected(),
             PortTarget::Channel(tx) => tx.is_closed(),
-            PortTarget::Handler(addr) => !addr.connected(),
+            PortTarget::Handler { packets, .. } => !packets.connected(),
             PortTarget::Pending(_) => false,
         }
     }
@@ -46,7 +67,7 @@ impl PortTarget {
     fn send(&self, packet: Packet) -> Result<(), Packet> {
         match self {
             PortTarget::Actor(r) => r.do_send(packet),
-            PortTarget::Handler(addr) => addr.do_send(packet),
+            PortTarget::Handler { packets, .. } => packets.do_send(packet),
             // a receiver dropped since the liveness check loses this packet,
             // as an actor stopping at that moment would
             PortTarget::Channel(tx) => drop(tx.send(packet)),

@@ -9,12 +9,10 @@
 //! sends right after) is answered with `no_such_port`. Perl silently
 //! replaces an existing port of the same name; aemp refuses.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use serde_json::Value;
 
 use super::functions::{Function, check_name};
-use super::handler::{PortContext, panic_text};
+use super::handler::PortContext;
 use super::node::NodeInner;
 use super::node_port::no_such_port;
 use super::port::{PortId, split_port};
@@ -36,12 +34,13 @@ impl NodeInner {
         if node.is_empty() {
             return Err(SpawnError::NoNode(target.to_owned()));
         }
-        let name = self.new_spawn_name();
+        let name = self.ports.new_spawn_name();
         let port = PortId::new(node, &name);
         if node == &*self.id {
             // a placeholder keeps messages and monitors until init has run
             if self
-                .registry
+                .ports
+                .registry()
                 .insert_new(&name, PortTarget::Pending(Vec::new()))
                 .is_err()
             {
@@ -49,7 +48,7 @@ impl NodeInner {
             }
             let me = self.handle();
             let func = func.to_owned();
-            let spawned = self.arbiter.spawn(async move {
+            let spawned = self.transport.arbiter().spawn(async move {
                 me.inner().run_local_spawn(&name, &func, args);
             });
             if !spawned {
@@ -71,21 +70,21 @@ impl NodeInner {
     /// whose handler (if any) gets the same context the init function had,
     /// or why there is none.
     fn run_init(&self, name: &str, func: &str, args: Vec<Value>) -> Result<PortTarget, InitError> {
-        let init = match self.functions.get(func) {
+        let init = match self.ports.functions().get(func) {
             Some(Function::Init(f)) => f,
             Some(Function::Plain(_)) => return Err(InitError::NotInit(func.to_owned())),
             None => return Err(InitError::Unknown(func.to_owned())),
         };
         let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
-        match catch_unwind(AssertUnwindSafe(|| init(&ctx, args))) {
+        match super::user_code::run(|| init(&ctx, args)) {
             Ok(Ok(behaviour)) => Ok(behaviour.into_target(ctx)),
             Ok(Err(error)) => Err(InitError::Failed {
                 func: func.to_owned(),
                 error,
             }),
-            Err(p) => Err(InitError::Panicked {
+            Err(message) => Err(InitError::Panicked {
                 func: func.to_owned(),
-                message: panic_text(p.as_ref()),
+                message,
             }),
         }
     }
@@ -96,7 +95,7 @@ impl NodeInner {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn with an invalid port name refused");
             return;
         }
-        if self.registry.contains(name) {
+        if self.ports.registry().contains(name) {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn of an existing port's name refused");
             return;
         }
@@ -107,7 +106,7 @@ impl NodeInner {
                 return;
             }
         };
-        if self.registry.insert_new(name, target).is_err() {
+        if self.ports.registry().insert_new(name, target).is_err() {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn lost a race for its port name");
         }
     }
@@ -116,7 +115,7 @@ impl NodeInner {
     fn run_local_spawn(&self, name: &str, func: &str, args: Vec<Value>) {
         match self.run_init(name, func, args) {
             Ok(target) => {
-                if !self.registry.complete_pending(name, target) {
+                if !self.ports.registry().complete_pending(name, target) {
                     tracing::debug!(node = %self.id, port = name, "spawned port was killed before its init ran");
                 }
             }

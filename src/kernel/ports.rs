@@ -1,0 +1,56 @@
+//! The node's local ports as one part: the registry (targets and their
+//! monitors), the table of functions other nodes may call or spawn, and
+//! the naming of fresh ports.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::functions::Functions;
+use super::port::{alnum_random, perl_counter};
+use super::registry::Registry;
+
+/// Local ports, functions and port naming.
+pub(crate) struct LocalPorts {
+    registry: Registry,
+    functions: Functions,
+    /// Prefix of generated port names (the reference's `$UNIQ`).
+    uniq: String,
+    /// Prefix of the names of ports we spawn (the reference's `$RUNIQ`).
+    runiq: String,
+    /// Shared counter of generated port names.
+    counter: AtomicU64,
+}
+
+impl LocalPorts {
+    /// Empty, with fresh random prefixes, and `functions` registered.
+    pub(crate) fn new(functions: Functions) -> LocalPorts {
+        LocalPorts {
+            registry: Registry::default(),
+            functions,
+            uniq: alnum_random(9),
+            runiq: alnum_random(12),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The ports and their monitors.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The functions other nodes may call or spawn ports with.
+    pub(crate) fn functions(&self) -> &Functions {
+        &self.functions
+    }
+
+    /// A fresh port name, `<uniq>.<counter>` (never reused).
+    pub(crate) fn new_port_name(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{}", self.uniq, perl_counter(n))
+    }
+
+    /// A fresh name for a port we spawn, `<runiq>.<counter>`.
+    pub(crate) fn new_spawn_name(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}.{}", self.runiq, perl_counter(n))
+    }
+}
