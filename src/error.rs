@@ -2,8 +2,12 @@
 
 use thiserror::Error;
 
-use crate::kernel::HandlerError;
-use crate::wire::{EncodeError, FrameError, HandshakeError};
+pub use crate::config::{InvalidConfig, NodeIdError};
+use crate::wire::{EncodeError, FrameError, HandshakeError, Reason};
+
+/// The error type of handlers and init functions: anything that converts
+/// into a boxed error, e.g. `"text".into()` or `?` on most errors.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Starting a node failed.
 #[derive(Debug, Error)]
@@ -52,48 +56,6 @@ pub enum SettingError {
     /// The binds expand to no address at all.
     #[error("binds {0:?} expand to no address")]
     NoAddress(Vec<String>),
-}
-
-/// Settings that together cannot work: what
-/// [`NodeConfig::validate`](crate::NodeConfig::validate) finds.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum InvalidConfig {
-    /// The node id is unusable.
-    #[error(transparent)]
-    NodeId(#[from] NodeIdError),
-    /// No auth method to offer.
-    #[error("auth_offer is empty: no handshake could succeed")]
-    NoAuthOffer,
-    /// No auth method to accept.
-    #[error("auth_accept is empty: no handshake could succeed")]
-    NoAuthAccept,
-    /// No framing.
-    #[error("framing_format is empty")]
-    NoFramings,
-    /// `monitor_timeout` is zero.
-    #[error("monitor_timeout must be positive")]
-    MonitorTimeout,
-    /// `connect_interval` is zero.
-    #[error("connect_interval must be positive")]
-    ConnectInterval,
-    /// `max_packet`, `max_depth` or `max_send_queue` is zero.
-    #[error("max_packet, max_depth and max_send_queue must be positive")]
-    Limits,
-}
-
-/// A node id that cannot be used (`anon/` is replaced by a generated id
-/// before it is checked).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum NodeIdError {
-    /// The id is empty.
-    #[error("a node id must not be empty")]
-    Empty,
-    /// The id contains `#`, which separates node and port.
-    #[error("node id {0:?} contains '#'")]
-    Hash(String),
-    /// The id contains `;`, `,`, CR or LF, which separate greeting fields.
-    #[error("node id {0:?} contains a greeting separator")]
-    GreetingSeparator(String),
 }
 
 /// A function name that is not fully qualified (`Pkg::func`), as the
@@ -247,7 +209,7 @@ pub enum CalError {
     Timeout(std::time::Duration),
     /// The target port died (also a normal exit) before replying.
     #[error("target port died: {0:?}")]
-    TargetDied(crate::kernel::Reason),
+    TargetDied(Reason),
 }
 
 /// A port could not be created.

@@ -55,6 +55,7 @@ pub use kernel::{
     HandlerError, Monitor, MonitorGuard, Node, NodeChange, NodeEvent, PortBehaviour, PortContext,
     PortId, Reason,
 };
+pub use transport::binds::resolve as resolve_binds;
 pub use wire::{Lenient, Packet};
 
 /// The README's example, compiled and run as a doctest.

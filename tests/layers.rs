@@ -20,12 +20,21 @@ use std::fmt::Display;
 use std::path::Path;
 
 /// The layers, in their allowed dependency order.
-const LAYERS: [&str; 6] = ["wire", "config", "errors", "transport", "kernel", "global"];
+const LAYERS: [&str; 7] = [
+    "wire",
+    "config",
+    "errors",
+    "transport",
+    "kernel",
+    "global",
+    "builder",
+];
 
 /// The layer of a top-level module of the crate.
 fn module_layer(name: &str) -> Option<usize> {
     let layer = match name {
         "error" => "errors",
+        "builder" => "builder",
         other => other,
     };
     LAYERS.iter().position(|&l| l == layer)

@@ -48,7 +48,7 @@ pub enum ConfigError {
     /// The settings together cannot work (see
     /// [`NodeConfig::validate`](super::NodeConfig::validate)).
     #[error("invalid configuration: {0}")]
-    Invalid(crate::error::InvalidConfig),
+    Invalid(super::InvalidConfig),
     /// Profiles whose parents lead back to themselves.
     #[error("profile {0:?}: its parent chain is circular")]
     ParentCycle(String),

@@ -13,15 +13,8 @@ use serde_json::{Map, Value};
 pub use file::{ConfigError, ConfigFile, default_path, default_profile};
 pub use pretty::perl_pretty;
 
-/// Expands bind specifications as a node does (`*`, `*:*`, digits only,
-/// host names; see the `binds` setting) into socket addresses.
-pub async fn resolve_binds(
-    specs: &[String],
-) -> Result<Vec<std::net::SocketAddr>, crate::StartError> {
-    crate::transport::binds::resolve(specs).await
-}
+use thiserror::Error;
 
-use crate::error::InvalidConfig;
 use crate::wire::{
     AuthMethod, DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET,
     DEFAULT_MONITOR_TIMEOUT, Framing, HandshakeConfig, Secret,
@@ -263,7 +256,7 @@ impl NodeConfig {
     /// Checks the settings; the error says which one is unusable.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.node_id != ANON_NODE_ID {
-            crate::kernel::check_node_id(&self.node_id)?;
+            check_node_id(&self.node_id)?;
         }
         if self.auth_offer.is_empty() {
             return Err(InvalidConfig::NoAuthOffer);
@@ -283,6 +276,63 @@ impl NodeConfig {
         if self.max_packet == 0 || self.max_depth == 0 || self.max_send_queue == 0 {
             return Err(InvalidConfig::Limits);
         }
+        Ok(())
+    }
+}
+
+/// Settings that together cannot work: what
+/// [`NodeConfig::validate`] finds.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum InvalidConfig {
+    /// The node id is unusable.
+    #[error(transparent)]
+    NodeId(#[from] NodeIdError),
+    /// No auth method to offer.
+    #[error("auth_offer is empty: no handshake could succeed")]
+    NoAuthOffer,
+    /// No auth method to accept.
+    #[error("auth_accept is empty: no handshake could succeed")]
+    NoAuthAccept,
+    /// No framing.
+    #[error("framing_format is empty")]
+    NoFramings,
+    /// `monitor_timeout` is zero.
+    #[error("monitor_timeout must be positive")]
+    MonitorTimeout,
+    /// `connect_interval` is zero.
+    #[error("connect_interval must be positive")]
+    ConnectInterval,
+    /// `max_packet`, `max_depth` or `max_send_queue` is zero.
+    #[error("max_packet, max_depth and max_send_queue must be positive")]
+    Limits,
+}
+
+/// A node id that cannot be used (`anon/` is replaced by a generated id
+/// before it is checked).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NodeIdError {
+    /// The id is empty.
+    #[error("a node id must not be empty")]
+    Empty,
+    /// The id contains `#`, which separates node and port.
+    #[error("node id {0:?} contains '#'")]
+    Hash(String),
+    /// The id contains `;`, `,`, CR or LF, which separate greeting fields.
+    #[error("node id {0:?} contains a greeting separator")]
+    GreetingSeparator(String),
+}
+
+/// Checks a node id we are given (configuration or API): not empty,
+/// without `#`, and without the greeting's separators. `anon/` is replaced
+/// by a generated id before this check.
+pub(crate) fn check_node_id(id: &str) -> Result<(), NodeIdError> {
+    if id.is_empty() {
+        Err(NodeIdError::Empty)
+    } else if id.contains('#') {
+        Err(NodeIdError::Hash(id.to_owned()))
+    } else if id.contains([';', ',', '\n', '\r']) {
+        Err(NodeIdError::GreetingSeparator(id.to_owned()))
+    } else {
         Ok(())
     }
 }

@@ -20,9 +20,7 @@ use super::registry::{Control, PortTarget};
 use crate::error::SendError;
 use crate::wire::Packet;
 
-/// The error type of handlers and init functions: anything that converts
-/// into a boxed error, e.g. `"text".into()` or `?` on most errors.
-pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::error::HandlerError;
 
 /// A port's message handler (see [`Node::port_fn`]).
 pub type HandlerFn = Box<dyn FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send>;

@@ -33,4 +33,3 @@ pub use watchers::NodeChange;
 
 pub(crate) use functions::{Function, Functions, check_name};
 pub(crate) use node::{NodeInner, WeakNode};
-pub(crate) use port::check_node_id;

@@ -18,10 +18,7 @@ use serde_json::Value;
 
 use super::port::PortId;
 
-/// Why a port died: empty for a normal exit (`kil $port`), otherwise the
-/// reference's reason list, e.g. `["die", "message"]` or
-/// `["transport_error", "<node>", "Connection reset by peer"]`.
-pub type Reason = Vec<Value>;
+pub use crate::wire::Reason;
 
 /// A monitor callback. The mutex only makes the one-shot callback `Sync`
 /// (monitors live in concurrent maps); it is taken out when it fires.

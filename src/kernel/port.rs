@@ -108,21 +108,6 @@ impl<'de> Deserialize<'de> for PortId {
     }
 }
 
-/// Checks a node id we are given (configuration or API): not empty and
-/// without `#`. `anon/` is replaced by a generated id before this check.
-pub(crate) fn check_node_id(id: &str) -> Result<(), crate::error::NodeIdError> {
-    use crate::error::NodeIdError;
-    if id.is_empty() {
-        Err(NodeIdError::Empty)
-    } else if id.contains('#') {
-        Err(NodeIdError::Hash(id.to_owned()))
-    } else if id.contains([';', ',', '\n', '\r']) {
-        Err(NodeIdError::GreetingSeparator(id.to_owned()))
-    } else {
-        Ok(())
-    }
-}
-
 /// Random text of `[0-9A-Za-z]` from `bytes` random bytes, like the
 /// reference's `alnumbits` (base 62 of a random number).
 pub fn alnum_random(bytes: usize) -> String {

@@ -73,9 +73,10 @@ fn wildcard_addresses() -> Vec<IpAddr> {
     v4
 }
 
-/// Expands bind specifications into socket addresses (in order, without
-/// duplicates).
-pub(crate) async fn resolve(specs: &[String]) -> Result<Vec<SocketAddr>, StartError> {
+/// Expands bind specifications as a node does (`*`, `*:*`, digits only,
+/// host names; see the `binds` setting) into socket addresses, in order
+/// and without duplicates.
+pub async fn resolve(specs: &[String]) -> Result<Vec<SocketAddr>, StartError> {
     let config = |e: AddressError| StartError::Config(e.into());
     let mut out: Vec<SocketAddr> = Vec::new();
     for spec in specs.iter().flat_map(|s| s.split(',')) {

@@ -34,8 +34,8 @@ pub use handshake::{
 };
 pub use lenient::{Lenient, LenientNumber};
 pub use node_port::{
-    NO_SUCH_PORT, NodeRequest, NodeRequestError, ReplyTo, SPAWN_FUNCTION, SndEntry, die_reason,
-    no_such_port, transport_error,
+    NO_SUCH_PORT, NodeRequest, NodeRequestError, Reason, ReplyTo, SPAWN_FUNCTION, SndEntry,
+    die_reason, no_such_port, transport_error,
 };
 pub use packet::Packet;
 

@@ -24,6 +24,11 @@
 use serde_json::Value;
 use thiserror::Error;
 
+/// Why a port died: empty for a normal exit (`kil $port`), otherwise the
+/// reference's reason list, e.g. `["die", "message"]` or
+/// `["transport_error", "<node>", "Connection reset by peer"]`.
+pub type Reason = Vec<Value>;
+
 /// The node-port function that spawns a port:
 /// `["", "AnyEvent::MP::_spawn", name, initfunc, @initdata]`.
 pub const SPAWN_FUNCTION: &str = "AnyEvent::MP::_spawn";

@@ -67,14 +67,6 @@ enum Dest {
 }
 
 impl Packet {
-    /// Validates a complete JSON frame and finds its destination.
-    ///
-    /// The frame must be valid UTF-8 JSON, an array, and (unless empty)
-    /// have a string as its first element.
-    pub fn parse(frame: Bytes) -> Result<Packet, FrameError> {
-        super::framing::parse_frame(frame)
-    }
-
     /// Builds a packet from a frame the JSON scanner validated, with the
     /// destination it found.
     pub(crate) fn from_scanned(frame: Bytes, dest: DestSpan) -> Result<Packet, FrameError> {

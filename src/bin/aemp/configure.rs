@@ -180,8 +180,7 @@ impl Session {
             }
             "_resolve" => {
                 let spec = next_text(args, "bind address")?;
-                let addrs =
-                    crate::net::runtime(async { Ok(aemp::config::resolve_binds(&[spec]).await?) })?;
+                let addrs = crate::net::runtime(async { Ok(aemp::resolve_binds(&[spec]).await?) })?;
                 let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
                 outln!("{}", addrs.join(","));
             }

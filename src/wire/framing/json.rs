@@ -408,6 +408,16 @@ impl JsonCodec {
     }
 }
 
+impl Packet {
+    /// Validates a complete JSON frame and finds its destination.
+    ///
+    /// The frame must be valid UTF-8 JSON, an array, and (unless empty)
+    /// have a string as its first element.
+    pub fn parse(frame: Bytes) -> Result<Packet, FrameError> {
+        parse_frame(frame)
+    }
+}
+
 /// Validates one complete frame (see [`Packet::parse`]): one JSON array,
 /// whitespace around it allowed, nothing else.
 pub(crate) fn parse_frame(frame: Bytes) -> Result<Packet, FrameError> {

@@ -13,7 +13,6 @@ use bytes::BytesMut;
 use serde::Serialize;
 use tokio_util::codec::Decoder;
 
-pub(crate) use json::parse_frame;
 pub use json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, JsonCodec};
 
 use crate::wire::error::{EncodeError, FrameError};
