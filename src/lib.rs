@@ -30,10 +30,31 @@
 //! });
 //! ```
 //!
-//! Layers: [`wire`] is the sans-IO protocol core (greeting, auth, the
-//! handshake state machine, framing, packets); the transport (connection
-//! actors, listeners, dialling) moves bytes; [`kernel`] holds the node, its
-//! port registry and its peers.
+//! # Layers
+//!
+//! Each layer uses only the ones below it (`tests/layers.rs` checks this
+//! from the source, and that `wire/` has no import cycle):
+//!
+//! ```text
+//!   builder      NodeBuilder: puts the layers together
+//!   global       the Global service: mesh, seeds, port groups
+//!   kernel       the node: local ports, remote nodes, monitors, requests
+//!   transport    listeners, dialling, handshake driver, connection actors
+//!   error        the node API's errors
+//!   config       settings, their defaults and checks, the config file
+//!   wire         sans-IO core: greeting, auth, handshake, slots, framing,
+//!                packets, node-port and Global messages
+//! ```
+//!
+//! [`wire`] reads no socket, clock or random generator: time and nonces
+//! come in as arguments, so every protocol rule is a plain function or
+//! state machine, tested and fuzzed on bytes. The transport only moves
+//! bytes: it reaches the kernel through a narrow interface the kernel
+//! implements (route a packet, claim/attach/lose a connection). The
+//! [`kernel`] is made of parts that own their data (local ports, remote
+//! nodes, node-change watchers, services) behind the [`Node`] facade.
+//! [`global`] is a service on top of the kernel, plugged in through the
+//! node's own interface: node-change callbacks, an init function, ports.
 #![warn(missing_docs)]
 
 mod builder;

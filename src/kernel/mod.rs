@@ -1,6 +1,17 @@
 //! The kernel: the node, its ports and their registry, monitors, the
 //! node-port requests, spawning, and the table of peers — the Rust
 //! counterpart of `AnyEvent::MP::Kernel`.
+//!
+//! Parts that own their data, each in its file and with private fields:
+//! `ports.rs` (local ports: the registry of `registry.rs`, the functions of
+//! `functions.rs`, port naming), `remote.rs` (other nodes: the peer table
+//! and handshake slots of `peers.rs`, addresses, the monitor tables of
+//! `monitors.rs`), `watchers.rs` (node-change callbacks) and `services.rs`
+//! (services plugged in from above). `node.rs` holds them and the
+//! [`Node`] facade; the behaviour that spans parts lives in a file named
+//! after it: `monitor.rs`, `node_port.rs`, `spawn.rs`, `cal.rs`,
+//! `lifecycle.rs` (nodes up and down), `link.rs` (what the transport calls),
+//! `handler.rs` (handler ports) and `user_code.rs` (running user code).
 
 mod cal;
 mod functions;

@@ -81,19 +81,36 @@ pub(crate) struct Peers {
     drained: AtomicBool,
 }
 
-/// Sends one packet into an outbox, mapping the outcome to the API's error.
+/// Sends what `encode` writes (one packet) into an outbox, mapping the
+/// outcome to the API's error.
+fn push_with(
+    outbox: &Outbox,
+    node: &str,
+    encode: impl FnOnce(&mut bytes::BytesMut) -> Result<(), crate::wire::EncodeError>,
+) -> Result<Sent, SendError> {
+    match outbox.push(encode) {
+        Ok(result) => result.map(|()| Sent::Now).map_err(SendError::Encode),
+        Err(Refused::Closed | Refused::Overflow) => Err(SendError::ConnectionClosed {
+            node: node.to_owned(),
+        }),
+    }
+}
+
+/// Sends message `msg` for port `name` into an outbox.
 fn push<M: Serialize + ?Sized>(
     outbox: &Outbox,
     node: &str,
     name: &str,
     msg: &M,
 ) -> Result<Sent, SendError> {
-    match outbox.push(|buf| outbox.framing.encode_packet(name, msg, buf)) {
-        Ok(result) => result.map(|()| Sent::Now).map_err(SendError::Encode),
-        Err(Refused::Closed | Refused::Overflow) => Err(SendError::ConnectionClosed {
-            node: node.to_owned(),
-        }),
-    }
+    push_with(outbox, node, |buf| {
+        outbox.framing.encode_packet(name, msg, buf)
+    })
+}
+
+/// Sends one encoded JSON frame into an outbox (in its framing).
+fn push_frame(outbox: &Outbox, node: &str, frame: &Bytes) -> Result<Sent, SendError> {
+    push_with(outbox, node, |buf| outbox.framing.encode_frame(frame, buf))
 }
 
 impl Peers {
@@ -162,19 +179,25 @@ impl Peers {
         name: &str,
         msg: &M,
     ) -> Result<Sent, SendError> {
-        // fast path under a read guard, which also orders this send with
-        // respect to attach/fail
-        if let Some(peer) = self.map.get(node)
-            && let Peer::Up(outbox) = &*peer
-        {
-            return push(outbox, node, name, msg);
+        // the table's guards are never held while a message is encoded.
+        // Order stays as it was: a connection is closed (its outbox refuses
+        // everything) before the table marks its node down, and a new one
+        // is attached only under the entry's write lock, after the queue
+        // went into its outbox
+        if let Some(outbox) = self.outbox(node) {
+            return push(&outbox, node, name, msg);
         }
+        let frame = Packet::to_frame(name, msg)?;
         let mut entry = self.entry(Arc::from(node));
         let pending = match entry.value_mut() {
-            Peer::Up(outbox) => return push(outbox, node, name, msg),
+            Peer::Up(outbox) => {
+                // came up meanwhile: the frame goes straight into its outbox
+                let outbox = outbox.clone();
+                drop(entry);
+                return push_frame(&outbox, node, &frame);
+            }
             Peer::Down(pending) => pending,
         };
-        let frame = Packet::to_frame(name, msg)?;
         if pending.bytes + frame.len() > self.max_waiting {
             return Err(SendError::QueueFull {
                 node: node.to_owned(),
