@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use aemp::config::ConfigFile;
+use aemp::wire::{NodeRequest, ReplyTo};
 use aemp::{Node, PortId};
 use serde_json::{Map, Value};
 
@@ -119,12 +120,11 @@ async fn snd(file: &ConfigFile, port: String, msg: Vec<Value>) -> CliResult<()> 
     })
     .forget();
     let (reply, mut rx) = node.port_channel();
-    let probe = [
-        Value::from("snd"),
-        Value::from(reply.as_str()),
-        Value::from("message sent successfully"),
-    ];
-    node.snd(node_of(&port), &probe)?;
+    let probe = NodeRequest::Snd {
+        port: reply.to_string(),
+        msg: vec![Value::from("message sent successfully")],
+    };
+    node.snd(node_of(&port), &probe.into_values())?;
     // the reference prints the probe's answer or the port's kil reason,
     // whichever comes first; a dead port is also a failure here
     let outcome = tokio::select! {
@@ -195,12 +195,14 @@ async fn eval_request(node: &Node, target: &str, expr: &str) -> CliResult<Vec<Va
     let monitor = node.mon(target, move |reason| {
         let _ = tx.send(reason);
     });
-    let req = [
-        Value::from("eval"),
-        Value::from(expr),
-        Value::from(reply.as_str()),
-    ];
-    node.snd(target, &req)?;
+    let req = NodeRequest::Eval {
+        code: Some(Value::from(expr)),
+        reply: Some(ReplyTo {
+            port: reply.to_string(),
+            msg: Vec::new(),
+        }),
+    };
+    node.snd(target, &req.into_values())?;
     let values = tokio::select! {
         biased;
         Some(p) = rx.recv() => p.values()?,
@@ -306,12 +308,11 @@ async fn trace(file: &ConfigFile, start: String, dot: bool) -> CliResult<()> {
         for n in &neigh {
             if seen.insert(n.clone()) {
                 pending += 1;
-                let req = [
-                    Value::from("up_nodes"),
-                    Value::from(reply.as_str()),
-                    Value::from(n.as_str()),
-                ];
-                node.snd(n, &req)?;
+                let req = NodeRequest::UpNodes(ReplyTo {
+                    port: reply.to_string(),
+                    msg: vec![Value::from(n.as_str())],
+                });
+                node.snd(n, &req.into_values())?;
             }
         }
         links.push((from, neigh));
