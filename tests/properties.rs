@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aemp::wire::{
-    Greeting, Handshake, HandshakeConfig, HandshakeError, JsonCodec, NONCE_BYTES, Nonce, Packet,
-    fuzz_global, fuzz_node_port, fuzz_parsers,
+    GLOBAL_TAGS, Greeting, Handshake, HandshakeConfig, HandshakeError, JsonCodec, NODE_PORT_TAGS,
+    NONCE_BYTES, Nonce, Packet, fuzz_global, fuzz_node_port, fuzz_parsers,
 };
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -31,33 +31,16 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// Every tag of the node port and of Global.
-const PROTOCOL_TAGS: &[&str] = &[
-    "",
-    "mon1",
-    "mon0",
-    "kil0",
-    "kil",
-    "snd",
-    "snd_multiple",
-    "info",
-    "known_nodes",
-    "up_nodes",
-    "time",
-    "devnull",
-    "eval",
-    "AnyEvent::MP::_spawn",
-    "Pkg::func",
-    "setup",
-    "addr",
-    "nodes",
-    "set",
-    "find",
-    "reg0",
-    "reg1",
-    "seedme0",
-    "seedme1",
-];
+/// Every tag of the node port and of Global, and a function call.
+fn protocol_tags() -> Vec<&'static str> {
+    let extra = ["", "devnull", "Pkg::func"];
+    NODE_PORT_TAGS
+        .iter()
+        .chain(GLOBAL_TAGS)
+        .chain(&extra)
+        .copied()
+        .collect()
+}
 
 /// Feeds `stream` to a decoder in pieces ending at `cuts`.
 fn decode_in_pieces(stream: &[u8], cuts: &[usize]) -> Result<Vec<Packet>, aemp::wire::FrameError> {
@@ -137,7 +120,7 @@ proptest! {
     #[test]
     fn protocol_messages_round_trip(
         tag in prop_oneof![
-            prop::sample::select(PROTOCOL_TAGS).prop_map(Value::from),
+            prop::sample::select(protocol_tags()).prop_map(Value::from),
             json_value(),
         ],
         args in prop::collection::vec(json_value(), 0..5),

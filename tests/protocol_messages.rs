@@ -16,8 +16,8 @@ mod common;
 use std::collections::HashSet;
 
 use aemp::wire::{
-    CONNECT_FUNCTION, GlobalMsg, JsonCodec, NodeRequest, Packet, ReplyTo, SPAWN_FUNCTION,
-    connect_args, no_such_port,
+    CONNECT_FUNCTION, GLOBAL_TAGS, GlobalMsg, JsonCodec, NODE_PORT_TAGS, NodeRequest, Packet,
+    ReplyTo, SPAWN_FUNCTION, connect_args, no_such_port,
 };
 use bytes::BytesMut;
 use common::transcript::{self as tr, Dir};
@@ -313,32 +313,13 @@ fn malformed_inputs_are_errors_not_panics() {
         json!({}),
         json!({"a": [1]}),
     ];
-    let tags = [
-        "",
-        "mon1",
-        "mon0",
-        "kil0",
-        "kil",
-        "snd",
-        "snd_multiple",
-        "info",
-        "known_nodes",
-        "up_nodes",
-        "time",
-        "devnull",
-        "eval",
-        SPAWN_FUNCTION,
-        "Pkg::func",
-        "setup",
-        "addr",
-        "nodes",
-        "set",
-        "find",
-        "reg0",
-        "reg1",
-        "seedme0",
-        "seedme1",
-    ];
+    let extra = ["", "devnull", "Pkg::func"];
+    let tags: Vec<&str> = NODE_PORT_TAGS
+        .iter()
+        .chain(GLOBAL_TAGS)
+        .chain(&extra)
+        .copied()
+        .collect();
     let mut tag_values: Vec<Value> = tags.iter().map(|t| json!(t)).collect();
     tag_values.extend(odd.iter().cloned());
     for tag in &tag_values {

@@ -3,43 +3,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use super::node::{NodeEvent, NodeInner};
 use crate::error::ConnectionError;
 use crate::transport::outbox::Outbox;
 use crate::transport::{Link, Peer, SlotTable};
 use crate::wire::Packet;
-use crate::wire::slot::{Contender, Decision};
-
-impl SlotTable for NodeInner {
-    fn refuses(&self, node: &str) -> bool {
-        self.remote.peers().refuses(node)
-    }
-
-    fn claim(
-        &self,
-        node: &str,
-        c: &Contender,
-        cancel: &CancellationToken,
-        now: Instant,
-    ) -> Decision {
-        self.remote.peers().claim(node, c, cancel, now)
-    }
-
-    fn release(&self, node: &str, conn: u64) {
-        self.remote.peers().release(node, conn)
-    }
-
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.remote.peers().changes()
-    }
-}
 
 impl Link for NodeInner {
+    fn slots(&self) -> &dyn SlotTable {
+        self.remote.peers()
+    }
+
     fn route(&self, from: &str, packet: Packet) {
         NodeInner::route(self, from, packet)
     }

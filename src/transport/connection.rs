@@ -29,7 +29,7 @@ use tokio_util::codec::Decoder;
 
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::handshake::{Claimant, HandshakeFailure, Handshaken, SlotTable, drive, fresh_nonce};
+use super::handshake::{Claimant, HandshakeFailure, Handshaken, drive, fresh_nonce};
 use super::outbox::Outbox;
 use super::{Link, Peer, Transport};
 use crate::error::ConnectionError;
@@ -200,7 +200,7 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) {
         if let Some(remote) = &remote {
-            self.link.release(remote, self.conn_id);
+            self.link.slots().release(remote, self.conn_id);
         }
         if matches!(
             error,
@@ -335,7 +335,7 @@ impl Actor for Connection {
         let outbound = self.dialed.is_some();
         // the node's slot table answers the handshake's claims
         let fut = async move {
-            let slots: &dyn SlotTable = &*link;
+            let slots = link.slots();
             drive(
                 stream,
                 hs,

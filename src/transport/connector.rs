@@ -94,7 +94,7 @@ async fn run_node_connector(transport: &Arc<Transport>, link: &Arc<dyn Link>, id
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     // woken when the node may have come up through another connection,
     // and when addresses are learned
-    let mut slots = link.changes();
+    let mut slots = link.slots().changes();
     let mut addresses = link.address_changes();
     loop {
         slots.borrow_and_update();

@@ -2,8 +2,8 @@
 //! connection actor that moves bytes between sockets and the node.
 //!
 //! The transport knows nothing of the kernel. It gets a [`Link`], the
-//! narrow interface the kernel implements: the slot table of
-//! [`SlotTable`], where decoded packets go, and what to do when a
+//! narrow interface the kernel implements: its handshake slots (a
+//! [`SlotTable`]), where decoded packets go, and what to do when a
 //! connection is attached, lost or refused. The kernel owns a
 //! [`Transport`] (settings, the arbiter connections live on, shutdown and
 //! the tracker of live connections) and hands it its `Link` whenever it
@@ -34,7 +34,9 @@ pub(crate) use handshake::SlotTable;
 use outbox::Outbox;
 
 /// What the transport needs of the node it serves.
-pub(crate) trait Link: SlotTable + Send + Sync + 'static {
+pub(crate) trait Link: Send + Sync + 'static {
+    /// The node's handshake slots.
+    fn slots(&self) -> &dyn SlotTable;
     /// A packet that arrived from node `from` (keepalives included).
     fn route(&self, from: &str, packet: Packet);
     /// Makes `outbox` the node's live connection; fails if the connection

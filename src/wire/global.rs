@@ -121,6 +121,11 @@ fn string_arg(v: Value) -> Option<String> {
     }
 }
 
+/// Every tag of a message to or from a Global connect port.
+pub const GLOBAL_TAGS: &[&str] = &[
+    "setup", "addr", "nodes", "set", "find", "reg0", "reg1", "seedme0", "seedme1",
+];
+
 impl GlobalMsg {
     /// Parses the values of a packet to a Global connect port after its
     /// destination: `[tag, args…]`. Arguments are moved, not copied.

@@ -27,15 +27,17 @@ pub use error::{EncodeError, FrameError, HandshakeError};
 pub use framing::{
     Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, select_framing,
 };
-pub use global::{CONNECT_FUNCTION, GlobalMsg, GlobalMsgError, StringLists, connect_args};
+pub use global::{
+    CONNECT_FUNCTION, GLOBAL_TAGS, GlobalMsg, GlobalMsgError, StringLists, connect_args,
+};
 pub use greeting::{Greeting, MAX_LINE, NONCE_BYTES, Nonce, PROTOCOL, PROTOCOL_VERSION, take_line};
 pub use handshake::{
     DEFAULT_MONITOR_TIMEOUT, Established, Event, Handshake, HandshakeConfig, PROVIDER,
 };
 pub use lenient::{Lenient, LenientNumber};
 pub use node_port::{
-    NO_SUCH_PORT, NodeRequest, NodeRequestError, Reason, ReplyTo, SPAWN_FUNCTION, SndEntry,
-    die_reason, no_such_port, transport_error,
+    NO_SUCH_PORT, NODE_PORT_TAGS, NodeRequest, NodeRequestError, Reason, ReplyTo, SPAWN_FUNCTION,
+    SndEntry, die_reason, no_such_port, transport_error,
 };
 pub use packet::Packet;
 

@@ -72,11 +72,6 @@ impl ReplyTo {
         Some(ReplyTo { port, msg })
     }
 
-    fn push_to(&self, out: &mut Vec<Value>) {
-        out.push(Value::from(self.port.as_str()));
-        out.extend(self.msg.iter().cloned());
-    }
-
     fn move_to(self, out: &mut Vec<Value>) {
         out.push(Value::from(self.port));
         out.extend(self.msg);
@@ -121,18 +116,6 @@ impl SndEntry {
                 entry,
                 why: "entry is not [port, @msg]",
             },
-        }
-    }
-
-    fn encode(&self) -> Value {
-        match self {
-            SndEntry::Relay { port, msg } => {
-                let mut v = Vec::with_capacity(msg.len() + 1);
-                v.push(Value::from(port.as_str()));
-                v.extend(msg.iter().cloned());
-                Value::Array(v)
-            }
-            SndEntry::Malformed { entry, .. } => entry.clone(),
         }
     }
 
@@ -262,8 +245,9 @@ impl NodeRequestError {
     }
 }
 
-/// The tags with a fixed meaning, as `&'static str`s for the errors.
-const TAGS: &[&str] = &[
+/// The tags with a fixed meaning (every other tag is a function call, and
+/// `""` and `devnull` do nothing).
+pub const NODE_PORT_TAGS: &[&str] = &[
     "mon1",
     "mon0",
     "kil0",
@@ -279,7 +263,11 @@ const TAGS: &[&str] = &[
 ];
 
 fn malformed(tag: &str, why: &'static str) -> NodeRequestError {
-    let tag = TAGS.iter().copied().find(|t| *t == tag).unwrap_or("?");
+    let tag = NODE_PORT_TAGS
+        .iter()
+        .copied()
+        .find(|t| *t == tag)
+        .unwrap_or("?");
     NodeRequestError::Malformed { tag, why }
 }
 
@@ -384,44 +372,7 @@ impl NodeRequest {
     /// in the reference's shapes (numeric port names come back as
     /// strings).
     pub fn encode(&self) -> Vec<Value> {
-        let mut out = Vec::new();
-        if let Some(tag) = self.tag() {
-            out.push(Value::from(tag));
-        }
-        match self {
-            NodeRequest::Keepalive => {}
-            NodeRequest::Nop(args)
-            | NodeRequest::Devnull(args)
-            | NodeRequest::Call { args, .. } => out.extend(args.iter().cloned()),
-            NodeRequest::Mon1 { port } | NodeRequest::Mon0 { port } => {
-                out.push(Value::from(port.as_str()))
-            }
-            NodeRequest::Kil0 { port, reason: rest }
-            | NodeRequest::Kil { port, reason: rest }
-            | NodeRequest::Snd { port, msg: rest } => {
-                out.push(Value::from(port.as_str()));
-                out.extend(rest.iter().cloned());
-            }
-            NodeRequest::SndMultiple(entries) => out.extend(entries.iter().map(SndEntry::encode)),
-            NodeRequest::Info(r)
-            | NodeRequest::KnownNodes(r)
-            | NodeRequest::UpNodes(r)
-            | NodeRequest::Time(r) => r.push_to(&mut out),
-            NodeRequest::Eval { code, reply } => {
-                if code.is_some() || reply.is_some() {
-                    out.push(code.clone().unwrap_or(Value::Null));
-                }
-                if let Some(r) = reply {
-                    r.push_to(&mut out);
-                }
-            }
-            NodeRequest::Spawn { port, init, args } => {
-                out.push(Value::from(port.as_str()));
-                out.push(Value::from(init.as_str()));
-                out.extend(args.iter().cloned());
-            }
-        }
-        out
+        self.clone().into_values()
     }
 
     /// Like [`NodeRequest::encode`], but moves the arguments instead of
