@@ -300,7 +300,7 @@ pub(crate) fn monitor(g: &Arc<Global>, node: &Node, group: &str, cb: GroupMonFn)
     }
 }
 
-impl crate::Node {
+impl Node {
     /// Registers the local port `port` in the global group `group`; every
     /// node of the network sees it in [`Node::grp_get`](crate::Node::grp_get)
     /// and its group monitors. The registration is withdrawn when the

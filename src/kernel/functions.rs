@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::handler::{HandlerError, PortBehaviour, PortContext};
 use super::node::Node;
-use crate::error::{FunctionError, FunctionNameError, ServiceError};
+use crate::error::{FunctionNameError, SpawnError};
 
 /// An init function: gets the new port's context (its future id and the
 /// node) and the spawner's init arguments, and returns what receives the
@@ -63,53 +63,6 @@ impl Functions {
     }
 }
 
-/// Packages that are always "loaded" in an aemp node (the reference's
-/// own modules): naming them as a service does nothing.
-const BUILTIN_PACKAGES: &[&str] = &[
-    "AnyEvent::MP::",
-    "AnyEvent::MP::Kernel::",
-    "AnyEvent::MP::Global::",
-    "AnyEvent::MP::Transport::",
-    "AnyEvent::MP::Node::",
-    "AnyEvent::MP::Config::",
-];
-
-impl super::node::NodeInner {
-    /// Starts one configured service: `"Pkg::"` (a package), `"Pkg::func"`
-    /// (called without arguments) or `["Pkg::func", args…]`.
-    pub(crate) fn start_service(&self, service: &Value) -> Result<(), ServiceError> {
-        let (name, args) = match service {
-            Value::String(s) => (s.as_str(), Vec::new()),
-            Value::Array(a) => match a.split_first() {
-                Some((Value::String(s), rest)) => (s.as_str(), rest.to_vec()),
-                _ => return Err(ServiceError::BadArray),
-            },
-            _ => return Err(ServiceError::BadSpec),
-        };
-        if name.ends_with("::") && args.is_empty() {
-            return if BUILTIN_PACKAGES.contains(&name) || self.ports.functions().has_package(name) {
-                Ok(())
-            } else {
-                Err(ServiceError::NoPackage(name.to_owned()))
-            };
-        }
-        match self.ports.functions().get(name) {
-            Some(Function::Plain(f)) => Ok(self.call_plain(&f, args)?),
-            Some(Function::Init(_)) => Err(ServiceError::InitFunction(name.to_owned())),
-            None => Err(ServiceError::UnknownFunction(name.to_owned())),
-        }
-    }
-
-    /// Calls a plain function; its error, or its panic's text.
-    pub(crate) fn call_plain(&self, f: &PlainFn, args: Vec<Value>) -> Result<(), FunctionError> {
-        let node = self.handle();
-        match super::user_code::run(|| f(&node, args)) {
-            Ok(result) => result.map_err(FunctionError::Failed),
-            Err(text) => Err(FunctionError::Panicked(text)),
-        }
-    }
-}
-
 /// Checks a function name: fully qualified (`Pkg::func`), as the reference
 /// requires for spawn.
 pub(crate) fn check_name(name: &str) -> Result<(), FunctionNameError> {
@@ -117,5 +70,40 @@ pub(crate) fn check_name(name: &str) -> Result<(), FunctionNameError> {
         Ok(())
     } else {
         Err(FunctionNameError(name.to_owned()))
+    }
+}
+
+impl Node {
+    /// Registers an init function that other nodes (and this one) may
+    /// spawn ports with, under its fully qualified name (`My::Worker::init`).
+    pub fn register_init(
+        &self,
+        name: &str,
+        f: impl Fn(&PortContext, Vec<Value>) -> Result<PortBehaviour, HandlerError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<(), SpawnError> {
+        check_name(name).map_err(SpawnError::InitName)?;
+        self.inner()
+            .ports
+            .functions()
+            .insert(name, Function::Init(Arc::new(f)));
+        Ok(())
+    }
+
+    /// Registers a plain function that a node-port request
+    /// `["", "Pkg::func", args…]` calls.
+    pub fn register_fn(
+        &self,
+        name: &str,
+        f: impl Fn(&Node, Vec<Value>) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Result<(), SpawnError> {
+        check_name(name).map_err(SpawnError::InitName)?;
+        self.inner()
+            .ports
+            .functions()
+            .insert(name, Function::Plain(Arc::new(f)));
+        Ok(())
     }
 }

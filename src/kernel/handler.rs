@@ -17,6 +17,7 @@ use super::monitors::{Action, Reason};
 use super::node::Node;
 use super::port::PortId;
 use super::registry::{Control, PortTarget};
+use crate::error::PortError;
 use crate::error::SendError;
 use crate::wire::Packet;
 
@@ -183,5 +184,68 @@ impl Handler<Control> for HandlerPort {
             node.fire_port_monitors(&self.ctx.port, monitors, &reason);
         }
         actx.stop();
+    }
+}
+
+impl Node {
+    /// Creates a port with a fresh id whose messages the node hands to
+    /// `handler`, one at a time (the reference's `port { … }`). A handler
+    /// that returns an error or panics kills its port with
+    /// `("die", message)`.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// let doubler = node.port_fn(move |ctx, msg| {
+    ///     let (n,): (i64,) = msg.decode()?;
+    ///     ctx.snd(&out, &(n * 2,))?;
+    ///     Ok(())
+    /// });
+    /// node.snd(&doubler, &(21,)).unwrap();
+    /// assert_eq!(rx.recv().await.unwrap().decode::<(i64,)>().unwrap(), (42,));
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn port_fn(
+        &self,
+        handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
+    ) -> PortId {
+        // the handler's context names its port, so the name is reserved
+        // before the handler exists (a user may have taken a name of this
+        // shape with port_named)
+        let name = loop {
+            let name = self.inner().ports.new_port_name();
+            let reserved = PortTarget::Pending(Vec::new());
+            if self
+                .inner()
+                .ports
+                .registry()
+                .insert_new(&name, reserved)
+                .is_ok()
+            {
+                break name;
+            }
+        };
+        let port = PortId::new(&self.inner().id, &name);
+        let target = PortBehaviour::handler(handler)
+            .into_target(PortContext::new(self.clone(), port.clone()));
+        self.inner()
+            .ports
+            .registry()
+            .complete_pending(&name, target);
+        port
+    }
+
+    /// Like [`Node::port_fn`], with a fixed name.
+    pub fn port_fn_named(
+        &self,
+        name: &str,
+        handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
+    ) -> Result<PortId, PortError> {
+        let me = self.clone();
+        self.named_port(name, move |port| {
+            PortBehaviour::handler(handler).into_target(PortContext::new(me, port))
+        })
     }
 }

@@ -114,11 +114,15 @@ impl NodeInner {
     }
 }
 
-/// Kills local ports whose actor stopped or whose channel receiver was
-/// dropped, every [`SWEEP_INTERVAL`], until the node shuts down.
-pub(crate) fn spawn_sweeper(inner: &Arc<NodeInner>) {
-    let weak: Weak<NodeInner> = Arc::downgrade(inner);
-    let shutdown = inner.transport.shutdown_token().clone();
+impl NodeInner {
+    /// Kills local ports whose actor stopped or whose channel receiver was
+    /// dropped, every [`SWEEP_INTERVAL`], until the node shuts down.
+    pub(crate) fn start_sweeper(&self) {
+        spawn_sweeper(self.weak(), self.transport.shutdown_token().clone());
+    }
+}
+
+fn spawn_sweeper(weak: Weak<NodeInner>, shutdown: tokio_util::sync::CancellationToken) {
     actix_rt::spawn(async move {
         loop {
             tokio::select! {

@@ -11,9 +11,13 @@
 //! [`Node`] facade; the behaviour that spans parts lives in a file named
 //! after it: `monitor.rs`, `node_port.rs`, `spawn.rs`, `cal.rs`,
 //! `lifecycle.rs` (nodes up and down), `link.rs` (what the transport calls),
-//! `handler.rs` (handler ports) and `user_code.rs` (running user code).
+//! `handler.rs` (handler ports), `calls.rs` (plain functions and
+//! configured services) and `user_code.rs` (running user code). Parts
+//! import no behaviour; the one circle left is of types: the callbacks in
+//! the function table receive the [`Node`] that holds the table.
 
 mod cal;
+mod calls;
 mod functions;
 mod handler;
 mod lifecycle;

@@ -129,11 +129,7 @@ impl NodeInner {
             if let Err(action) = self.ports.registry().add_monitor(name, id, action) {
                 // the reference calls the action at once
                 let port = PortId::new(node, name);
-                self.fire(
-                    action,
-                    &port,
-                    &super::node_port::no_such_port(port.as_str()),
-                );
+                self.fire(action, &port, &crate::wire::no_such_port(port.as_str()));
             }
             Watched::Local(name.to_owned())
         } else if name.is_empty() {
@@ -180,7 +176,7 @@ impl NodeInner {
         } else {
             let msg = NodeRequest::Kil0 {
                 port: port.to_owned(),
-                reason: super::node_port::no_such_port(PortId::new(&self.id, port).as_str()),
+                reason: crate::wire::no_such_port(PortId::new(&self.id, port).as_str()),
             };
             if let Err(error) = self.snd_to_node_port(from, &msg.into_values()) {
                 tracing::debug!(node = %self.id, remote = from, %error, "kil0 not sent");
@@ -203,7 +199,7 @@ impl NodeInner {
     }
 }
 
-impl crate::Node {
+impl super::node::Node {
     /// Calls `callback` with the reason when `port` dies (empty for a
     /// normal exit), when its node's transport fails
     /// (`["transport_error", node, text]`), or at once if a local `port`

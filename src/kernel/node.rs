@@ -10,8 +10,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::functions::{Function, Functions, check_name};
-use super::handler::{HandlerError, PortBehaviour, PortContext};
+use super::functions::Functions;
 use super::monitors::{Action, Reason};
 use super::peers::Sent;
 use super::port::{PortId, alnum_random, split_port};
@@ -237,7 +236,7 @@ impl NodeInner {
     /// A request to the node port `""`, from node `from`.
     pub(crate) fn node_port_request(&self, from: &str, packet: &Packet) {
         match packet.values() {
-            Ok(values) => super::node_port::handle(self, from, values),
+            Ok(values) => self.node_port_values(from, values),
             Err(error) => {
                 tracing::warn!(node = %self.id, remote = from, %error, "undecodable node-port request ignored")
             }
@@ -380,66 +379,8 @@ impl Node {
         Ok((self.named_port(name, |_| PortTarget::Channel(tx))?, rx))
     }
 
-    /// Creates a port with a fresh id whose messages the node hands to
-    /// `handler`, one at a time (the reference's `port { … }`). A handler
-    /// that returns an error or panics kills its port with
-    /// `("die", message)`.
-    ///
-    /// ```
-    /// # actix_rt::System::new().block_on(async {
-    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
-    /// let (out, mut rx) = node.port_channel();
-    /// let doubler = node.port_fn(move |ctx, msg| {
-    ///     let (n,): (i64,) = msg.decode()?;
-    ///     ctx.snd(&out, &(n * 2,))?;
-    ///     Ok(())
-    /// });
-    /// node.snd(&doubler, &(21,)).unwrap();
-    /// assert_eq!(rx.recv().await.unwrap().decode::<(i64,)>().unwrap(), (42,));
-    /// # node.shutdown();
-    /// # });
-    /// ```
-    pub fn port_fn(
-        &self,
-        handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
-    ) -> PortId {
-        // the handler's context names its port, so the name is reserved
-        // before the handler exists (a user may have taken a name of this
-        // shape with port_named)
-        let name = loop {
-            let name = self.inner.ports.new_port_name();
-            let reserved = PortTarget::Pending(Vec::new());
-            if self
-                .inner
-                .ports
-                .registry()
-                .insert_new(&name, reserved)
-                .is_ok()
-            {
-                break name;
-            }
-        };
-        let port = PortId::new(&self.inner.id, &name);
-        let target = PortBehaviour::handler(handler)
-            .into_target(PortContext::new(self.clone(), port.clone()));
-        self.inner.ports.registry().complete_pending(&name, target);
-        port
-    }
-
-    /// Like [`Node::port_fn`], with a fixed name.
-    pub fn port_fn_named(
-        &self,
-        name: &str,
-        handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
-    ) -> Result<PortId, PortError> {
-        let me = self.clone();
-        self.named_port(name, move |port| {
-            PortBehaviour::handler(handler).into_target(PortContext::new(me, port))
-        })
-    }
-
     /// A port with a fresh name for a target that does not know its id.
-    fn fresh_port(&self, mut target: PortTarget) -> PortId {
+    pub(super) fn fresh_port(&self, mut target: PortTarget) -> PortId {
         let mut name = self.inner.ports.new_port_name();
         loop {
             // a user may have taken a name of this shape with port_named
@@ -453,7 +394,7 @@ impl Node {
         }
     }
 
-    fn named_port(
+    pub(super) fn named_port(
         &self,
         name: &str,
         target: impl FnOnce(PortId) -> PortTarget,
@@ -547,39 +488,6 @@ impl Node {
     ) -> Result<PortId, SpawnError> {
         let args = crate::wire::packet::message_values(args).map_err(SpawnError::Args)?;
         self.inner.spawn(target.as_ref(), func, args)
-    }
-
-    /// Registers an init function that other nodes (and this one) may
-    /// spawn ports with, under its fully qualified name (`My::Worker::init`).
-    pub fn register_init(
-        &self,
-        name: &str,
-        f: impl Fn(&PortContext, Vec<Value>) -> Result<PortBehaviour, HandlerError>
-        + Send
-        + Sync
-        + 'static,
-    ) -> Result<(), SpawnError> {
-        check_name(name).map_err(SpawnError::InitName)?;
-        self.inner
-            .ports
-            .functions()
-            .insert(name, Function::Init(Arc::new(f)));
-        Ok(())
-    }
-
-    /// Registers a plain function that a node-port request
-    /// `["", "Pkg::func", args…]` calls.
-    pub fn register_fn(
-        &self,
-        name: &str,
-        f: impl Fn(&Node, Vec<Value>) -> Result<(), HandlerError> + Send + Sync + 'static,
-    ) -> Result<(), SpawnError> {
-        check_name(name).map_err(SpawnError::InitName)?;
-        self.inner
-            .ports
-            .functions()
-            .insert(name, Function::Plain(Arc::new(f)));
-        Ok(())
     }
 
     /// Dials `addr` (`host:port`) and runs the handshake. Resolves to the
@@ -694,7 +602,7 @@ impl NodeInner {
             config,
         });
         tracing::info!(node = %inner.id, listen = ?inner.listen_addrs, "node starting");
-        super::lifecycle::spawn_sweeper(&inner);
+        inner.start_sweeper();
         Ok((Node { inner }, listeners))
     }
 }

@@ -9,7 +9,6 @@
 use serde_json::Value;
 
 use super::functions::Function;
-use super::monitors::Reason;
 use super::node::NodeInner;
 use crate::wire::{NodeRequest, NodeRequestError, ReplyTo, SndEntry};
 
@@ -19,7 +18,16 @@ pub const EVAL_REFUSED: &str = "eval refused: this is an aemp node, which does n
 
 /// Handles one node-port request from node `from` (our own id for local
 /// requests).
-pub(crate) fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
+impl NodeInner {
+    /// Handles one node-port request from node `from` (our own id for
+    /// local requests): `values` are the packet's values after the
+    /// destination.
+    pub(crate) fn node_port_values(&self, from: &str, values: Vec<Value>) {
+        handle(self, from, values)
+    }
+}
+
+fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
     let request = match NodeRequest::parse(values) {
         Ok(request) => request,
         Err(error) => {
@@ -128,10 +136,6 @@ fn perl_time() -> Value {
 }
 
 /// The reason a monitor of a missing port gets.
-pub(crate) fn no_such_port(port: &str) -> Reason {
-    crate::wire::no_such_port(port)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

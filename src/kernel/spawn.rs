@@ -14,11 +14,11 @@ use serde_json::Value;
 use super::functions::{Function, check_name};
 use super::handler::PortContext;
 use super::node::NodeInner;
-use super::node_port::no_such_port;
 use super::port::{PortId, split_port};
 use super::registry::PortTarget;
 use crate::error::{InitError, SpawnError};
 use crate::wire::NodeRequest;
+use crate::wire::no_such_port;
 
 impl NodeInner {
     /// Spawns a port on the node of `target` (a node id or a port id).

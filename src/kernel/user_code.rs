@@ -9,7 +9,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use super::handler::HandlerError;
+use crate::error::HandlerError;
 
 /// The text of a panic payload.
 pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
