@@ -135,3 +135,55 @@ async fn a_wrong_secret_does_not_take_the_slot() {
     real.shutdown();
     node.shutdown();
 }
+
+/// A peer that behaves as Perl 1.30 does: it sends its auth line on every
+/// handshake as soon as it has our greeting, and completes every
+/// handshake whose auth line checks out (two completed connections would
+/// fire its "switched connections" monitors). When it dials us while we
+/// dial it, we must send our auth line on one of the two only.
+#[actix_rt::test]
+async fn a_perl_style_peer_dialling_us_while_we_dial_it_completes_one_connection() {
+    for round in 0..6u64 {
+        let id = format!("perlish{round}");
+        let node = listening_node(&format!("meet{round}")).await;
+        let mut events = node.events();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let cfg = || {
+            let mut c = client_cfg(&id, SECRET);
+            c.provider = "AE-1.30".into();
+            c
+        };
+        node.add_addresses(&id, [listener.local_addr().unwrap().to_string()]);
+        // a message waits for the peer, so the node dials it; the peer
+        // dials back before it answers, then runs both handshakes at once
+        node.snd(format!("{id}#inbox"), &("early", round)).unwrap();
+        let (theirs, _) = tokio::time::timeout(WAIT, listener.accept())
+            .await
+            .expect("the node dials the peer")
+            .unwrap();
+        let ours = TcpStream::connect(addr_of(&node)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(round * 3)).await;
+        let (dialled, accepted) =
+            tokio::join!(handshake_on(ours, cfg()), handshake_on(theirs, cfg()));
+        let completed = [dialled.is_ok(), accepted.is_ok()];
+        assert_eq!(
+            completed.iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: the peer completed {completed:?}"
+        );
+        until("the peer to be up", || node.node_is_up(&id)).await;
+        // and it stays up: no connection of it went down
+        let down = tokio::time::timeout(Duration::from_millis(300), async {
+            loop {
+                match events.recv().await {
+                    Ok(aemp::NodeEvent::Down { node: n, .. }) if n == id => break,
+                    Ok(_) => {}
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            }
+        })
+        .await;
+        assert!(down.is_err(), "round {round}: the peer went down");
+        node.shutdown();
+    }
+}
