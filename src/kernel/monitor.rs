@@ -5,7 +5,9 @@
 //!
 //! [`Node::mon`]: crate::Node::mon
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use super::monitors::{Action, Reason};
 use super::node::NodeInner;
@@ -88,7 +90,7 @@ impl NodeInner {
         let node = self;
         match action {
             Action::Callback(cb) => {
-                let cb = cb.into_inner().unwrap_or_else(|e| e.into_inner());
+                let cb = cb.into_inner();
                 let reason = reason.clone();
                 super::user_code::callback(&node.id, "a monitor callback", || cb(reason));
             }

@@ -10,10 +10,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use parking_lot::Mutex as Lock;
+use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::port::PortId;
@@ -64,9 +64,9 @@ impl NodeMonitors {
 #[derive(Default)]
 pub(crate) struct Monitors {
     next_id: AtomicU64,
-    remote: Lock<HashMap<Arc<str>, NodeMonitors>>,
+    remote: Mutex<HashMap<Arc<str>, NodeMonitors>>,
     /// Local port names each remote node monitors (`mon1`).
-    rmon: Lock<HashMap<Arc<str>, HashSet<String>>>,
+    rmon: Mutex<HashMap<Arc<str>, HashSet<String>>>,
 }
 
 impl Monitors {
