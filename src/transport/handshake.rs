@@ -174,8 +174,12 @@ where
             .and_then(|w| w.until)
             .map(tokio::time::Instant::from_std);
         let claiming = waiting.is_some();
+        // lines are at most MAX_LINE long, so only a peer that goes on
+        // sending past its auth line while we wait fills this: stop reading
+        // it until the slot is decided
+        let room = buf.len() < 2 * MAX_LINE;
         tokio::select! {
-            read = io.read_buf(&mut buf) => {
+            read = io.read_buf(&mut buf), if room => {
                 if read? == 0 {
                     return Err(ConnectionError::Eof);
                 }
