@@ -103,11 +103,11 @@ async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    io.write_all(&hs.greeting()).await?;
     let Some(deadline) = hs.poll_timeout() else {
         return Err(hs.refuse().into());
     };
     let deadline = tokio::time::Instant::from_std(deadline);
+    write_by(io, hs, &hs.greeting(), deadline).await?;
     let cancel = CancellationToken::new();
     let mut changes = who.slots.changes();
     let mut buf = BytesMut::with_capacity(2 * MAX_LINE);
@@ -158,7 +158,7 @@ where
                     }
                     waiting = None;
                     let est = hs.grant(&mut out)?;
-                    io.write_all(&out).await?;
+                    write_by(io, hs, &out, deadline).await?;
                     out.clear();
                     if let Some(est) = est {
                         return Ok((est, buf));
@@ -195,5 +195,23 @@ where
                 hs.handle_timeout(Instant::now())?;
             }
         }
+    }
+}
+
+/// Writes `bytes` before the handshake's deadline (a peer that does not
+/// read cannot hold us past it).
+async fn write_by<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    hs: &mut Handshake,
+    bytes: &[u8],
+    deadline: tokio::time::Instant,
+) -> Result<(), ConnectionError> {
+    match tokio::time::timeout_at(deadline, io.write_all(bytes)).await {
+        Ok(written) => Ok(written?),
+        // at the deadline itself the handshake fails with its timeout
+        Err(_) => match hs.handle_timeout(deadline.into_std()) {
+            Err(timeout) => Err(timeout.into()),
+            Ok(()) => Err(hs.refuse().into()),
+        },
     }
 }
