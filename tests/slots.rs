@@ -187,3 +187,55 @@ async fn a_perl_style_peer_dialling_us_while_we_dial_it_completes_one_connection
         node.shutdown();
     }
 }
+
+/// A client that reads our auth line before it sends its own, behind a
+/// squatter that holds the slot: it waits (nothing but our greeting), and
+/// is granted the slot the moment the squatter goes.
+#[actix_rt::test]
+async fn a_waiting_handshake_gets_the_slot_when_its_holder_goes() {
+    use tokio::io::AsyncReadExt;
+    let node = listening_node("victim").await;
+    let (squatter, got) = squat(&node, "aemp;1;x5;hmac_md6_64_256;json\nsquat\n").await;
+    assert_eq!(got.len(), 3, "the squatter holds the slot: {got:?}");
+
+    let mut hs = aemp::wire::Handshake::new(
+        std::sync::Arc::new(client_cfg("x5", SECRET)),
+        None,
+        nonce(),
+        Instant::now(),
+    );
+    let mut polite = TcpStream::connect(addr_of(&node)).await.unwrap();
+    polite.write_all(&hs.greeting()).await.unwrap();
+    let mut input = bytes::BytesMut::new();
+    let lines = |b: &bytes::BytesMut| b.iter().filter(|&&c| c == b'\n').count();
+    let read_some = async |s: &mut TcpStream, b: &mut bytes::BytesMut, d: Duration| matches!(tokio::time::timeout(d, s.read_buf(b)).await, Ok(Ok(n)) if n > 0);
+    while lines(&input) < 2 {
+        assert!(
+            read_some(&mut polite, &mut input, WAIT).await,
+            "no greeting"
+        );
+    }
+    // the slot is held: no auth line for us yet
+    assert!(!read_some(&mut polite, &mut input, Duration::from_millis(300)).await);
+    assert_eq!(lines(&input), 2);
+
+    drop(squatter);
+    let start = Instant::now();
+    while lines(&input) < 3 {
+        assert!(
+            read_some(&mut polite, &mut input, WAIT).await,
+            "no auth line"
+        );
+    }
+    assert!(
+        start.elapsed() < AT_ONCE,
+        "granted only after {:?}",
+        start.elapsed()
+    );
+    let mut out = Vec::new();
+    let est = hs.advance_granting(&mut input, &mut out).unwrap();
+    assert_eq!(est.map(|e| e.remote_node).as_deref(), Some("victim"));
+    polite.write_all(&out).await.unwrap();
+    until("x5 to be up", || node.node_is_up("x5")).await;
+    node.shutdown();
+}
