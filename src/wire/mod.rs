@@ -8,6 +8,7 @@
 //! these types.
 
 mod auth;
+mod cert;
 mod error;
 mod framing;
 mod global;
@@ -23,6 +24,7 @@ pub use auth::{
     hmac_md6_64_256_token, hmac_md6_256, md6_256, select_auth, send_token, tls_md6_64_256_token,
     tokens_equal, transcript, verify_token,
 };
+pub use cert::{CertError, NodeCert, PeerRole, TrustError};
 pub use error::{EncodeError, FrameError, HandshakeError};
 pub use framing::{
     Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, select_framing,
