@@ -221,3 +221,59 @@ fn x509_v1_certificates_are_refused_at_load() {
     assert_eq!(err, CertError::Version1 { index: 1 });
     assert!(err.to_string().contains("X.509 v1"), "{err}");
 }
+
+/// Both ends of a TLS connection over an in-memory pipe, with the
+/// configurations of `client` and `server`; one message each way.
+async fn tls_talk(client: &str, server: &str) -> (std::io::Result<()>, std::io::Result<()>) {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = aemp::wire::TlsConfigs::new(Arc::new(NodeCert::from_pem(client).unwrap())).unwrap();
+    let s = aemp::wire::TlsConfigs::new(Arc::new(NodeCert::from_pem(server).unwrap())).unwrap();
+    let (x, y) = tokio::io::duplex(64 * 1024);
+    let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let client = async move {
+        let mut t = tokio_rustls::TlsConnector::from(c.client)
+            .connect(name, x)
+            .await?;
+        t.write_all(b"hello").await?;
+        t.flush().await?;
+        let mut buf = [0u8; 5];
+        t.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"olleh");
+        Ok(())
+    };
+    let server = async move {
+        let mut t = tokio_rustls::TlsAcceptor::from(s.server).accept(y).await?;
+        let mut buf = [0u8; 5];
+        t.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"hello");
+        t.write_all(b"olleh").await?;
+        t.flush().await?;
+        Ok(())
+    };
+    let both = async { tokio::join!(client, server) };
+    tokio::time::timeout(Duration::from_secs(10), both)
+        .await
+        .expect("TLS handshake hung")
+}
+
+#[tokio::test]
+async fn tls_between_nodes_follows_the_trust_rules() {
+    // one gencert certificate shared by the network
+    let shared = gencert("AnyEvent::MP");
+    let (a, b) = tls_talk(&shared, &shared).await;
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    // openssl's gencert recipe, shared
+    let (a, b) = tls_talk(GENCERT_OPENSSL, GENCERT_OPENSSL).await;
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    // leaves of one CA
+    let ca = Ca::new("test CA");
+    let (a, b) = tls_talk(&ca.leaf("a", |_| {}), &ca.leaf("b", |_| {})).await;
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    // strangers: refused whichever side is the TLS client
+    let stranger = gencert("AnyEvent::MP");
+    for (c, s) in [(&shared, &stranger), (&stranger, &shared)] {
+        let (a, b) = tls_talk(c, s).await;
+        assert!(a.is_err() && b.is_err(), "{a:?} {b:?}");
+    }
+}

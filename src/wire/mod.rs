@@ -18,6 +18,7 @@ mod lenient;
 mod node_port;
 pub(crate) mod packet;
 pub mod slot;
+mod tls;
 
 pub use auth::{
     AuthMethod, DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, Secret, cleartext_token,
@@ -42,6 +43,7 @@ pub use node_port::{
     SndEntry, die_reason, no_such_port, transport_error,
 };
 pub use packet::Packet;
+pub use tls::{PeerVerifier, TlsConfigs};
 
 /// Runs every parser of this module on arbitrary bytes, for fuzzers and
 /// property tests: none of them may panic, whatever the input. `now` is
