@@ -14,7 +14,7 @@ use crate::kernel::{
     Function, Functions, HandlerError, InitFn, Node, NodeInner, PlainFn, PortBehaviour,
     PortContext, check_name,
 };
-use crate::wire::{AuthMethod, Framing, Secret};
+use crate::wire::{AuthMethod, Framing, NodeCert, Secret};
 
 impl Node {
     /// Starts configuring a node.
@@ -85,6 +85,14 @@ impl NodeBuilder {
     /// Adds a seed address, `host:port`.
     pub fn seed(mut self, addr: impl Into<String>) -> Self {
         self.config.seeds.push(addr.into());
+        self
+    }
+
+    /// Our TLS certificate (see [`NodeConfig::cert`]): read a `cert` PEM
+    /// blob with [`NodeCert::from_pem`], or key and certificates given
+    /// apart with [`NodeCert::from_parts`].
+    pub fn cert(mut self, cert: NodeCert) -> Self {
+        self.config.cert = Some(Arc::new(cert));
         self
     }
 

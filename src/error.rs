@@ -23,6 +23,9 @@ pub enum StartError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The certificate cannot be used for TLS.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// `start` was called outside a running actix system.
     #[error("Node::start must run inside an actix system (actix_rt::System)")]
     NoSystem,

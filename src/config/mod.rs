@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::wire::{
     AuthMethod, DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET,
-    DEFAULT_MONITOR_TIMEOUT, Framing, HandshakeConfig, Secret,
+    DEFAULT_MONITOR_TIMEOUT, Framing, HandshakeConfig, NodeCert, Secret,
 };
 
 /// The node id that means "make one up": `anon/<random>`.
@@ -60,6 +60,10 @@ pub struct NodeConfig {
     /// Most bytes queued for one connection (or waiting for one node that
     /// is not up) before sends fail.
     pub max_send_queue: usize,
+    /// Our TLS certificate (the `cert` setting): with one, our greeting
+    /// announces `tls=1.0` and connections to peers that announce it too
+    /// switch to TLS after the greeting lines.
+    pub cert: Option<std::sync::Arc<NodeCert>>,
     /// Services called when the node starts: `"Pkg::func"` (a registered
     /// plain function, no arguments), `["Pkg::func", args…]`, or `"Pkg::"`
     /// (a package: some function of it must be registered).
@@ -83,6 +87,7 @@ impl Default for NodeConfig {
             max_depth: DEFAULT_MAX_DEPTH,
             max_send_queue: 64 * 1024 * 1024,
             services: Vec::new(),
+            cert: None,
         }
     }
 }
@@ -152,7 +157,8 @@ impl NodeConfig {
     /// [`ConfigFile::resolve`]) of profile `profile`: the node id is
     /// `nodeid`, else the profile name; binds default to the reference's
     /// `["*"]`. Framings and auth methods aemp does not support are
-    /// skipped with a log line; `cert` (TLS) is not supported yet and is
+    /// skipped with a log line; `cert` must be a usable PEM blob (see
+    /// [`NodeCert`]), and is
     /// ignored with a warning.
     pub fn from_values(
         profile: &str,
@@ -217,9 +223,12 @@ impl NodeConfig {
                     }
                 }
                 "cert" if !v.is_null() => {
-                    tracing::warn!(
-                        "a TLS certificate is configured, but aemp does not speak TLS yet; it is ignored"
-                    )
+                    let pem = text(key, v)?;
+                    let cert = NodeCert::from_pem(&pem).map_err(|e| ConfigError::Value {
+                        key: key.to_owned(),
+                        message: e.to_string(),
+                    })?;
+                    c.cert = Some(std::sync::Arc::new(cert));
                 }
                 _ => {} // autocork, version, profile, parent, unknown keys
             }
@@ -249,6 +258,7 @@ impl NodeConfig {
             auth_accept: self.auth_accept.clone(),
             framings: self.framings.clone(),
             timeout: self.monitor_timeout,
+            tls: self.cert.is_some(),
             ..HandshakeConfig::new(&self.node_id, self.secret.clone())
         }
     }

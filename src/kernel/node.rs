@@ -585,7 +585,8 @@ impl NodeInner {
             })?;
         let id: Arc<str> = Arc::from(config.node_id.as_str());
         let transport = Arc::new(Transport::new(
-            TransportConfig::new(&config, listen_addrs.is_empty()),
+            TransportConfig::new(&config, listen_addrs.is_empty())
+                .map_err(|e| StartError::Tls(e.to_string()))?,
             id.clone(),
             arbiter,
         ));

@@ -23,7 +23,6 @@ use actix::prelude::*;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::oneshot;
 use tokio_util::codec::Decoder;
 
@@ -31,6 +30,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::handshake::{Claimant, HandshakeFailure, Handshaken, drive, fresh_nonce};
 use super::outbox::Outbox;
+use super::stream::{ReadSide, WriteSide};
 use super::{Link, Peer, Transport};
 use crate::error::ConnectionError;
 use crate::wire::{Codec, Handshake, HandshakeError};
@@ -71,8 +71,8 @@ struct Up {
     remote: Arc<str>,
     decoder: Codec,
     rbuf: BytesMut,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: ReadSide,
+    writer: WriteSide,
     outbox: Arc<Outbox>,
     /// Bytes taken from the outbox and not yet written.
     wbuf: BytesMut,
@@ -150,7 +150,10 @@ impl Connection {
             };
             return self.handshake_failed(error.into(), Some(remote.to_string()), ctx);
         }
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = match stream.into_split() {
+            Ok(halves) => halves,
+            Err(e) => return self.handshake_failed(e.into(), Some(remote.to_string()), ctx),
+        };
         self.state = State::Up(Box::new(Up {
             remote: remote.clone(),
             decoder: recv_framing.codec(cfg.max_packet, cfg.max_depth),
@@ -331,6 +334,8 @@ impl Actor for Connection {
             Instant::now(),
         );
         let link = self.link.clone();
+        let transport = self.transport.clone();
+        let peer = self.peer_addr;
         let conn = self.conn_id;
         let outbound = self.dialed.is_some();
         // the node's slot table answers the handshake's claims
@@ -343,6 +348,8 @@ impl Actor for Connection {
                     conn,
                     outbound,
                     slots,
+                    tls: transport.cfg.tls.as_ref(),
+                    peer: peer.ip(),
                 },
             )
             .await

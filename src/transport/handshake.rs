@@ -3,6 +3,7 @@
 //! table, and enforces its absolute deadline, which trickling bytes cannot
 //! extend.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -10,9 +11,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::stream::{Stream, start_tls};
 use crate::error::ConnectionError;
 use crate::wire::slot::{Contender, Decision};
-use crate::wire::{Established, Event, Handshake, MAX_LINE, NONCE_BYTES, Nonce};
+use crate::wire::{
+    Established, Event, Handshake, HandshakeError, MAX_LINE, NONCE_BYTES, Nonce, TlsConfigs,
+};
 
 /// A fresh nonce line from the operating system's generator.
 pub(crate) fn fresh_nonce() -> Nonce {
@@ -50,27 +54,33 @@ pub(crate) struct HandshakeFailure {
     pub(crate) remote: Option<String>,
 }
 
-/// A completed handshake: the agreement, the stream, and the bytes the
-/// peer sent after its auth line (the start of its packet stream).
-pub(crate) type Handshaken<S> = (Established, S, BytesMut);
+/// A completed handshake: the agreement, the stream (TLS or not), and
+/// the bytes the peer sent after its auth line (the start of its packet
+/// stream).
+pub(crate) type Handshaken<S> = (Established, Stream<S>, BytesMut);
 
-/// Who this handshake is, for the slot table.
+/// Who this handshake is, for the slot table, and how it switches to TLS.
 pub(crate) struct Claimant<'a> {
     pub(crate) conn: u64,
     pub(crate) outbound: bool,
     pub(crate) slots: &'a dyn SlotTable,
+    /// Our TLS configurations, if we have a certificate.
+    pub(crate) tls: Option<&'a TlsConfigs>,
+    /// The peer's address (named in a TLS client's hello).
+    pub(crate) peer: IpAddr,
 }
 
 /// Runs the handshake to its end. On failure the slot this handshake
 /// held, if any, is released.
 pub(crate) async fn drive<S>(
-    mut io: S,
+    io: S,
     mut hs: Handshake,
     who: Claimant<'_>,
 ) -> Result<Handshaken<S>, HandshakeFailure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut io = Stream::Plain(io);
     let result = exchange(&mut io, &mut hs, &who).await;
     let remote = hs.remote_node().map(str::to_owned);
     match result {
@@ -96,7 +106,7 @@ struct Waiting {
 }
 
 async fn exchange<S>(
-    io: &mut S,
+    io: &mut Stream<S>,
     hs: &mut Handshake,
     who: &Claimant<'_>,
 ) -> Result<(Established, BytesMut), ConnectionError>
@@ -130,6 +140,22 @@ where
                         peer_verified,
                         until: None,
                     });
+                }
+                Event::StartTls { client } => {
+                    // what follows the greeting lines is TLS: the bytes
+                    // already here are the peer's first records
+                    let Some(configs) = who.tls else {
+                        return Err(HandshakeError::OutOfOrder { call: "StartTls" }.into());
+                    };
+                    let Stream::Plain(plain) = std::mem::replace(io, Stream::Switching) else {
+                        return Err(HandshakeError::OutOfOrder { call: "StartTls" }.into());
+                    };
+                    let step = start_tls(configs, plain, buf.split(), client, who.peer);
+                    let tls = match tokio::time::timeout_at(deadline, step).await {
+                        Ok(tls) => tls?,
+                        Err(_) => return Err(timed_out(hs, deadline)),
+                    };
+                    *io = Stream::Tls(Box::new(tls));
                 }
                 Event::Established(est) => return Ok((est, buf)),
             }
@@ -208,10 +234,15 @@ async fn write_by<S: AsyncWrite + Unpin>(
 ) -> Result<(), ConnectionError> {
     match tokio::time::timeout_at(deadline, io.write_all(bytes)).await {
         Ok(written) => Ok(written?),
-        // at the deadline itself the handshake fails with its timeout
-        Err(_) => match hs.handle_timeout(deadline.into_std()) {
-            Err(timeout) => Err(timeout.into()),
-            Ok(()) => Err(hs.refuse().into()),
-        },
+        Err(_) => Err(timed_out(hs, deadline)),
+    }
+}
+
+/// The error of a handshake whose deadline passed during a step.
+fn timed_out(hs: &mut Handshake, deadline: tokio::time::Instant) -> ConnectionError {
+    // at the deadline itself the handshake fails with its timeout
+    match hs.handle_timeout(deadline.into_std()) {
+        Err(timeout) => timeout.into(),
+        Ok(()) => hs.refuse().into(),
     }
 }

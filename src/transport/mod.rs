@@ -15,6 +15,7 @@ pub(crate) mod connector;
 pub(crate) mod handshake;
 pub(crate) mod listener;
 pub(crate) mod outbox;
+pub(crate) mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::NodeConfig;
 use crate::error::ConnectionError;
-use crate::wire::{Established, HandshakeConfig, Packet};
+use crate::wire::{Established, HandshakeConfig, Packet, TlsConfigs};
 pub(crate) use handshake::SlotTable;
 use outbox::Outbox;
 
@@ -106,13 +107,19 @@ pub(crate) struct TransportConfig {
     pub(crate) connect_interval: Duration,
     /// Whether connections send keepalives (the node has no listeners).
     pub(crate) keepalive: bool,
+    /// TLS, if the node has a certificate.
+    pub(crate) tls: Option<TlsConfigs>,
 }
 
 impl TransportConfig {
     /// The transport settings of a node configured with `cfg`; `keepalive`
     /// for a node without listeners.
-    pub(crate) fn new(cfg: &NodeConfig, keepalive: bool) -> TransportConfig {
-        TransportConfig {
+    pub(crate) fn new(
+        cfg: &NodeConfig,
+        keepalive: bool,
+    ) -> Result<TransportConfig, tokio_rustls::rustls::Error> {
+        let tls = cfg.cert.clone().map(TlsConfigs::new).transpose()?;
+        Ok(TransportConfig {
             handshake: Arc::new(cfg.handshake()),
             nodelay: cfg.nodelay,
             max_send_queue: cfg.max_send_queue,
@@ -121,7 +128,8 @@ impl TransportConfig {
             monitor_timeout: cfg.monitor_timeout,
             connect_interval: cfg.connect_interval,
             keepalive,
-        }
+            tls,
+        })
     }
 }
 

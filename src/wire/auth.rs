@@ -83,8 +83,8 @@ pub const DEFAULT_AUTH_OFFER: [AuthMethod; 2] =
 pub const DEFAULT_AUTH_ACCEPT: [AuthMethod; 4] = AuthMethod::ALL;
 
 /// Chooses the auth method we send: the first method of the peer's accept
-/// list that is in our offer list; `tls_*` methods only qualify when the
-/// connection uses TLS.
+/// list that is in our offer list — inside TLS among the `tls_*` methods
+/// only, outside among the others only.
 ///
 /// ```
 /// use aemp::wire::{select_auth, AuthMethod, DEFAULT_AUTH_OFFER};
@@ -100,7 +100,7 @@ pub fn select_auth(
     remote_accept
         .iter()
         .filter_map(|name| AuthMethod::from_name(name))
-        .find(|m| offer.contains(m) && (tls || !m.requires_tls()))
+        .find(|m| offer.contains(m) && m.requires_tls() == tls)
 }
 
 /// A shared secret. Its `Debug` output never shows the bytes.
@@ -257,7 +257,7 @@ pub fn verify_token(
         (true, AuthMethod::TlsMd6_64_256) => tls_md6_64_256_token(remote_first),
         (true, AuthMethod::TlsAnon) => String::new(),
         (true, _) => {
-            return Err(HandshakeError::AuthNotAccepted {
+            return Err(HandshakeError::NotInsideTls {
                 method: method.name().to_owned(),
             });
         }
@@ -347,7 +347,7 @@ mod tests {
         assert!(verify_token(AuthMethod::TlsAnon, b"", None, b"", true).is_ok());
         assert!(matches!(
             verify_token(AuthMethod::Cleartext, b"", None, b"", true),
-            Err(HandshakeError::AuthNotAccepted { .. })
+            Err(HandshakeError::NotInsideTls { .. })
         ));
         assert_eq!(
             send_token(

@@ -98,7 +98,6 @@ pub enum PeerRole {
 }
 
 /// A node's certificate: key, leaf and chain, and the roots it trusts.
-#[derive(Debug)]
 pub struct NodeCert {
     key: PrivateKeyDer<'static>,
     /// Leaf first, then the rest of the blob's certificates, in order.
@@ -109,6 +108,15 @@ pub struct NodeCert {
     issuers: Vec<CertificateDer<'static>>,
     /// The leaf's subject, for logs and peer information.
     subject: String,
+}
+
+impl std::fmt::Debug for NodeCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCert")
+            .field("subject", &self.subject)
+            .field("certificates", &self.chain.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Clone for NodeCert {

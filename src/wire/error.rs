@@ -98,6 +98,14 @@ pub enum HandshakeError {
         /// The method the peer used.
         method: String,
     },
+    /// The peer authenticated inside TLS with a method that is not a
+    /// `tls_*` one (the reference would let `cleartext` and a secret-less
+    /// HMAC through there; Perl never sends them inside TLS).
+    #[error("{method}: not accepted inside TLS (only tls_md6_64_256 and tls_anon are)")]
+    NotInsideTls {
+        /// The method the peer used.
+        method: String,
+    },
     /// The auth line lacks its token or framing field.
     #[error("malformed auth line: missing {field} field")]
     MalformedAuthLine {

@@ -131,6 +131,15 @@ pub enum Event {
         /// it without waiting for ours).
         peer_verified: bool,
     },
+    /// Both greeting lines are through and this connection uses TLS: the
+    /// driver switches the stream to TLS now — as the TLS client if
+    /// `client` (our nonce line is the smaller one), else as the server —
+    /// hands it the bytes left in the input buffer (the peer's first TLS
+    /// records), and feeds what it decrypts to `advance` from then on.
+    StartTls {
+        /// Whether we are the TLS client.
+        client: bool,
+    },
     /// The handshake is complete.
     Established(Established),
 }
@@ -149,6 +158,12 @@ enum State {
     ExpectNonce {
         rg1: Bytes,
         greeting: Greeting,
+    },
+    /// The driver switches to TLS; then the slot is claimed.
+    StartTls {
+        agreed: Agreed,
+        auth_line: Vec<u8>,
+        reported: bool,
     },
     /// Our auth line waits for the slot; the peer's may arrive meanwhile.
     Claiming {
@@ -243,6 +258,26 @@ impl Handshake {
         Ok(())
     }
 
+    /// The peer's nonce line, once it is in.
+    fn remote_nonce(&self) -> Option<Bytes> {
+        match &self.state {
+            State::StartTls { agreed, .. }
+            | State::Claiming { agreed, .. }
+            | State::ExpectAuth { agreed } => Some(agreed.rg2.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether this handshake switched (or switches) to TLS.
+    pub fn uses_tls_now(&self) -> bool {
+        match &self.state {
+            State::StartTls { agreed, .. }
+            | State::Claiming { agreed, .. }
+            | State::ExpectAuth { agreed } => self.uses_tls(&agreed.greeting),
+            _ => false,
+        }
+    }
+
     /// The peer's node id, once its first line has been accepted.
     pub fn remote_node(&self) -> Option<&str> {
         self.remote_node.as_deref()
@@ -292,6 +327,12 @@ impl Handshake {
                     }
                 }
                 Some(Event::Established(est)) => return Ok(Some(est)),
+                // this driver has no TLS to switch to
+                Some(Event::StartTls { .. }) => {
+                    return Err(self.fail(HandshakeError::OutOfOrder {
+                        call: "advance_granting on a TLS connection",
+                    }));
+                }
             }
         }
     }
@@ -347,6 +388,26 @@ impl Handshake {
         loop {
             match &mut self.state {
                 State::Done => return Err(HandshakeError::Finished),
+                State::StartTls { reported, .. } if !*reported => {
+                    *reported = true;
+                    let client = self.lg2 < self.remote_nonce().unwrap_or_default();
+                    return Ok(Some(Event::StartTls { client }));
+                }
+                State::StartTls { .. } => {
+                    // the driver has switched: claim the slot next
+                    if let State::StartTls {
+                        agreed, auth_line, ..
+                    } = std::mem::replace(&mut self.state, State::Done)
+                    {
+                        self.state = State::Claiming {
+                            agreed,
+                            auth_line,
+                            verified: None,
+                            reported: false,
+                        };
+                    }
+                    continue;
+                }
                 State::Claiming {
                     verified, reported, ..
                 } => {
@@ -378,12 +439,23 @@ impl Handshake {
                 }
                 State::ExpectNonce { rg1, greeting } => {
                     let (agreed, auth_line) = self.answer(rg1, line, greeting)?;
-                    State::Claiming {
-                        agreed,
-                        auth_line,
-                        verified: None,
-                        reported: false,
+                    if self.uses_tls(&agreed.greeting) {
+                        State::StartTls {
+                            agreed,
+                            auth_line,
+                            reported: false,
+                        }
+                    } else {
+                        State::Claiming {
+                            agreed,
+                            auth_line,
+                            verified: None,
+                            reported: false,
+                        }
                     }
+                }
+                State::StartTls { .. } => {
+                    return Err(HandshakeError::OutOfOrder { call: "advance" });
                 }
                 State::Claiming {
                     agreed, auth_line, ..
@@ -735,6 +807,98 @@ mod tests {
         assert_eq!(
             c.refuse(),
             HandshakeError::AlreadyConnected { node: "b".into() }
+        );
+    }
+
+    /// With TLS on both sides, the switch comes right after the greeting
+    /// lines, the smaller nonce line is the TLS client, and auth inside is
+    /// `tls_md6_64_256`.
+    #[test]
+    fn tls_switches_after_the_greeting_with_the_smaller_nonce_as_client() {
+        let now = Instant::now();
+        let tls_cfg = |id: &str| {
+            let mut c = HandshakeConfig::new(id, None);
+            c.tls = true;
+            Arc::new(c)
+        };
+        // '!' sorts before any base64 line, '~' after
+        let mut a = Handshake::new(tls_cfg("a"), None, Nonce::from_line("!a"), now);
+        let mut b = Handshake::new(tls_cfg("b"), None, Nonce::from_line("~b"), now);
+        let mut to_a = BytesMut::from(&b.greeting()[..]);
+        let mut to_b = BytesMut::from(&a.greeting()[..]);
+        to_b.extend_from_slice(b"\x16\x03\x01"); // a ClientHello's first bytes
+        assert_eq!(a.advance(&mut to_a), Ok(Some(Event::PeerNamed("b".into()))));
+        assert_eq!(
+            a.advance(&mut to_a),
+            Ok(Some(Event::StartTls { client: true }))
+        );
+        assert_eq!(b.advance(&mut to_b), Ok(Some(Event::PeerNamed("a".into()))));
+        assert_eq!(
+            b.advance(&mut to_b),
+            Ok(Some(Event::StartTls { client: false }))
+        );
+        assert_eq!(
+            &to_b[..],
+            b"\x16\x03\x01",
+            "the TLS bytes stay for the driver"
+        );
+        // inside TLS now: claim, grant, exchange auth lines
+        let (mut in_a, mut in_b) = (BytesMut::new(), BytesMut::new());
+        let mut out_a = Vec::new();
+        assert!(matches!(
+            a.advance(&mut in_a),
+            Ok(Some(Event::ClaimSlot { .. }))
+        ));
+        assert_eq!(a.grant(&mut out_a), Ok(None));
+        assert!(
+            out_a.starts_with(b"tls_md6_64_256;"),
+            "{:?}",
+            String::from_utf8_lossy(&out_a)
+        );
+        let mut out_b = Vec::new();
+        assert!(matches!(
+            b.advance(&mut in_b),
+            Ok(Some(Event::ClaimSlot { .. }))
+        ));
+        assert_eq!(b.grant(&mut out_b), Ok(None));
+        in_a.extend_from_slice(&out_b);
+        in_b.extend_from_slice(&out_a);
+        let ea = a.advance(&mut in_a).unwrap();
+        let eb = b.advance(&mut in_b).unwrap();
+        assert!(
+            matches!(ea, Some(Event::Established(ref e)) if e.recv_auth == AuthMethod::TlsMd6_64_256)
+        );
+        assert!(
+            matches!(eb, Some(Event::Established(ref e)) if e.sent_auth == AuthMethod::TlsMd6_64_256)
+        );
+    }
+
+    #[test]
+    fn hmac_inside_tls_is_refused() {
+        let now = Instant::now();
+        let mut cfg = HandshakeConfig::new("a", Some("s".into()));
+        cfg.tls = true;
+        let mut a = Handshake::new(Arc::new(cfg), None, Nonce::from_line("!a"), now);
+        let mut input =
+            BytesMut::from(&b"aemp;1;b;tls_md6_64_256,hmac_md6_64_256;json;tls=1.0\n~b\n"[..]);
+        assert!(matches!(
+            a.advance(&mut input),
+            Ok(Some(Event::PeerNamed(_)))
+        ));
+        assert_eq!(
+            a.advance(&mut input),
+            Ok(Some(Event::StartTls { client: true }))
+        );
+        let mut inside = BytesMut::from(&b"hmac_md6_64_256;00;json\n"[..]);
+        assert!(matches!(
+            a.advance(&mut inside),
+            Ok(Some(Event::ClaimSlot { .. }))
+        ));
+        assert_eq!(
+            a.advance(&mut inside),
+            Err(HandshakeError::NotInsideTls {
+                method: "hmac_md6_64_256".into()
+            })
         );
     }
 
