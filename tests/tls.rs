@@ -138,3 +138,161 @@ async fn still_serves_tls(node: &Node) {
     assert!(matches!(got, Ok(Some(_))), "the probe did not arrive");
     other.shutdown();
 }
+
+/// A stream that yields `prefix` before what `inner` reads.
+struct Prefixed {
+    prefix: bytes::BytesMut,
+    inner: TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use bytes::Buf;
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A hand-driven TLS peer named `id` on socket `s` with nonce line `nonce`
+/// (`!…` sorts before the node's base64 nonce: we are the TLS client;
+/// `~…` after: the TLS server). Returns whether it was the TLS client,
+/// once both auth lines are through, and the connection (the node sees
+/// the peer up while it is open).
+async fn raw_tls_peer(
+    s: TcpStream,
+    id: &str,
+    pem: &str,
+    nonce: &str,
+) -> Result<(bool, tokio_rustls::TlsStream<Prefixed>), String> {
+    use aemp::wire::{Event, Handshake, HandshakeConfig, Nonce, TlsConfigs};
+    use std::sync::Arc;
+    let configs = TlsConfigs::new(Arc::new(NodeCert::from_pem(pem).unwrap())).unwrap();
+    let mut cfg = HandshakeConfig::new(id, None);
+    cfg.tls = true;
+    let mut hs = Handshake::new(
+        Arc::new(cfg),
+        None,
+        Nonce::from_line(nonce),
+        std::time::Instant::now(),
+    );
+    let mut s = s;
+    s.write_all(&hs.greeting())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = bytes::BytesMut::new();
+    let client = loop {
+        match hs.advance(&mut buf).map_err(|e| e.to_string())? {
+            Some(Event::StartTls { client }) => break client,
+            Some(_) => continue,
+            None => {}
+        }
+        let n = tokio::time::timeout(WAIT, s.read_buf(&mut buf))
+            .await
+            .map_err(|_| "timeout")?;
+        if n.map_err(|e| e.to_string())? == 0 {
+            return Err("closed before TLS".into());
+        }
+    };
+    let io = Prefixed {
+        prefix: buf.split(),
+        inner: s,
+    };
+    let mut t: tokio_rustls::TlsStream<Prefixed> = if client {
+        let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        let c = tokio_rustls::TlsConnector::from(configs.client.clone());
+        c.connect(name, io).await.map_err(|e| e.to_string())?.into()
+    } else {
+        let a = tokio_rustls::TlsAcceptor::from(configs.server.clone());
+        a.accept(io).await.map_err(|e| e.to_string())?.into()
+    };
+    let mut out = Vec::new();
+    loop {
+        match hs.advance(&mut buf).map_err(|e| e.to_string())? {
+            Some(Event::ClaimSlot { .. }) => {
+                let done = hs.grant(&mut out).map_err(|e| e.to_string())?;
+                t.write_all(&out).await.map_err(|e| e.to_string())?;
+                t.flush().await.map_err(|e| e.to_string())?;
+                out.clear();
+                if done.is_some() {
+                    break;
+                }
+            }
+            Some(Event::Established(_)) => break,
+            Some(_) => {}
+            None => {
+                let n = tokio::time::timeout(WAIT, t.read_buf(&mut buf))
+                    .await
+                    .map_err(|_| "timeout")?
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("closed inside TLS".into());
+                }
+            }
+        }
+    }
+    Ok((client, t))
+}
+
+/// Every combination of who dials and who is the TLS client completes.
+#[actix_rt::test]
+async fn all_four_combinations_of_dialler_and_tls_client_work() {
+    let pem = gencert();
+    for (nonce, peer_is_client) in [("!first", true), ("~last", false)] {
+        // the peer dials the node
+        let node = tls_node(&format!("dialled{peer_is_client}"), &pem, true).await;
+        let s = TcpStream::connect(addr_of(&node)).await.unwrap();
+        let id = format!("dialler{peer_is_client}");
+        let (client, _conn) = raw_tls_peer(s, &id, &pem, nonce).await.unwrap();
+        assert_eq!(client, peer_is_client);
+        until("the dialler to be up", || node.node_is_up(&id)).await;
+        node.shutdown();
+
+        // the node dials the peer
+        let node = tls_node(&format!("dialling{peer_is_client}"), &pem, false).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let n = node.clone();
+        let dial = tokio::spawn(async move { n.connect(addr).await });
+        let (s, _) = tokio::time::timeout(WAIT, listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let id = format!("listener{peer_is_client}");
+        let (client, _conn) = raw_tls_peer(s, &id, &pem, nonce).await.unwrap();
+        assert_eq!(client, peer_is_client);
+        let up = tokio::time::timeout(WAIT, dial).await.unwrap().unwrap();
+        assert_eq!(up.as_deref(), Ok(id.as_str()));
+        node.shutdown();
+    }
+}

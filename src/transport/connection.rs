@@ -255,7 +255,12 @@ impl Connection {
             }
             match tokio_util::io::poll_read_buf(Pin::new(&mut up.reader), cx, &mut up.rbuf) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(0)) => {
+                // a TLS peer that closes without close_notify (as Perl's
+                // does) has ended its stream like a plain one
+                Poll::Ready(end)
+                    if matches!(&end, Ok(0))
+                        || matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof) =>
+                {
                     let error = match up.decoder.decode_eof(&mut up.rbuf) {
                         Err(e) => e.into(),
                         Ok(_) => ConnectionError::Eof,
