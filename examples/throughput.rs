@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! cargo run --release --example throughput                       # both, Rust->Rust
+//! cargo run --release --example throughput -- --cert tests/fixtures/certs/gencert-openssl.pem   # both, over TLS
 //! cargo run --release --example throughput -- --role receiver --nodeid benchR --bind 127.0.0.1:4201 --secret S
 //! cargo run --release --example throughput -- --role sender --nodeid benchS --seed 127.0.0.1:4201 --target benchR#sink --count N --secret S
 //! ```
@@ -52,6 +53,20 @@ struct Args {
     /// sender: give up after this many seconds.
     #[arg(long, default_value_t = 300.0)]
     timeout: f64,
+    /// A `cert` PEM blob (key and certificate): both nodes talk TLS.
+    #[arg(long)]
+    cert: Option<String>,
+}
+
+/// The node's certificate, if `--cert` names one.
+fn cert(args: &Args) -> Result<Option<aemp::wire::NodeCert>, String> {
+    let Some(file) = &args.cert else {
+        return Ok(None);
+    };
+    let pem = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    aemp::wire::NodeCert::from_pem(&pem)
+        .map(Some)
+        .map_err(|e| format!("{file}: {e}"))
 }
 
 /// `["start", N, reply]` or `["msg", i, payload]`.
@@ -123,13 +138,14 @@ impl Sink {
 }
 
 async fn receiver(args: Args) -> Result<(), String> {
-    let node = Node::builder()
+    let mut builder = Node::builder()
         .node_id(args.nodeid.clone().unwrap_or_else(|| "benchR".into()))
         .secret(args.secret.as_str())
-        .bind(args.bind.clone().unwrap_or_else(|| "127.0.0.1:4201".into()))
-        .start()
-        .await
-        .map_err(|e| e.to_string())?;
+        .bind(args.bind.clone().unwrap_or_else(|| "127.0.0.1:4201".into()));
+    if let Some(cert) = cert(&args)? {
+        builder = builder.cert(cert);
+    }
+    let node = builder.start().await.map_err(|e| e.to_string())?;
     let sink = Sink {
         node: node.clone(),
         default_count: args.count,
@@ -158,13 +174,14 @@ async fn sender(args: Args) -> Result<String, String> {
         .seed
         .clone()
         .ok_or("sender: --seed HOST:PORT is required")?;
-    let node = Node::builder()
+    let mut builder = Node::builder()
         .node_id(args.nodeid.clone().unwrap_or_else(|| "benchS".into()))
         .secret(args.secret.as_str())
-        .seed(seed)
-        .start()
-        .await
-        .map_err(|e| e.to_string())?;
+        .seed(seed);
+    if let Some(cert) = cert(&args)? {
+        builder = builder.cert(cert);
+    }
+    let node = builder.start().await.map_err(|e| e.to_string())?;
     let target = PortId::from(args.target.as_str());
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
     while !node.node_is_up(target.node()) {
@@ -217,6 +234,7 @@ fn both(args: Args) -> Result<(), String> {
         .args(["--role", "receiver", "--once", "--nodeid", "benchR"])
         .args(["--bind", "127.0.0.1:0", "--secret", &args.secret])
         .args(["--count", &args.count.to_string()])
+        .args(args.cert.iter().flat_map(|c| ["--cert", c.as_str()]))
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start receiver: {e}"))?;

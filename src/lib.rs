@@ -73,8 +73,8 @@ pub use error::{
 };
 pub use global::{GroupError, GroupMonitor, GroupRegistration};
 pub use kernel::{
-    HandlerError, Monitor, MonitorGuard, Node, NodeChange, NodeEvent, PortBehaviour, PortContext,
-    PortId, Reason,
+    HandlerError, Monitor, MonitorGuard, Node, NodeChange, NodeEvent, PeerAuth, PortBehaviour,
+    PortContext, PortId, Reason,
 };
 pub use transport::binds::resolve as resolve_binds;
 pub use wire::{Lenient, Packet};

@@ -296,3 +296,39 @@ async fn all_four_combinations_of_dialler_and_tls_client_work() {
         node.shutdown();
     }
 }
+
+/// A peer that announces TLS and then sends nothing (no ClientHello, or
+/// half of one) is closed at the handshake deadline; the node goes on.
+#[actix_rt::test]
+async fn a_tls_handshake_that_stalls_is_closed_at_the_deadline() {
+    let pem = gencert();
+    let node = Node::builder()
+        .node_id("stall")
+        .cert(NodeCert::from_pem(&pem).unwrap())
+        .bind("127.0.0.1:0")
+        .monitor_timeout(Duration::from_secs(2))
+        .start()
+        .await
+        .unwrap();
+    // '!' makes us the TLS client: the node waits for our ClientHello
+    for tail in [
+        &b""[..],
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..],
+    ] {
+        let mut s = TcpStream::connect(addr_of(&node)).await.unwrap();
+        s.write_all(b"aemp;1;staller;tls_md6_64_256;json;tls=1.0\n!nonce\n")
+            .await
+            .unwrap();
+        s.write_all(tail).await.unwrap();
+        let start = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(6), s.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "still open after {:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(1500),
+            "closed early"
+        );
+    }
+    still_serves_tls(&node).await;
+    node.shutdown();
+}

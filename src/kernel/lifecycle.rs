@@ -30,6 +30,13 @@ impl NodeInner {
         if let Some(provider) = peer.established.remote_greeting.get("provider") {
             self.remote.set_provider(peer.node.clone(), provider);
         }
+        let auth = super::remote::PeerAuth {
+            method: peer.established.recv_auth,
+            tls: peer.established.recv_auth.requires_tls(),
+            subject: peer.subject.clone(),
+        };
+        tracing::debug!(node = %self.id, remote = %peer.node, ?auth, "peer authenticated");
+        self.remote.set_auth(peer.node.clone(), auth);
         self.node_changed(&NodeChange::Up {
             node: &peer.node,
             addr: peer.addr,

@@ -44,6 +44,7 @@ pub use monitors::Reason;
 pub use node::{Node, NodeEvent};
 pub use node_port::EVAL_REFUSED;
 pub use port::{PortId, alnum_random};
+pub use remote::PeerAuth;
 pub use watchers::NodeChange;
 
 pub(crate) use functions::{Function, Functions, check_name};

@@ -555,6 +555,13 @@ impl Node {
         let _ = tokio::time::timeout(timeout, self.inner.transport.closed()).await;
     }
 
+    /// How `node` authenticated its connection with us (the last one, if
+    /// it is down): the method, whether over TLS, and the subject of its
+    /// certificate.
+    pub fn peer_auth(&self, node: &str) -> Option<super::PeerAuth> {
+        self.inner.remote.auth_of(node)
+    }
+
     /// The `provider` the greeting of `node` named (`AE-1.30` for the Perl
     /// reference, `aemp-…` for aemp), if we have been connected to it.
     pub fn provider_of(&self, node: &str) -> Option<String> {

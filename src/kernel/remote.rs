@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::monitors::Monitors;
 use super::peers::Peers;
+use crate::wire::AuthMethod;
 
 /// Remote nodes.
 pub(crate) struct RemoteNodes {
@@ -20,6 +21,20 @@ pub(crate) struct RemoteNodes {
     address_changes: watch::Sender<u64>,
     /// What each peer's greeting gave as `provider` (`AE-1.30`, `aemp-…`).
     providers: DashMap<Arc<str>, String, ahash::RandomState>,
+    /// How each peer authenticated its last connection.
+    auth: DashMap<Arc<str>, PeerAuth, ahash::RandomState>,
+}
+
+/// How a peer authenticated the connection we have (or last had) with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAuth {
+    /// The auth method of its auth line (`hmac_md6_64_256`, or inside TLS
+    /// `tls_md6_64_256` / `tls_anon`).
+    pub method: AuthMethod,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The subject of the certificate it showed, over TLS.
+    pub subject: Option<String>,
 }
 
 impl RemoteNodes {
@@ -31,6 +46,7 @@ impl RemoteNodes {
             addresses: DashMap::with_hasher(ahash::RandomState::new()),
             address_changes: watch::Sender::new(0),
             providers: DashMap::with_hasher(ahash::RandomState::new()),
+            auth: DashMap::with_hasher(ahash::RandomState::new()),
         }
     }
 
@@ -77,6 +93,16 @@ impl RemoteNodes {
     /// What `node`'s greeting gave as `provider`.
     pub(crate) fn provider_of(&self, node: &str) -> Option<String> {
         self.providers.get(node).map(|p| p.clone())
+    }
+
+    /// How `node` authenticated.
+    pub(crate) fn auth_of(&self, node: &str) -> Option<PeerAuth> {
+        self.auth.get(node).map(|a| a.clone())
+    }
+
+    /// Records how `node` authenticated.
+    pub(crate) fn set_auth(&self, node: Arc<str>, auth: PeerAuth) {
+        self.auth.insert(node, auth);
     }
 
     /// Records `node`'s `provider`.

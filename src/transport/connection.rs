@@ -137,7 +137,9 @@ impl Connection {
         ));
         let (send_framing, recv_framing, recv_auth) =
             (est.send_framing, est.recv_framing, est.recv_auth);
+        let subject = stream.peer_subject();
         let peer = Peer {
+            subject,
             node: remote.clone(),
             conn: self.conn_id,
             addr: self.peer_addr,

@@ -79,6 +79,8 @@ pub(crate) struct Peer {
     pub(crate) dialed: Option<String>,
     /// What the handshake agreed on.
     pub(crate) established: Established,
+    /// The subject of the certificate the peer showed, over TLS.
+    pub(crate) subject: Option<String>,
 }
 
 impl Peer {

@@ -155,6 +155,20 @@ pub(crate) enum WriteSide {
     Tls(tokio::io::WriteHalf<TlsStream<Prefixed<tokio::net::TcpStream>>>),
 }
 
+impl<S> Stream<S> {
+    /// The subject of the peer's certificate, on a TLS stream.
+    pub(crate) fn peer_subject(&self) -> Option<String> {
+        let Stream::Tls(tls) = self else {
+            return None;
+        };
+        let certs = match tls.as_ref() {
+            TlsStream::Client(c) => c.get_ref().1.peer_certificates(),
+            TlsStream::Server(s) => s.get_ref().1.peer_certificates(),
+        };
+        crate::wire::cert_subject(certs?.first()?)
+    }
+}
+
 impl Stream<tokio::net::TcpStream> {
     /// Splits the stream for the connection's read and write loops; a
     /// plain socket without a lock between its halves.

@@ -252,6 +252,12 @@ impl NodeCert {
     }
 }
 
+/// The subject of a certificate (`CN=AnyEvent::MP`), if it parses.
+pub fn cert_subject(der: &CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.subject().to_string())
+}
+
 /// Whether `der`'s validity period holds `now`.
 fn valid_at(der: &CertificateDer<'_>, now: UnixTime) -> bool {
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {

@@ -25,7 +25,7 @@ pub use auth::{
     hmac_md6_64_256_token, hmac_md6_256, md6_256, select_auth, send_token, tls_md6_64_256_token,
     tokens_equal, transcript, verify_token,
 };
-pub use cert::{CertError, NodeCert, PeerRole, TrustError};
+pub use cert::{CertError, NodeCert, PeerRole, TrustError, cert_subject};
 pub use error::{EncodeError, FrameError, HandshakeError};
 pub use framing::{
     Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, select_framing,

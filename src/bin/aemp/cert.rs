@@ -29,14 +29,14 @@ pub fn generate() -> CliResult<String> {
     Ok(format!("{}{}", cert.pem(), key_pem.as_str()))
 }
 
-/// Checks that `pem` (read from `file`) holds a certificate and a private
-/// key, in either order (what a node's `cert` setting needs).
+/// Checks that `pem` (read from `file`) is what a node's `cert` setting
+/// needs: a private key and certificates in either order, usable for TLS
+/// (the same check a node makes when it loads its configuration).
 pub fn check_pem(file: &str, pem: &str) -> CliResult<()> {
-    let has_cert = pem.contains("-----BEGIN CERTIFICATE-----");
-    let has_key = pem.contains("PRIVATE KEY-----");
-    match (has_cert, has_key) {
-        (true, true) => Ok(()),
-        (false, _) => Err(CliError::NoCertificate(file.to_owned())),
-        (_, false) => Err(CliError::NoPrivateKey(file.to_owned())),
+    match aemp::wire::NodeCert::from_pem(pem) {
+        Ok(_) => Ok(()),
+        Err(aemp::wire::CertError::NoCertificate) => Err(CliError::NoCertificate(file.to_owned())),
+        Err(aemp::wire::CertError::NoKey) => Err(CliError::NoPrivateKey(file.to_owned())),
+        Err(e) => Err(CliError::BadCert(file.to_owned(), e)),
     }
 }

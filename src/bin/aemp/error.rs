@@ -51,6 +51,9 @@ pub enum CliError {
     /// The `setcert` file holds no private key.
     #[error("{0}: no private key (PEM) in the file")]
     NoPrivateKey(String),
+    /// The `setcert` file cannot be used for TLS.
+    #[error("{0}: {1}")]
+    BadCert(String, aemp::wire::CertError),
     /// `gencert`: the key could not be made.
     #[error("gencert: {0}")]
     Key(#[from] rsa::Error),
