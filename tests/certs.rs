@@ -115,6 +115,28 @@ fn leaves_of_a_common_ca_trust_each_other_and_strangers_are_refused() {
     }
 }
 
+/// A leaf marked `CA:TRUE` and signed by the common CA (OpenSSL, and so
+/// Perl, accepts it as a peer; webpki alone would not).
+#[test]
+fn a_ca_marked_leaf_of_our_ca_is_trusted_and_a_strange_one_is_not() {
+    let ca = Ca::new("test CA");
+    let a = NodeCert::from_pem(&ca.leaf("node a", |_| {})).unwrap();
+    let c = NodeCert::from_pem(&ca.leaf("node c", |p| {
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    }))
+    .unwrap();
+    assert_eq!(both_roles(&a, &c), [Ok(()), Ok(())]);
+    assert_eq!(both_roles(&c, &a), [Ok(()), Ok(())]);
+    // a CA certificate of another network: refused, saying why
+    let other = NodeCert::from_pem(&gencert("AnyEvent::MP")).unwrap();
+    for r in both_roles(&a, &other) {
+        assert!(
+            matches!(&r, Err(TrustError::Untrusted(why)) if why.contains("neither one of ours")),
+            "{r:?}"
+        );
+    }
+}
+
 #[test]
 fn a_leaf_is_not_an_issuer() {
     // a leaf (CA:FALSE) of our blob cannot vouch for a certificate it signed

@@ -11,7 +11,9 @@
 //! byte for byte: the `aemp gencert` case, a self-signed CA certificate
 //! that every node of a network shares. Host names are not checked. A root
 //! without `CA:TRUE` (a plain leaf in the blob) is trusted as itself only,
-//! never as an issuer, as OpenSSL checks of every issuer.
+//! never as an issuer, as OpenSSL checks of every issuer. A peer leaf that
+//! is itself marked `CA:TRUE` (webpki refuses such end entities, OpenSSL
+//! does not) is trusted when one of our `CA:TRUE` roots issued it directly.
 //!
 //! X.509 v1 certificates (no extensions, so no `CA:TRUE`) cannot be
 //! verified by webpki; they are refused when the blob is loaded, with an
@@ -227,6 +229,11 @@ impl NodeCert {
             };
         }
         // only roots with CA:TRUE issue, as OpenSSL requires of every issuer
+        if is_ca(end_entity) {
+            // webpki refuses CA certificates as end entities; OpenSSL, and
+            // so Perl, does not
+            return self.verify_ca_leaf(end_entity, now);
+        }
         let anchors = self
             .issuers
             .iter()
@@ -250,6 +257,35 @@ impl NodeCert {
         .map(|_| ())
         .map_err(|e| TrustError::Untrusted(e.to_string()))
     }
+}
+
+impl NodeCert {
+    /// A peer leaf with `CA:TRUE` that is not one of our roots: trusted if
+    /// one of our `CA:TRUE` roots issued it directly, both valid now.
+    fn verify_ca_leaf(&self, leaf: &CertificateDer<'_>, now: UnixTime) -> Result<(), TrustError> {
+        let untrusted = || {
+            TrustError::Untrusted(
+                "a CA certificate that is neither one of ours nor issued by one".into(),
+            )
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|_| untrusted())?;
+        if !valid_at(leaf, now) {
+            return Err(TrustError::Expired);
+        }
+        let issued = self.issuers.iter().any(|root| {
+            x509_parser::parse_x509_certificate(root).is_ok_and(|(_, r)| {
+                r.subject() == cert.issuer()
+                    && valid_at(root, now)
+                    && cert.verify_signature(Some(r.public_key())).is_ok()
+            })
+        });
+        if issued { Ok(()) } else { Err(untrusted()) }
+    }
+}
+
+/// Whether a certificate has `CA:TRUE`.
+fn is_ca(der: &CertificateDer<'_>) -> bool {
+    x509_parser::parse_x509_certificate(der).is_ok_and(|(_, c)| c.is_ca())
 }
 
 /// The subject of a certificate (`CN=AnyEvent::MP`), if it parses.
