@@ -353,10 +353,18 @@ fn dot_graph(node: &Node, links: &[(String, Vec<String>)]) -> String {
             Some(p) if p.starts_with("aemp-") => "shape=ellipse",
             _ => "shape=ellipse, style=dashed",
         };
-        // Graphviz's `\n` line break between the escaped parts
-        let label = match &provider {
-            Some(p) => format!("\"{}\\n{}\"", escape(n), escape(p)),
-            None => quote(n),
+        // Graphviz's `\n` line break between the escaped parts; over TLS,
+        // how the node authenticated to the tracer and its certificate
+        let mut parts = vec![escape(n)];
+        parts.extend(provider.as_deref().map(escape));
+        if let Some(auth) = node.peer_auth(n).filter(|a| a.tls) {
+            let subject = auth.subject.unwrap_or_default();
+            parts.push(escape(&format!("{} {subject}", auth.method)));
+        }
+        let label = if parts.len() == 1 {
+            quote(n)
+        } else {
+            format!("\"{}\"", parts.join("\\n"))
         };
         out.push_str(&format!("  {} [label={label}, {style}];\n", quote(n)));
     }
@@ -365,4 +373,53 @@ fn dot_graph(node: &Node, links: &[(String, Vec<String>)]) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gencert() -> aemp::wire::NodeCert {
+        let pem = crate::cert::generate().expect("gencert");
+        aemp::wire::NodeCert::from_pem(&pem).expect("a usable blob")
+    }
+
+    /// Over TLS, a node's label shows how it authenticated to the tracer
+    /// and its certificate's subject; over plain text it does not.
+    #[test]
+    fn dot_labels_show_tls_authentication() {
+        actix_rt::System::new().block_on(async {
+            let cert = gencert();
+            let a = Node::builder()
+                .node_id("dot-a")
+                .cert(cert.clone())
+                .bind("127.0.0.1:0")
+                .start()
+                .await
+                .unwrap();
+            let tracer = Node::builder()
+                .node_id("dot-t")
+                .cert(cert)
+                .start()
+                .await
+                .unwrap();
+            tracer
+                .connect(a.listen_addrs()[0].to_string())
+                .await
+                .unwrap();
+            let links = vec![("dot-a".to_owned(), vec!["dot-x".to_owned()])];
+            let dot = dot_graph(&tracer, &links);
+            assert!(
+                dot.contains("\"dot-a\" [label=\"dot-a\\naemp-")
+                    && dot.contains("\\ntls_md6_64_256 CN=AnyEvent::MP\""),
+                "{dot}"
+            );
+            assert!(
+                dot.contains("\"dot-x\" [label=\"dot-x\", shape=ellipse, style=dashed]"),
+                "{dot}"
+            );
+            a.shutdown();
+            tracer.shutdown();
+        });
+    }
 }
