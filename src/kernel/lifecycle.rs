@@ -32,7 +32,6 @@ impl NodeInner {
         }
         let auth = super::remote::PeerAuth {
             method: peer.established.recv_auth,
-            tls: peer.established.recv_auth.requires_tls(),
             subject: peer.subject.clone(),
         };
         tracing::debug!(node = %self.id, remote = %peer.node, ?auth, "peer authenticated");

@@ -31,10 +31,15 @@ pub struct PeerAuth {
     /// The auth method of its auth line (`hmac_md6_64_256`, or inside TLS
     /// `tls_md6_64_256` / `tls_anon`).
     pub method: AuthMethod,
-    /// Whether the connection is TLS.
-    pub tls: bool,
     /// The subject of the certificate it showed, over TLS.
     pub subject: Option<String>,
+}
+
+impl PeerAuth {
+    /// Whether the connection is TLS (its auth method is a `tls_*` one).
+    pub fn tls(&self) -> bool {
+        self.method.requires_tls()
+    }
 }
 
 impl RemoteNodes {

@@ -11,6 +11,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use tokio_util::either::Either;
 
 use crate::wire::TlsConfigs;
 
@@ -143,17 +144,15 @@ where
     }
 }
 
-/// The reading half of a connection's stream.
-pub(crate) enum ReadSide {
-    Plain(tokio::net::tcp::OwnedReadHalf),
-    Tls(tokio::io::ReadHalf<TlsStream<Prefixed<tokio::net::TcpStream>>>),
-}
+/// The TLS stream of a connection.
+type Tls = TlsStream<Prefixed<tokio::net::TcpStream>>;
+
+/// The reading half of a connection's stream (a plain socket's without a
+/// lock between the halves).
+pub(crate) type ReadSide = Either<tokio::net::tcp::OwnedReadHalf, tokio::io::ReadHalf<Tls>>;
 
 /// The writing half of a connection's stream.
-pub(crate) enum WriteSide {
-    Plain(tokio::net::tcp::OwnedWriteHalf),
-    Tls(tokio::io::WriteHalf<TlsStream<Prefixed<tokio::net::TcpStream>>>),
-}
+pub(crate) type WriteSide = Either<tokio::net::tcp::OwnedWriteHalf, tokio::io::WriteHalf<Tls>>;
 
 impl<S> Stream<S> {
     /// The subject of the peer's certificate, on a TLS stream.
@@ -170,59 +169,18 @@ impl<S> Stream<S> {
 }
 
 impl Stream<tokio::net::TcpStream> {
-    /// Splits the stream for the connection's read and write loops; a
-    /// plain socket without a lock between its halves.
+    /// Splits the stream for the connection's read and write loops.
     pub(crate) fn into_split(self) -> io::Result<(ReadSide, WriteSide)> {
         match self {
             Stream::Plain(s) => {
                 let (r, w) = s.into_split();
-                Ok((ReadSide::Plain(r), WriteSide::Plain(w)))
+                Ok((Either::Left(r), Either::Left(w)))
             }
             Stream::Tls(s) => {
                 let (r, w) = tokio::io::split(*s);
-                Ok((ReadSide::Tls(r), WriteSide::Tls(w)))
+                Ok((Either::Right(r), Either::Right(w)))
             }
             Stream::Switching => Err(switching()),
-        }
-    }
-}
-
-impl AsyncRead for ReadSide {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ReadSide::Plain(r) => Pin::new(r).poll_read(cx, buf),
-            ReadSide::Tls(r) => Pin::new(r).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for WriteSide {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WriteSide::Plain(w) => Pin::new(w).poll_write(cx, buf),
-            WriteSide::Tls(w) => Pin::new(w).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteSide::Plain(w) => Pin::new(w).poll_flush(cx),
-            WriteSide::Tls(w) => Pin::new(w).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteSide::Plain(w) => Pin::new(w).poll_shutdown(cx),
-            WriteSide::Tls(w) => Pin::new(w).poll_shutdown(cx),
         }
     }
 }

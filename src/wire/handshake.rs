@@ -268,16 +268,6 @@ impl Handshake {
         }
     }
 
-    /// Whether this handshake switched (or switches) to TLS.
-    pub fn uses_tls_now(&self) -> bool {
-        match &self.state {
-            State::StartTls { agreed, .. }
-            | State::Claiming { agreed, .. }
-            | State::ExpectAuth { agreed } => self.uses_tls(&agreed.greeting),
-            _ => false,
-        }
-    }
-
     /// The peer's node id, once its first line has been accepted.
     pub fn remote_node(&self) -> Option<&str> {
         self.remote_node.as_deref()

@@ -357,7 +357,7 @@ fn dot_graph(node: &Node, links: &[(String, Vec<String>)]) -> String {
         // how the node authenticated to the tracer and its certificate
         let mut parts = vec![escape(n)];
         parts.extend(provider.as_deref().map(escape));
-        if let Some(auth) = node.peer_auth(n).filter(|a| a.tls) {
+        if let Some(auth) = node.peer_auth(n).filter(|a| a.tls()) {
             let subject = auth.subject.unwrap_or_default();
             parts.push(escape(&format!("{} {subject}", auth.method)));
         }
