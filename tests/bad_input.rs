@@ -288,8 +288,8 @@ async fn no_common_framing_is_refused() {
     let node = listening_node("victim").await;
     refused_bytes(
         &node,
-        b"aemp;1;x;hmac_md6_64_256;storable,cbor\nnonce\n",
-        |e| e.to_string() == "storable,cbor: no common framing method supported",
+        b"aemp;1;x;hmac_md6_64_256;msgpack,bogus\nnonce\n",
+        |e| e.to_string() == "msgpack,bogus: no common framing method supported",
     )
     .await;
 }

@@ -344,10 +344,10 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Framings the reference lists in its default `framing_format` after
-/// the ones aemp speaks ([`Framing::ALL`](crate::wire::Framing::ALL)):
-/// kept in the file's defaults, as the Perl tool reads the same file.
-const REFERENCE_ONLY_FRAMINGS: [&str; 1] = ["storable"];
+/// The reference's default `framing_format`, which the file's defaults
+/// keep as they are (the Perl tool reads the same file), whatever else
+/// aemp speaks ([`Framing::ALL`](crate::wire::Framing::ALL)).
+const REFERENCE_FRAMINGS: [&str; 2] = ["json", "storable"];
 
 /// The reference's defaults (`find_profile`), from
 /// [`NodeConfig::default`](super::NodeConfig::default).
@@ -362,10 +362,9 @@ fn defaults() -> Map<String, Value> {
         "connect_interval".into(),
         seconds_value(node.connect_interval),
     );
-    let framings = node.framings.iter().map(|f| f.name());
     m.insert(
         "framing_format".into(),
-        framings.chain(REFERENCE_ONLY_FRAMINGS).collect(),
+        REFERENCE_FRAMINGS.into_iter().collect(),
     );
     m.insert(
         "auth_offer".into(),

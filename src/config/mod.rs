@@ -195,7 +195,7 @@ impl NodeConfig {
                     if c.framings.is_empty() {
                         return Err(ConfigError::Value {
                             key: key.clone(),
-                            message: "none of these framings is supported by aemp (json is)".into(),
+                            message: "none of these framings is supported by aemp (json and storable are)".into(),
                         });
                     }
                 }

@@ -191,10 +191,9 @@ impl Connection {
         if let State::Up(up) = &self.state
             && up.last_write.elapsed() >= period
         {
-            let _ = up.outbox.push(|buf| {
-                buf.extend_from_slice(b"[]");
-                Ok::<(), std::convert::Infallible>(())
-            });
+            // `[]` in the framing this connection sends
+            let framing = up.outbox.framing;
+            let _ = up.outbox.push(|buf| framing.encode_frame(b"[]", buf));
         }
     }
 

@@ -170,9 +170,95 @@ pub enum FrameError {
     /// The stream ended in the middle of a packet.
     #[error("Unexpected end-of-file inside a packet")]
     Truncated,
+    /// A `storable` frame that aemp does not decode.
+    #[error("protocol error: storable: {0}")]
+    Storable(#[from] StorableError),
     /// An I/O error handed to the decoder (see the `From` impl).
     #[error("{0}")]
     Io(String),
+}
+
+/// Why a `storable` frame was refused (see
+/// [`StorableCodec`](crate::wire::StorableCodec) for what it decodes).
+/// Offsets count from the start of the Storable image (after the length
+/// prefix).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StorableError {
+    /// The BER length prefix has a leading `0x80` byte (a padded,
+    /// non-minimal length; Perl's reader would desynchronise on it).
+    #[error("padded (non-minimal) length prefix")]
+    PaddedLength,
+    /// The image does not start with Storable's network-order header of
+    /// major version 2 (`05 <minor>`).
+    #[error("not a Storable 2.x network-order image (header byte 0x{0:02x})")]
+    NotNetorder(u8),
+    /// An item runs past the end of the frame.
+    #[error("image ends inside an item (offset {at})")]
+    Truncated {
+        /// Where the item that does not fit starts.
+        at: usize,
+    },
+    /// Bytes are left in the frame after the root array.
+    #[error("{len} trailing bytes after the root array (offset {at})")]
+    TrailingBytes {
+        /// Where they start.
+        at: usize,
+        /// How many there are.
+        len: usize,
+    },
+    /// An array or hash claims more elements than the rest of the frame
+    /// can hold.
+    #[error("count {count} at offset {at} cannot fit in the remaining bytes")]
+    CountTooLarge {
+        /// The element count the peer sent.
+        count: u32,
+        /// Offset of the container.
+        at: usize,
+    },
+    /// An opcode aemp does not decode (ties, hooks, code, regexps,
+    /// vstrings, native numbers, large objects, unknown opcodes).
+    #[error("unsupported opcode 0x{op:02x} ({what}) at offset {at}")]
+    Unsupported {
+        /// The opcode.
+        op: u8,
+        /// What Storable uses it for.
+        what: &'static str,
+        /// Its offset.
+        at: usize,
+    },
+    /// An object blessed into a class other than `JSON::PP::Boolean`.
+    #[error("object blessed into class '{0}' (only JSON::PP::Boolean decodes)")]
+    UnsupportedClass(String),
+    /// A `JSON::PP::Boolean` whose value is not 0 or 1 (or not a scalar).
+    #[error("JSON::PP::Boolean at offset {at} is not 0 or 1")]
+    BadBoolean {
+        /// Offset of the blessed value.
+        at: usize,
+    },
+    /// An `ix_bless` naming a class index that was never defined.
+    #[error("class index {0} was never defined")]
+    UnknownClass(u32),
+    /// A back-reference to an object number not stored yet.
+    #[error("back-reference to object {0}, which was never stored")]
+    UnknownObject(u32),
+    /// A back-reference to an object that contains it (a cycle).
+    #[error("back-reference to object {0}, which is not finished (a cycle)")]
+    Cycle(u32),
+    /// A UTF-8 string or key that is not valid UTF-8.
+    #[error("invalid UTF-8 in the string at offset {at}")]
+    InvalidUtf8 {
+        /// Offset of the string's bytes.
+        at: usize,
+    },
+    /// Hash flags or key flags aemp does not decode (keys stored as
+    /// objects, placeholders of restricted hashes).
+    #[error("unsupported hash or key flags 0x{flags:02x} at offset {at}")]
+    Flags {
+        /// The flags byte.
+        flags: u8,
+        /// Its offset.
+        at: usize,
+    },
 }
 
 /// `tokio_util`'s `Decoder` contract wants decode errors to absorb I/O

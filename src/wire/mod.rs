@@ -28,7 +28,7 @@ pub use auth::{
 pub use cert::{CertError, NodeCert, PeerRole, TrustError, cert_subject};
 pub use error::{EncodeError, FrameError, HandshakeError};
 pub use framing::{
-    Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, select_framing,
+    Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, StorableCodec, select_framing,
 };
 pub use global::{
     CONNECT_FUNCTION, GLOBAL_TAGS, GlobalMsg, GlobalMsgError, StringLists, connect_args,

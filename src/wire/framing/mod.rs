@@ -5,6 +5,7 @@
 //! All framings map onto one data model: JSON frames ([`Packet`]).
 
 mod json;
+mod storable;
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use tokio_util::codec::Decoder;
 
 pub use json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, JsonCodec};
+pub use storable::StorableCodec;
 
 use crate::wire::error::{EncodeError, FrameError};
 use crate::wire::packet::Packet;
@@ -23,16 +25,20 @@ use crate::wire::packet::Packet;
 pub enum Framing {
     /// `json`: JSON arrays back to back.
     Json,
+    /// `storable`: Perl Storable network-order images with a BER length
+    /// prefix (see [`StorableCodec`]).
+    Storable,
 }
 
 impl Framing {
     /// Every framing aemp supports, in its default preference order.
-    pub const ALL: [Framing; 1] = [Framing::Json];
+    pub const ALL: [Framing; 2] = [Framing::Json, Framing::Storable];
 
     /// The name used in greetings and auth lines.
     pub fn name(self) -> &'static str {
         match self {
             Framing::Json => "json",
+            Framing::Storable => "storable",
         }
     }
 
@@ -42,7 +48,8 @@ impl Framing {
     }
 
     /// Encodes the packet `[dest, msg elements…]` in this framing at the
-    /// end of `out` (nothing is appended on error).
+    /// end of `out` (nothing is appended on error). `msg` must serialize
+    /// to an array (for `storable`, `()` is also the empty message).
     pub fn encode_packet<M: Serialize + ?Sized>(
         self,
         dest: &str,
@@ -51,17 +58,20 @@ impl Framing {
     ) -> Result<(), EncodeError> {
         match self {
             Framing::Json => Packet::encode(dest, msg, out),
+            Framing::Storable => storable::encode_packet(dest, msg, out),
         }
     }
 
     /// Re-encodes a JSON frame (from [`Packet::encode`]) in this framing at
-    /// the end of `out`.
+    /// the end of `out` (nothing is appended on error; object key order is
+    /// kept).
     pub fn encode_frame(self, json_frame: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
         match self {
             Framing::Json => {
                 out.extend_from_slice(json_frame);
                 Ok(())
             }
+            Framing::Storable => storable::encode_frame(json_frame, out),
         }
     }
 
@@ -70,6 +80,7 @@ impl Framing {
     pub fn codec(self, max_packet: usize, max_depth: usize) -> Codec {
         match self {
             Framing::Json => Codec::Json(JsonCodec::new(max_packet, max_depth)),
+            Framing::Storable => Codec::Storable(StorableCodec::new(max_packet, max_depth)),
         }
     }
 }
@@ -94,6 +105,7 @@ impl FromStr for Framing {
 /// use aemp::wire::{select_framing, Framing};
 /// let theirs = ["storable".to_string(), "json".to_string()];
 /// assert_eq!(select_framing(&theirs, &[Framing::Json]), Some(Framing::Json));
+/// assert_eq!(select_framing(&theirs, &Framing::ALL), Some(Framing::Storable));
 /// assert_eq!(select_framing(&theirs[..1], &[Framing::Json]), None);
 /// ```
 pub fn select_framing(remote: &[String], ours: &[Framing]) -> Option<Framing> {
@@ -108,6 +120,8 @@ pub fn select_framing(remote: &[String], ours: &[Framing]) -> Option<Framing> {
 pub enum Codec {
     /// The `json` framing.
     Json(JsonCodec),
+    /// The `storable` framing.
+    Storable(StorableCodec),
 }
 
 impl Decoder for Codec {
@@ -117,12 +131,14 @@ impl Decoder for Codec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         match self {
             Codec::Json(c) => c.decode(buf),
+            Codec::Storable(c) => c.decode(buf),
         }
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         match self {
             Codec::Json(c) => c.decode_eof(buf),
+            Codec::Storable(c) => c.decode_eof(buf),
         }
     }
 }
