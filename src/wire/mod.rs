@@ -26,7 +26,7 @@ pub use auth::{
     tokens_equal, transcript, verify_token,
 };
 pub use cert::{CertError, NodeCert, PeerRole, TrustError, cert_subject};
-pub use error::{EncodeError, FrameError, HandshakeError};
+pub use error::{EncodeError, FrameError, HandshakeError, StorableError};
 pub use framing::{
     Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, StorableCodec, select_framing,
 };
@@ -58,6 +58,13 @@ pub fn fuzz_parsers(data: &[u8], now: std::time::Instant) {
     while let Ok(Some(_)) = take_line(&mut buf) {}
 
     let mut codec = JsonCodec::new(1 << 16, 64);
+    let mut buf = bytes::BytesMut::from(data);
+    while let Ok(Some(p)) = codec.decode(&mut buf) {
+        let _ = (p.dest(), p.values());
+    }
+    let _ = codec.decode_eof(&mut buf);
+
+    let mut codec = StorableCodec::new(1 << 16, 64);
     let mut buf = bytes::BytesMut::from(data);
     while let Ok(Some(p)) = codec.decode(&mut buf) {
         let _ = (p.dest(), p.values());

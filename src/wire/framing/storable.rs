@@ -504,8 +504,10 @@ impl<'a> Conv<'a> {
             [b, ..] => return Err(StorableError::NotNetorder(*b).into()),
             [] => return Err(self.truncated(0)),
         }
-        if self.data.get(2) != Some(&SX_ARRAY) {
-            return Err(FrameError::NotAnArray);
+        match self.data.get(2) {
+            Some(&SX_ARRAY) => {}
+            Some(_) => return Err(FrameError::NotAnArray),
+            None => return Err(self.truncated(2)),
         }
         loop {
             if self.item()? && self.after_value()? {
