@@ -926,3 +926,107 @@ proptest! {
         }
     }
 }
+
+async fn node_with(id: &str, framings: &[Framing]) -> aemp::Node {
+    aemp::Node::builder()
+        .node_id(id)
+        .secret(common::SECRET)
+        .bind("127.0.0.1:0")
+        .framings(framings.iter().copied())
+        .start()
+        .await
+        .expect("node starts")
+}
+
+/// A message with what storable maps specially, and what it becomes.
+fn rich_message(from: &str) -> (Value, Value) {
+    let sent = json!([
+        "rich", from, true, false, [true, false, true], 1u64 << 40, -(1i64 << 40), u64::MAX,
+        3.5, 0.1, 3.0, -129, 70000, null,
+        {"ü": {"€": [1, null, {"☺": "x"}], "plain": "é"}, "k": []},
+        "\u{0}\u{1}\u{fe}\u{ff}", "ü€", ""
+    ]);
+    let want = json!([
+        "rich", from, true, false, [true, false, true], "1099511627776", "-1099511627776",
+        "18446744073709551615", "3.5", "0.1", 3, -129, 70000, null,
+        {"ü": {"€": [1, null, {"☺": "x"}], "plain": "é"}, "k": []},
+        "\u{0}\u{1}\u{fe}\u{ff}", "ü€", ""
+    ]);
+    (sent, want)
+}
+
+#[actix_rt::test]
+async fn two_nodes_talk_storable_both_ways() {
+    let a = node_with("a", &[Framing::Storable]).await;
+    let b = node_with("b", &[Framing::Storable]).await;
+    let (pa, mut ra) = a.port_channel_named("inbox").unwrap();
+    let (pb, mut rb) = b.port_channel_named("inbox").unwrap();
+    // queued before the connection: these go out as re-encoded JSON frames
+    b.snd(&pa, &("early", 1)).unwrap();
+    assert_eq!(b.connect(common::addr_of(&a)).await.unwrap(), "a");
+    common::until("a sees b", || a.node_is_up("b")).await;
+    assert_eq!(a.send_framing("b"), Some(Framing::Storable));
+    assert_eq!(b.send_framing("a"), Some(Framing::Storable));
+
+    let (sent_b, want_b) = rich_message("b");
+    let (sent_a, want_a) = rich_message("a");
+    b.snd(&pa, &sent_b).unwrap();
+    a.snd(&pb, &sent_a).unwrap();
+    // typed, with a byte string (a Latin-1 string on the other side)
+    a.snd(&pb, &("bin", Bin(b"\x00\x80\xff"), 2.5f64, i64::MIN))
+        .unwrap();
+
+    let early = common::recv(&mut ra).await;
+    assert_eq!(early.values().unwrap(), vec![json!("early"), json!(1)]);
+    assert_eq!(
+        Value::Array(common::recv(&mut ra).await.values().unwrap()),
+        want_b
+    );
+    assert_eq!(
+        Value::Array(common::recv(&mut rb).await.values().unwrap()),
+        want_a
+    );
+    let typed = common::recv(&mut rb).await;
+    let (tag, bin, f, min): (
+        String,
+        String,
+        aemp::wire::Lenient<f64>,
+        aemp::wire::Lenient<i64>,
+    ) = typed.decode().unwrap();
+    assert_eq!((tag.as_str(), bin.as_str()), ("bin", "\u{0}\u{80}\u{ff}"));
+    assert_eq!((f.0, min.0), (2.5, i64::MIN));
+
+    // many in a row, in order
+    for i in 0..500u32 {
+        a.snd(&pb, &("seq", i, "x".repeat((i % 300) as usize)))
+            .unwrap();
+    }
+    for want in 0..500u32 {
+        let (_, i, s): (String, u32, String) = common::recv(&mut rb).await.decode().unwrap();
+        assert_eq!((i, s.len()), (want, (want % 300) as usize));
+    }
+}
+
+#[actix_rt::test]
+async fn one_way_storable_the_other_json() {
+    // each side sends the other's first choice
+    let a = node_with("a", &[Framing::Storable, Framing::Json]).await;
+    let b = node_with("b", &[Framing::Json, Framing::Storable]).await;
+    let (pa, mut ra) = a.port_channel_named("inbox").unwrap();
+    let (pb, mut rb) = b.port_channel_named("inbox").unwrap();
+    assert_eq!(a.connect(common::addr_of(&b)).await.unwrap(), "b");
+    common::until("b sees a", || b.node_is_up("a")).await;
+    assert_eq!(a.send_framing("b"), Some(Framing::Json));
+    assert_eq!(b.send_framing("a"), Some(Framing::Storable));
+
+    let (sent, want_storable) = rich_message("x");
+    a.snd(&pb, &sent).unwrap(); // json: numbers stay numbers
+    b.snd(&pa, &sent).unwrap(); // storable
+    // over json, numbers stay numbers (3.0 a float)
+    let over_json = Value::Array(common::recv(&mut rb).await.values().unwrap());
+    assert_eq!(over_json, sent);
+    assert_eq!(
+        Value::Array(common::recv(&mut ra).await.values().unwrap()),
+        want_storable
+    );
+}
