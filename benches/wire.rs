@@ -1,11 +1,14 @@
 //! Costs of the sans-IO core per operation: greeting parse, auth tokens,
-//! and JSON packet decode/encode (the per-message hot path).
+//! and JSON and storable packet decode/encode (the per-message hot path).
 
 use std::hint::black_box;
 
-use aemp::wire::{Greeting, JsonCodec, Packet, Secret, hmac_md6_64_256_token, transcript};
+use aemp::wire::{
+    Framing, Greeting, JsonCodec, Packet, Secret, StorableCodec, hmac_md6_64_256_token, transcript,
+};
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::json;
 use tokio_util::codec::Decoder;
 
 const GREETING: &[u8] = b"aemp;1;perlB;tls_md6_64_256,hmac_md6_64_256,tls_anon,cleartext;json,storable;peeraddr=127.0.0.1:40700;provider=AE-1.30";
@@ -83,5 +86,116 @@ fn packets(c: &mut Criterion) {
     black_box(Bytes::new());
 }
 
-criterion_group!(benches, handshake, packets);
+fn storable(c: &mut Criterion) {
+    let msg = ("msg", 12345u64, PAYLOAD);
+    let nested =
+        json!(["msg", 7, {"k": [1, 2, {"deep": true}], "ü": "é", "n": null}, [false, 3.5, "x"]]);
+    let frame = |m: &dyn erased::Msg| {
+        let mut out = BytesMut::new();
+        m.storable("sink", &mut out);
+        out.freeze()
+    };
+    let one = frame(&msg);
+    let nested_one = frame(&nested);
+    let json_nested = Packet::to_frame("sink", &nested).unwrap();
+    let mut batch = BytesMut::new();
+    let mut n = 0u64;
+    while batch.len() < 64 * 1024 {
+        n += 1;
+        Framing::Storable
+            .encode_packet("sink", &("msg", n, PAYLOAD), &mut batch)
+            .unwrap();
+    }
+    let batch = batch.freeze();
+
+    let mut g = c.benchmark_group("storable");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode_packet", |b| {
+        let mut out = BytesMut::with_capacity(1 << 20);
+        b.iter(|| {
+            if out.len() > (1 << 20) - 128 {
+                out.clear();
+            }
+            Framing::Storable
+                .encode_packet(black_box("sink"), black_box(&msg), &mut out)
+                .unwrap();
+        })
+    });
+    g.bench_function("encode_packet_nested", |b| {
+        let mut out = BytesMut::with_capacity(1 << 20);
+        b.iter(|| {
+            if out.len() > (1 << 20) - 256 {
+                out.clear();
+            }
+            Framing::Storable
+                .encode_packet(black_box("sink"), black_box(&nested), &mut out)
+                .unwrap();
+        })
+    });
+    g.bench_function("encode_frame_nested", |b| {
+        let mut out = BytesMut::with_capacity(1 << 20);
+        b.iter(|| {
+            if out.len() > (1 << 20) - 256 {
+                out.clear();
+            }
+            Framing::Storable
+                .encode_frame(black_box(&json_nested), &mut out)
+                .unwrap();
+        })
+    });
+    g.bench_function("decode_packet", |b| {
+        let mut codec = StorableCodec::default();
+        b.iter(|| {
+            let mut buf = BytesMut::from(&one[..]);
+            codec.decode(&mut buf).unwrap().unwrap()
+        })
+    });
+    g.bench_function("decode_packet_nested", |b| {
+        let mut codec = StorableCodec::default();
+        b.iter(|| {
+            let mut buf = BytesMut::from(&nested_one[..]);
+            codec.decode(&mut buf).unwrap().unwrap()
+        })
+    });
+    g.bench_function("decode_and_typed_body", |b| {
+        let mut codec = StorableCodec::default();
+        b.iter(|| {
+            let mut buf = BytesMut::from(&one[..]);
+            let p = codec.decode(&mut buf).unwrap().unwrap();
+            let (_, i, _): (&str, u64, &str) = p.decode().unwrap();
+            i
+        })
+    });
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("decode_64k_batch", |b| {
+        let mut codec = StorableCodec::default();
+        b.iter(|| {
+            let mut buf = BytesMut::from(&batch[..]);
+            let mut count = 0;
+            while let Some(p) = codec.decode(&mut buf).unwrap() {
+                black_box(p.dest());
+                count += 1;
+            }
+            count
+        })
+    });
+    g.finish();
+}
+
+/// Messages of different types behind one `dyn`, for building frames.
+mod erased {
+    use bytes::BytesMut;
+    pub trait Msg {
+        fn storable(&self, dest: &str, out: &mut BytesMut);
+    }
+    impl<T: serde::Serialize> Msg for T {
+        fn storable(&self, dest: &str, out: &mut BytesMut) {
+            aemp::wire::Framing::Storable
+                .encode_packet(dest, self, out)
+                .unwrap();
+        }
+    }
+}
+
+criterion_group!(benches, handshake, packets, storable);
 criterion_main!(benches);
