@@ -13,7 +13,11 @@
 //! cargo run --release --example throughput -- --cert tests/fixtures/certs/gencert-openssl.pem   # both, over TLS
 //! cargo run --release --example throughput -- --role receiver --nodeid benchR --bind 127.0.0.1:4201 --secret S
 //! cargo run --release --example throughput -- --role sender --nodeid benchS --seed 127.0.0.1:4201 --target benchR#sink --count N --secret S
+//! cargo run --release --example throughput -- --framing storable   # both nodes list only storable
 //! ```
+//!
+//! `--framing a,b` sets the framings the node lists (in that order); the
+//! peer sends the first of them it supports.
 
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader};
@@ -56,6 +60,20 @@ struct Args {
     /// A `cert` PEM blob (key and certificate): both nodes talk TLS.
     #[arg(long)]
     cert: Option<String>,
+    /// The framings this node lists, comma-separated (`json`, `storable`).
+    #[arg(long, value_delimiter = ',')]
+    framing: Vec<aemp::wire::Framing>,
+}
+
+/// A builder with `--cert` and `--framing` applied.
+fn configure(mut builder: aemp::NodeBuilder, args: &Args) -> Result<aemp::NodeBuilder, String> {
+    if let Some(cert) = cert(args)? {
+        builder = builder.cert(cert);
+    }
+    if !args.framing.is_empty() {
+        builder = builder.framings(args.framing.iter().copied());
+    }
+    Ok(builder)
 }
 
 /// The node's certificate, if `--cert` names one.
@@ -138,14 +156,14 @@ impl Sink {
 }
 
 async fn receiver(args: Args) -> Result<(), String> {
-    let mut builder = Node::builder()
+    let builder = Node::builder()
         .node_id(args.nodeid.clone().unwrap_or_else(|| "benchR".into()))
         .secret(args.secret.as_str())
         .bind(args.bind.clone().unwrap_or_else(|| "127.0.0.1:4201".into()));
-    if let Some(cert) = cert(&args)? {
-        builder = builder.cert(cert);
-    }
-    let node = builder.start().await.map_err(|e| e.to_string())?;
+    let node = configure(builder, &args)?
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
     let sink = Sink {
         node: node.clone(),
         default_count: args.count,
@@ -174,14 +192,14 @@ async fn sender(args: Args) -> Result<String, String> {
         .seed
         .clone()
         .ok_or("sender: --seed HOST:PORT is required")?;
-    let mut builder = Node::builder()
+    let builder = Node::builder()
         .node_id(args.nodeid.clone().unwrap_or_else(|| "benchS".into()))
         .secret(args.secret.as_str())
         .seed(seed);
-    if let Some(cert) = cert(&args)? {
-        builder = builder.cert(cert);
-    }
-    let node = builder.start().await.map_err(|e| e.to_string())?;
+    let node = configure(builder, &args)?
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
     let target = PortId::from(args.target.as_str());
     let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
     while !node.node_is_up(target.node()) {
@@ -235,6 +253,15 @@ fn both(args: Args) -> Result<(), String> {
         .args(["--bind", "127.0.0.1:0", "--secret", &args.secret])
         .args(["--count", &args.count.to_string()])
         .args(args.cert.iter().flat_map(|c| ["--cert", c.as_str()]))
+        .args(
+            (!args.framing.is_empty())
+                .then(|| {
+                    let names: Vec<&str> = args.framing.iter().map(|f| f.name()).collect();
+                    ["--framing".to_string(), names.join(",")]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start receiver: {e}"))?;
