@@ -1443,22 +1443,22 @@ impl<'a> Encoder<'a> {
     fn close_map(&mut self, m: MapState) {
         let count = m.count.to_be_bytes();
         self.out[m.op + 1..m.op + 5].copy_from_slice(&count);
-        let keys = self.keys.split_off(m.keys_start);
-        if !m.utf8 {
-            return;
+        if m.utf8 {
+            let keys = self.keys.get(m.keys_start..).unwrap_or_default();
+            let mut region = Vec::with_capacity(self.out.len() - m.op + 1 + keys.len());
+            region.extend_from_slice(&[SX_FLAG_HASH, 0]);
+            region.extend_from_slice(&count);
+            let mut from = m.op + 5;
+            for &(at, utf8) in keys {
+                region.extend_from_slice(&self.out[from..at]);
+                region.push(u8::from(utf8));
+                from = at;
+            }
+            region.extend_from_slice(&self.out[from..]);
+            self.out.truncate(m.op);
+            self.out.extend_from_slice(&region);
         }
-        let mut region = Vec::with_capacity(self.out.len() - m.op + 1 + keys.len());
-        region.extend_from_slice(&[SX_FLAG_HASH, 0]);
-        region.extend_from_slice(&count);
-        let mut from = m.op + 5;
-        for (at, utf8) in keys {
-            region.extend_from_slice(&self.out[from..at]);
-            region.push(u8::from(utf8));
-            from = at;
-        }
-        region.extend_from_slice(&self.out[from..]);
-        self.out.truncate(m.op);
-        self.out.extend_from_slice(&region);
+        self.keys.truncate(m.keys_start);
     }
 }
 
