@@ -5,68 +5,8 @@
 //! network-order image of the packet array (`05 0b` from Storable 3.26;
 //! any minor version of major 2 is accepted).
 //!
-//! # Decoding
-//!
-//! [`StorableCodec`] transcodes the image straight into a JSON frame (no
-//! value tree in between), so that the rest of aemp sees the same
-//! [`Packet`]s as from the `json` framing:
-//!
-//! | Storable | JSON |
-//! |---|---|
-//! | `02` array, `03` hash, `19` hash with flags | array, object (Latin-1 keys unless the key flag says UTF-8) |
-//! | `04` ref, `14` overloaded ref, `1b`/`1c` weak refs | the referent (JSON has no references; a weak reference is one too) |
-//! | ref to a scalar `0` or `1` (`\0`, `\1`) | `false` / `true`, as JSON::XS encodes `\0` / `\1` |
-//! | ref to any other scalar | the scalar |
-//! | `05` undef, `0e` array hole, `1f` undef element | `null` |
-//! | `08` byte int, `09` 32-bit int | number |
-//! | `0a`/`01` byte string | string of Latin-1 characters |
-//! | `17`/`18` UTF-8 string | string (must be valid UTF-8) |
-//! | `0f`/`22` and `10`/`23` (yes/no, Storable ≥ 3.32 booleans) | `true` / `false` |
-//! | `11`/`12` bless into `JSON::PP::Boolean` of 0/1 | `false` / `true` |
-//! | `00 <n>` back-reference | a copy of object n's JSON |
-//!
-//! Perl sends large integers and all non-integral numbers as strings:
-//! they arrive as JSON strings (`"1099511627776"`, `"3.5"`); read such
-//! fields with [`Lenient`](crate::wire::Lenient).
-//!
-//! Everything else is refused with a [`StorableError`]: objects of any
-//! other class, Storable hooks, tied containers, code refs, vstrings,
-//! regexps, large objects, native-order numbers (`06`/`07`, which a
-//! network-order image never contains), unknown opcodes, trailing bytes,
-//! a root that is not an array or whose first element is not a string,
-//! nesting deeper than `max_depth` containers, cycles. The length prefix
-//! is checked before any byte of the body is awaited: a padded one, or one
-//! over `max_packet`, ends the stream at once. The JSON output is bounded
-//! by `max_packet` too (a chain of back-references cannot blow it up;
-//! the check runs after each item, so the output may pass the limit by at
-//! most one escaped string before the frame is refused).
-//!
-//! Object numbers follow Storable's `retrieve`: the root array is 0, and
-//! every array, hash, ref, undef and scalar takes the next number in
-//! stream order (a ref before its referent); `bless`/`ix_bless` take none
-//! (the blessed object does), hash keys take none.
-//!
-//! Hashes store each value before its key while JSON wants the key
-//! first: when the transcoder meets a hash, it first walks that hash's
-//! subtree once to note where every key of it (and of the hashes inside)
-//! is, then writes keys before values in one pass.
-//!
-//! # Encoding
-//!
-//! [`encode_packet`] serializes a message straight to Storable with a serde
-//! serializer, [`encode_frame`] transcodes a JSON frame (keeping its key
-//! order), byte-exact with what Perl's `nfreeze` writes for the same data:
-//! root array `02`, nested arrays `04 02`, objects `04 03` (or `04 19`
-//! with hash flags 0 when a key needs UTF-8; its keys then carry flag 1
-//! for UTF-8, 0 for Latin-1), strings whose characters are all ≤ U+00FF
-//! as `0a`/`01` Latin-1 bytes, others `17`/`18` UTF-8; integers −128..127
-//! `08`, other 32-bit integers `09`, larger ones as their decimal text;
-//! integral floats that fit an i64 as integers, other floats as text
-//! formatted like Perl's `%.15g` (`0.1`, `1e+21`, `Inf`, `NaN`); `null`
-//! `05`; booleans as `JSON::PP::Boolean` objects: the first one in a frame
-//! `14 11 11 "JSON::PP::Boolean" 08 8x`, the first of the other value
-//! `14 12 00 08 8x`, and repeats as back-references `14 00 <n>` (as
-//! Perl's shared `JSON::PP::true`/`false` come out).
+//! What is decoded, refused and written is described on
+//! [`StorableCodec`].
 
 use std::fmt::{self, Display};
 use std::io::Write as _;
@@ -142,8 +82,74 @@ fn unsupported(op: u8, at: usize) -> StorableError {
 // Decoding
 // ---------------------------------------------------------------------
 
-/// Decoder of the `storable` framing; see the [module docs](self) for
-/// what it maps to JSON and what it refuses.
+/// Decoder of the `storable` framing.
+///
+/// # Decoding
+///
+/// The decoder transcodes the image straight into a JSON frame (no
+/// value tree in between), so that the rest of aemp sees the same
+/// [`Packet`]s as from the `json` framing:
+///
+/// | Storable | JSON |
+/// |---|---|
+/// | `02` array, `03` hash, `19` hash with flags | array, object (Latin-1 keys unless the key flag says UTF-8) |
+/// | `04` ref, `14` overloaded ref, `1b`/`1c` weak refs | the referent (JSON has no references; a weak reference is one too) |
+/// | ref to a scalar `0` or `1` (`\0`, `\1`) | `false` / `true`, as JSON::XS encodes `\0` / `\1` |
+/// | ref to any other scalar | the scalar |
+/// | `05` undef, `0e` array hole, `1f` undef element | `null` |
+/// | `08` byte int, `09` 32-bit int | number |
+/// | `0a`/`01` byte string | string of Latin-1 characters |
+/// | `17`/`18` UTF-8 string | string (must be valid UTF-8) |
+/// | `0f`/`22` and `10`/`23` (yes/no, Storable ≥ 3.32 booleans) | `true` / `false` |
+/// | `11`/`12` bless into `JSON::PP::Boolean` of 0/1 | `false` / `true` |
+/// | `00 <n>` back-reference | a copy of object n's JSON |
+///
+/// Perl sends large integers and all non-integral numbers as strings:
+/// they arrive as JSON strings (`"1099511627776"`, `"3.5"`); read such
+/// fields with [`Lenient`](crate::wire::Lenient).
+///
+/// Everything else is refused with a
+/// [`StorableError`](crate::wire::StorableError): objects of any
+/// other class, Storable hooks, tied containers, code refs, vstrings,
+/// regexps, large objects, native-order numbers (`06`/`07`, which a
+/// network-order image never contains), unknown opcodes, trailing bytes,
+/// a root that is not an array or whose first element is not a string,
+/// nesting deeper than `max_depth` containers, cycles. The length prefix
+/// is checked before any byte of the body is awaited: a padded one, or one
+/// over `max_packet`, ends the stream at once. The JSON output is bounded
+/// by `max_packet` too (a chain of back-references cannot blow it up;
+/// the check runs after each item, so the output may pass the limit by at
+/// most one escaped string before the frame is refused).
+///
+/// Object numbers follow Storable's `retrieve`: the root array is 0, and
+/// every array, hash, ref, undef and scalar takes the next number in
+/// stream order (a ref before its referent); `bless`/`ix_bless` take none
+/// (the blessed object does), hash keys take none.
+///
+/// Hashes store each value before its key while JSON wants the key
+/// first: when the transcoder meets a hash, it first walks that hash's
+/// subtree once to note where every key of it (and of the hashes inside)
+/// is, then writes keys before values in one pass.
+///
+/// # Encoding
+///
+/// [`Framing::encode_packet`](crate::wire::Framing::encode_packet)
+/// serializes a message straight to Storable with a serde serializer,
+/// [`Framing::encode_frame`](crate::wire::Framing::encode_frame)
+/// transcodes a JSON frame (keeping its key order), byte-exact with what
+/// Perl's `nfreeze` writes for the same data: root array `02`, nested arrays `04 02`, objects `04 03` (or `04 19`
+/// with hash flags 0 when a key needs UTF-8; its keys then carry flag 1
+/// for UTF-8, 0 for Latin-1), strings whose characters are all ≤ U+00FF
+/// as `0a`/`01` Latin-1 bytes, others `17`/`18` UTF-8; integers −128..127
+/// `08`, other 32-bit integers `09`, larger ones as their decimal text;
+/// integral floats that fit an i64 as integers, other floats as text
+/// formatted like Perl's `%.15g` (`0.1`, `1e+21`, `Inf`, `NaN`); `null`
+/// `05`; booleans as `JSON::PP::Boolean` objects: the first one in a frame
+/// `14 11 11 "JSON::PP::Boolean" 08 8x`, the first of the other value
+/// `14 12 00 08 8x`, and repeats as back-references `14 00 <n>` (as
+/// Perl's shared `JSON::PP::true`/`false` come out).
+///
+/// # Example
 ///
 /// ```
 /// use tokio_util::codec::Decoder;
@@ -1543,8 +1549,8 @@ pub(crate) fn format_g15(v: f64, buf: &mut [u8; 32]) -> usize {
     if v.is_sign_negative() {
         put(b'-');
     }
-    if exp < -4 || exp >= P {
-        put(digits[0]);
+    if !(-4..P).contains(&exp) {
+        put(digits.first().copied().unwrap_or(b'0'));
         if digits.len() > 1 {
             put(b'.');
             for &d in &digits[1..] {
@@ -2210,7 +2216,7 @@ mod tests {
     /// The image with a BER length prefix.
     fn framed(image: &[u8]) -> Vec<u8> {
         let mut out = BytesMut::new();
-        let mut enc = Encoder::begin(&mut out);
+        let enc = Encoder::begin(&mut out);
         enc.out.truncate(enc.start + 1);
         enc.out.extend_from_slice(image);
         // the root count is part of `image`: keep it
