@@ -155,7 +155,7 @@ fn unsupported(op: u8, at: usize) -> StorableError {
 /// use tokio_util::codec::Decoder;
 /// let mut codec = aemp::wire::StorableCodec::default();
 /// // ["a", 1] as Perl's pack("w/a*", nfreeze(["a", 1])) writes it
-/// let frame = b"\x0d\x05\x0b\x02\x00\x00\x00\x02\x0a\x01a\x08\x81";
+/// let frame = b"\x0c\x05\x0b\x02\x00\x00\x00\x02\x0a\x01a\x08\x81";
 /// let mut buf = bytes::BytesMut::from(&frame[..5]);
 /// assert!(codec.decode(&mut buf).unwrap().is_none());
 /// buf.extend_from_slice(&frame[5..]);
@@ -1123,7 +1123,7 @@ fn write_utf8(out: &mut BytesMut, bytes: &[u8]) -> bool {
 /// ```
 /// let mut out = bytes::BytesMut::new();
 /// aemp::wire::Framing::Storable.encode_packet("a", &(1,), &mut out).unwrap();
-/// assert_eq!(&out[..], b"\x0d\x05\x0b\x02\x00\x00\x00\x02\x0a\x01a\x08\x81");
+/// assert_eq!(&out[..], b"\x0c\x05\x0b\x02\x00\x00\x00\x02\x0a\x01a\x08\x81");
 /// ```
 pub(crate) fn encode_packet<M: Serialize + ?Sized>(
     dest: &str,
@@ -2254,6 +2254,23 @@ mod tests {
             let n = format_g15(v, &mut buf);
             assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), s, "{v:e}");
         }
+    }
+
+    /// 3030 values printed by `perl -e 'printf "%.15g"'`
+    /// (tests/fixtures/storable/g15.pl).
+    #[test]
+    fn g15_agrees_with_perl_printf() {
+        let table = include_str!("../../../tests/fixtures/storable/g15.txt");
+        let mut n = 0;
+        for line in table.lines() {
+            let (bits, want) = line.split_once(' ').unwrap();
+            let v = f64::from_bits(u64::from_str_radix(bits, 16).unwrap());
+            let mut buf = [0u8; 32];
+            let len = format_g15(v, &mut buf);
+            assert_eq!(std::str::from_utf8(&buf[..len]).unwrap(), want, "{bits}");
+            n += 1;
+        }
+        assert_eq!(n, 3030);
     }
 
     #[test]
