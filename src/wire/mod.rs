@@ -26,9 +26,10 @@ pub use auth::{
     tokens_equal, transcript, verify_token,
 };
 pub use cert::{CertError, NodeCert, PeerRole, TrustError, cert_subject};
-pub use error::{EncodeError, FrameError, HandshakeError};
+pub use error::{CborFault, EncodeError, FrameError, HandshakeError};
 pub use framing::{
-    Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, select_framing,
+    CborCodec, Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, MAX_BIGNUM,
+    select_framing,
 };
 pub use global::{
     CONNECT_FUNCTION, GLOBAL_TAGS, GlobalMsg, GlobalMsgError, StringLists, connect_args,

@@ -4,6 +4,7 @@
 //! one it supports) and must decode whatever the peer picked from ours.
 //! All framings map onto one data model: JSON frames ([`Packet`]).
 
+mod cbor;
 mod json;
 
 use std::fmt;
@@ -13,6 +14,7 @@ use bytes::BytesMut;
 use serde::Serialize;
 use tokio_util::codec::Decoder;
 
+pub use cbor::{CborCodec, MAX_BIGNUM};
 pub use json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, JsonCodec};
 
 use crate::wire::error::{EncodeError, FrameError};
@@ -23,16 +25,19 @@ use crate::wire::packet::Packet;
 pub enum Framing {
     /// `json`: JSON arrays back to back.
     Json,
+    /// `cbor`: CBOR arrays back to back (AnyEvent::Handle's `cbor` type).
+    Cbor,
 }
 
 impl Framing {
     /// Every framing aemp supports, in its default preference order.
-    pub const ALL: [Framing; 1] = [Framing::Json];
+    pub const ALL: [Framing; 2] = [Framing::Json, Framing::Cbor];
 
     /// The name used in greetings and auth lines.
     pub fn name(self) -> &'static str {
         match self {
             Framing::Json => "json",
+            Framing::Cbor => "cbor",
         }
     }
 
@@ -51,17 +56,19 @@ impl Framing {
     ) -> Result<(), EncodeError> {
         match self {
             Framing::Json => Packet::encode(dest, msg, out),
+            Framing::Cbor => cbor::encode_packet(dest, msg, out),
         }
     }
 
     /// Re-encodes a JSON frame (from [`Packet::encode`]) in this framing at
-    /// the end of `out`.
+    /// the end of `out` (nothing is appended on error).
     pub fn encode_frame(self, json_frame: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
         match self {
             Framing::Json => {
                 out.extend_from_slice(json_frame);
                 Ok(())
             }
+            Framing::Cbor => cbor::encode_frame(json_frame, out),
         }
     }
 
@@ -70,6 +77,7 @@ impl Framing {
     pub fn codec(self, max_packet: usize, max_depth: usize) -> Codec {
         match self {
             Framing::Json => Codec::Json(JsonCodec::new(max_packet, max_depth)),
+            Framing::Cbor => Codec::Cbor(CborCodec::new(max_packet, max_depth)),
         }
     }
 }
@@ -108,6 +116,8 @@ pub fn select_framing(remote: &[String], ours: &[Framing]) -> Option<Framing> {
 pub enum Codec {
     /// The `json` framing.
     Json(JsonCodec),
+    /// The `cbor` framing.
+    Cbor(CborCodec),
 }
 
 impl Decoder for Codec {
@@ -117,12 +127,14 @@ impl Decoder for Codec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         match self {
             Codec::Json(c) => c.decode(buf),
+            Codec::Cbor(c) => c.decode(buf),
         }
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         match self {
             Codec::Json(c) => c.decode_eof(buf),
+            Codec::Cbor(c) => c.decode_eof(buf),
         }
     }
 }
