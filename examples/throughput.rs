@@ -11,6 +11,7 @@
 //! ```text
 //! cargo run --release --example throughput                       # both, Rust->Rust
 //! cargo run --release --example throughput -- --cert tests/fixtures/certs/gencert-openssl.pem   # both, over TLS
+//! cargo run --release --example throughput -- --framing cbor       # both, cbor framing
 //! cargo run --release --example throughput -- --role receiver --nodeid benchR --bind 127.0.0.1:4201 --secret S
 //! cargo run --release --example throughput -- --role sender --nodeid benchS --seed 127.0.0.1:4201 --target benchR#sink --count N --secret S
 //! ```
@@ -56,6 +57,15 @@ struct Args {
     /// A `cert` PEM blob (key and certificate): both nodes talk TLS.
     #[arg(long)]
     cert: Option<String>,
+    /// The framings the node accepts, in preference order (as bench.pl's
+    /// `--framing`, e.g. `cbor` or `json,cbor`).
+    #[arg(long, default_value = "json")]
+    framing: String,
+}
+
+/// The framings `--framing` lists.
+fn framings(args: &Args) -> Result<Vec<aemp::wire::Framing>, String> {
+    args.framing.split(',').map(str::parse).collect()
 }
 
 /// The node's certificate, if `--cert` names one.
@@ -141,7 +151,8 @@ async fn receiver(args: Args) -> Result<(), String> {
     let mut builder = Node::builder()
         .node_id(args.nodeid.clone().unwrap_or_else(|| "benchR".into()))
         .secret(args.secret.as_str())
-        .bind(args.bind.clone().unwrap_or_else(|| "127.0.0.1:4201".into()));
+        .bind(args.bind.clone().unwrap_or_else(|| "127.0.0.1:4201".into()))
+        .framings(framings(&args)?);
     if let Some(cert) = cert(&args)? {
         builder = builder.cert(cert);
     }
@@ -177,7 +188,8 @@ async fn sender(args: Args) -> Result<String, String> {
     let mut builder = Node::builder()
         .node_id(args.nodeid.clone().unwrap_or_else(|| "benchS".into()))
         .secret(args.secret.as_str())
-        .seed(seed);
+        .seed(seed)
+        .framings(framings(&args)?);
     if let Some(cert) = cert(&args)? {
         builder = builder.cert(cert);
     }
@@ -234,6 +246,7 @@ fn both(args: Args) -> Result<(), String> {
         .args(["--role", "receiver", "--once", "--nodeid", "benchR"])
         .args(["--bind", "127.0.0.1:0", "--secret", &args.secret])
         .args(["--count", &args.count.to_string()])
+        .args(["--framing", &args.framing])
         .args(args.cert.iter().flat_map(|c| ["--cert", c.as_str()]))
         .stdout(Stdio::piped())
         .spawn()

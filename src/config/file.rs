@@ -345,8 +345,9 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Framings the reference lists in its default `framing_format` after
-/// the ones aemp speaks ([`Framing::ALL`](crate::wire::Framing::ALL)):
-/// kept in the file's defaults, as the Perl tool reads the same file.
+/// the ones aemp offers by default
+/// ([`Framing::DEFAULT`](crate::wire::Framing::DEFAULT)): kept in the
+/// file's defaults, as the Perl tool reads the same file.
 const REFERENCE_ONLY_FRAMINGS: [&str; 1] = ["storable"];
 
 /// The reference's defaults (`find_profile`), from

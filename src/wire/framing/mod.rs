@@ -33,6 +33,12 @@ impl Framing {
     /// Every framing aemp supports, in its default preference order.
     pub const ALL: [Framing; 2] = [Framing::Json, Framing::Cbor];
 
+    /// The framings a node offers unless configured otherwise: those of
+    /// the reference's default `framing_format` (`json`, `storable`) that
+    /// aemp speaks. As in Perl, `cbor` is only used when a configuration
+    /// lists it.
+    pub const DEFAULT: [Framing; 1] = [Framing::Json];
+
     /// The name used in greetings and auth lines.
     pub fn name(self) -> &'static str {
         match self {
