@@ -64,6 +64,9 @@ use crate::wire::packet::{DestSpan, Packet};
 /// quadratic in its length.
 pub const MAX_BIGNUM: usize = 4096;
 
+/// Size of the blocks JSON frames are written into.
+const OUT_BLOCK: usize = 8192;
+
 /// CBOR tags with a meaning here.
 const TAG_POS_BIGNUM: u64 = 2;
 const TAG_NEG_BIGNUM: u64 = 3;
@@ -654,15 +657,32 @@ impl CborCodec {
     }
 
     fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        if !self.in_item && !buf.is_empty() && self.out.capacity() < 256 {
+            // frames are cut from a shared block, not allocated one by one
+            self.out.reserve(OUT_BLOCK);
+        }
+        // bytes consumed by this call (the buffer is advanced once)
+        let mut at = 0;
         loop {
-            match self.step(buf)? {
-                Step::Wait => return Ok(None),
+            let step = self.step(buf.get(at..).unwrap_or_default());
+            let step = match step {
+                Ok(s) => s,
+                Err(e) => {
+                    buf.advance(at);
+                    return Err(e);
+                }
+            };
+            match step {
+                Step::Wait => {
+                    buf.advance(at);
+                    return Ok(None);
+                }
                 Step::Go(n) => {
-                    buf.advance(n);
+                    at += n;
                     self.off += n;
                 }
                 Step::Done(n) => {
-                    buf.advance(n);
+                    buf.advance(at + n);
                     let dest = self.dest;
                     self.reset();
                     let frame = self.out.split().freeze();
