@@ -11,43 +11,7 @@
 //! that cannot fit in `max_packet` is refused before anything waits for
 //! or allocates it, and arrays and maps nest at most `max_depth` deep.
 //!
-//! Mapping (what Perl's `CBOR::XS` writes, and what else CBOR allows):
-//!
-//! * the item must be an array (definite or indefinite length) whose first
-//!   element, the destination, is a text **or byte** string (Perl writes
-//!   port names as byte strings; `80`, the empty array, is a keepalive);
-//! * byte strings become strings of Latin-1 characters (as Perl reads
-//!   them); text strings must be valid UTF-8; indefinite-length strings
-//!   are joined;
-//! * integers become JSON numbers, also those beyond `i64` (down to
-//!   −2⁶⁴, printed exactly; `serde_json` reads them as `i128` or, into a
-//!   `Value`, as `f64`);
-//! * floats (half, single, double) become JSON numbers; integral ones below
-//!   2⁶⁴ in magnitude are printed as integers (Perl's `2**40` is a float
-//!   on the wire, an integer to Perl and in the `json` framing); infinities
-//!   and NaN, which JSON cannot hold, become the strings `"Inf"`, `"-Inf"`
-//!   and `"NaN"` (Perl's stringification);
-//! * false, true, null → JSON; undefined → null;
-//! * tag 22098 (a Perl scalar reference) → the referenced value, except that
-//!   a reference to 0 or 1 is false or true (`\0`/`\1`, JSON::XS's
-//!   convention, which CBOR::XS writes as `d95652 00`/`01`);
-//! * tags 2 and 3 (bignums, Perl's `Math::BigInt`) → a decimal string;
-//! * tag 26 (a Perl object, `[classname, FREEZE results…]`) → that array:
-//!   the class is kept as data (a Perl receiver without the class's `THAW`
-//!   cannot decode it at all and drops the connection with "Bad message");
-//! * tags 25/256 (string references) and 28/29 (value sharing), written by
-//!   CBOR::XS only when asked to, are refused; every other tag is dropped
-//!   for its value;
-//! * map keys: strings, and integers as their decimal text; anything else
-//!   is refused.
-//!
-//! Encoding ([`encode_packet`], [`encode_frame`]) writes what CBOR::XS
-//! writes for the same data: definite lengths, integers in their shortest
-//! form, floats as integers when integral in `0..2³²`, else as float32
-//! when exact, else float64 (3.5 → `fa 40600000`), `f5`/`f4`/`f6`. Strings
-//! are written as text strings (Perl decodes both kinds to the same Perl
-//! string; only the byte/text flag differs from what Perl writes for its
-//! downgraded strings). Non-finite floats become null, as in `serde_json`.
+//! The mapping to JSON and the encoding are described at [`CborCodec`].
 
 mod enc;
 
@@ -151,8 +115,54 @@ enum Level {
     Chunks { text: bool, role: StrRole },
 }
 
-/// Decoder of the `cbor` framing; see the [module docs](self) for the
-/// mapping to JSON frames.
+/// Decoder of the `cbor` framing: each CBOR item becomes a JSON frame.
+///
+/// Mapping (what Perl's `CBOR::XS` writes, and what else CBOR allows):
+///
+/// * the item must be an array (definite or indefinite length) whose first
+///   element, the destination, is a text **or byte** string (Perl writes
+///   port names as byte strings; `80`, the empty array, is a keepalive);
+/// * byte strings become strings of Latin-1 characters (as Perl reads
+///   them); text strings must be valid UTF-8; indefinite-length strings
+///   are joined;
+/// * integers become JSON numbers, also those beyond `i64` (down to
+///   −2⁶⁴, printed exactly; `serde_json` reads them as `i128` or, into a
+///   `Value`, as `f64`);
+/// * floats (half, single, double) become JSON numbers; integral ones below
+///   2⁶⁴ in magnitude are printed as integers (Perl's `2**40` is a float
+///   on the wire, an integer to Perl and in the `json` framing); infinities
+///   and NaN, which JSON cannot hold, become the strings `"Inf"`, `"-Inf"`
+///   and `"NaN"` (Perl's stringification);
+/// * false, true, null → JSON; undefined → null;
+/// * tag 22098 (a Perl scalar reference) → the referenced value, except that
+///   a reference to 0 or 1 is false or true (`\0`/`\1`, JSON::XS's
+///   convention, which CBOR::XS writes as `d95652 00`/`01`);
+/// * tags 2 and 3 (bignums, Perl's `Math::BigInt`) → a decimal string;
+/// * tag 26 (a Perl object, `[classname, FREEZE results…]`) → that array:
+///   the class is kept as data (a Perl receiver without the class's `THAW`
+///   cannot decode it at all and drops the connection with "Bad message");
+/// * tags 25/256 (string references) and 28/29 (value sharing), written by
+///   CBOR::XS only when asked to, are refused; every other tag is dropped
+///   for its value;
+/// * map keys: strings, and integers as their decimal text; anything else
+///   is refused.
+///
+/// Encoding ([`Framing::encode_packet`](crate::wire::Framing::encode_packet)
+/// and [`Framing::encode_frame`](crate::wire::Framing::encode_frame) with
+/// [`Framing::Cbor`](crate::wire::Framing::Cbor)) writes what CBOR::XS
+/// writes for the same data: definite lengths, integers in their shortest
+/// form, floats as integers when integral in `0..2³²`, else as float32
+/// when exact, else float64 (3.5 → `fa 40600000`), `f5`/`f4`/`f6`. Strings
+/// are written as text strings (Perl decodes both kinds to the same Perl
+/// string; only the byte/text flag differs from what Perl writes for its
+/// downgraded strings). Everything else follows `serde_json`, so a message
+/// means the same in both framings: it must serialize to an array (`()`
+/// is refused, as by [`Packet::encode`]), enums are externally tagged,
+/// `serialize_bytes` is an array of numbers, integer map keys are
+/// strings, non-finite floats are null, and an `f32` is the float64 of its
+/// shortest decimal. JSON frames are re-encoded keeping the order of map
+/// keys. Integral floats come back from a round trip as integers (as they
+/// do from Perl).
 ///
 /// ```
 /// use tokio_util::codec::Decoder;
