@@ -110,3 +110,52 @@ async fn asymmetric_framings_cbor_one_way_json_the_other() {
     assert_eq!(a.send_framing("b"), Some(Framing::Json));
     assert_eq!(b.send_framing("a"), Some(Framing::Cbor));
 }
+
+/// A raw client that speaks cbor to a node accepting only cbor: Perl-style
+/// packets (byte strings) reach a port; a malformed item closes the
+/// connection with a typed error and the node serves on.
+#[actix_rt::test]
+async fn perl_style_bytes_arrive_and_bad_cbor_closes_the_connection() {
+    use aemp::wire::{CborFault, FrameError};
+    use aemp::{ConnectionError, NodeEvent};
+    use tokio::io::AsyncWriteExt;
+
+    let victim = node("victim", &[Framing::Cbor]).await;
+    let (_port, mut rx) = victim.port_channel_named("inbox").unwrap();
+    let mut events = victim.events();
+    let mut cfg = client_cfg("raw", SECRET);
+    cfg.framings = vec![Framing::Cbor];
+    let mut client = raw_handshake(&addr_of(&victim), cfg).await.unwrap().stream;
+    until("raw is up", || victim.node_is_up("raw")).await;
+    // ["inbox", "hi", \1, 2**40 as Perl writes it], a keepalive, then junk
+    client
+        .write_all(
+            b"\x84\x45inbox\x42hi\xd9\x56\x52\x01\xfa\x53\x80\x00\x00\x80\x83\x45inbox\x01\x1c",
+        )
+        .await
+        .unwrap();
+    let got = recv(&mut rx).await;
+    assert_eq!(&got.frame()[..], br#"["inbox","hi",true,1099511627776]"#);
+    read_to_close(&mut client).await;
+    let error = wait_event(&mut events, |ev| match ev {
+        NodeEvent::Down { node, error } if node == "raw" => Some(error.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        error,
+        ConnectionError::Frame(FrameError::InvalidCbor {
+            offset: 8,
+            fault: CborFault::ReservedInfo { major: 0, info: 28 }
+        })
+    );
+    assert!(error.to_string().contains("invalid CBOR"), "{error}");
+    let other = node("other", &[Framing::Cbor]).await;
+    let (p, mut orx) = victim.port_channel();
+    other.connect(addr_of(&victim)).await.unwrap();
+    other.snd(&p, &("still", "there")).unwrap();
+    assert_eq!(
+        recv(&mut orx).await.values().unwrap(),
+        vec![json!("still"), json!("there")]
+    );
+}
