@@ -217,8 +217,10 @@ enum Step {
 }
 
 impl CborCodec {
-    /// A decoder with the given packet size (bytes of one CBOR item) and
-    /// nesting (arrays and maps) limits.
+    /// A decoder with the given packet size and nesting (arrays and maps)
+    /// limits. `max_packet` bounds the CBOR bytes of one item; its JSON
+    /// frame can be larger (at most six times: a control character in a
+    /// string becomes `\u00XX`).
     pub fn new(max_packet: usize, max_depth: usize) -> CborCodec {
         CborCodec {
             max_packet,
