@@ -11,6 +11,7 @@
 //! ```text
 //! cargo run --release --example throughput                       # both, Rust->Rust
 //! cargo run --release --example throughput -- --cert tests/fixtures/certs/gencert-openssl.pem   # both, over TLS
+//! cargo run --release --example throughput -- --framing cbor       # both, cbor framing
 //! cargo run --release --example throughput -- --role receiver --nodeid benchR --bind 127.0.0.1:4201 --secret S
 //! cargo run --release --example throughput -- --role sender --nodeid benchS --seed 127.0.0.1:4201 --target benchR#sink --count N --secret S
 //! cargo run --release --example throughput -- --framing storable   # both nodes list only storable

@@ -393,8 +393,13 @@ fn encode_errors_leave_the_buffer_alone() {
     m.insert((1, 2), 3);
     assert!(s.encode_packet("d", &(1, m), &mut out).is_err());
     assert_eq!(&out[..], b"keep");
-    // `()` is the empty message
-    s.encode_packet("d", &(), &mut out).unwrap();
+    // as in the json and cbor framings, `()` is not an array
+    assert!(matches!(
+        s.encode_packet("d", &(), &mut out),
+        Err(aemp::wire::EncodeError::NotAnArray)
+    ));
+    assert_eq!(&out[..], b"keep");
+    s.encode_packet("d", &Vec::<u8>::new(), &mut out).unwrap();
     assert_eq!(value(&decode(&out[4..]).unwrap()), json!(["d"]));
     // the keepalive
     let mut out = BytesMut::new();

@@ -1,5 +1,6 @@
 //! Every sans-IO parser on arbitrary bytes: greeting, line reader, JSON
-//! packet scanner, handshake state machine. None may panic.
+//! packet scanner, CBOR packet decoder, handshake state machine. None may
+//! panic.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

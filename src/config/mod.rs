@@ -79,7 +79,7 @@ impl Default for NodeConfig {
             seeds: Vec::new(),
             auth_offer: DEFAULT_AUTH_OFFER.to_vec(),
             auth_accept: DEFAULT_AUTH_ACCEPT.to_vec(),
-            framings: Framing::ALL.to_vec(),
+            framings: Framing::DEFAULT.to_vec(),
             monitor_timeout: DEFAULT_MONITOR_TIMEOUT,
             connect_interval: Duration::from_secs(2),
             nodelay: true,
@@ -195,7 +195,7 @@ impl NodeConfig {
                     if c.framings.is_empty() {
                         return Err(ConfigError::Value {
                             key: key.clone(),
-                            message: "none of these framings is supported by aemp (json and storable are)".into(),
+                            message: "none of these framings is supported by aemp (json, storable and cbor are)".into(),
                         });
                     }
                 }

@@ -173,6 +173,14 @@ pub enum FrameError {
     /// A `storable` frame that aemp does not decode.
     #[error("protocol error: storable: {0}")]
     Storable(#[from] StorableError),
+    /// The bytes are not CBOR aemp accepts (`cbor` framing).
+    #[error("protocol error: invalid CBOR at offset {offset} of the packet: {fault}")]
+    InvalidCbor {
+        /// Offset of the offending head from the start of the packet.
+        offset: usize,
+        /// What is wrong there.
+        fault: CborFault,
+    },
     /// An I/O error handed to the decoder (see the `From` impl).
     #[error("{0}")]
     Io(String),
@@ -258,6 +266,55 @@ pub enum StorableError {
         flags: u8,
         /// Its offset.
         at: usize,
+    },
+}
+
+/// What is wrong with a CBOR item (see [`FrameError::InvalidCbor`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CborFault {
+    /// Additional information 28–30 is reserved in every major type.
+    #[error("reserved additional information {info} (major type {major})")]
+    ReservedInfo {
+        /// The major type (0–7).
+        major: u8,
+        /// The additional information (28–30).
+        info: u8,
+    },
+    /// Integers and tags have no indefinite-length form.
+    #[error("indefinite length for major type {major}")]
+    IndefiniteNotAllowed {
+        /// The major type (0, 1 or 6).
+        major: u8,
+    },
+    /// A break (`ff`) outside an indefinite-length item, between a tag and
+    /// its value, or where a map value is due.
+    #[error("unexpected break")]
+    UnexpectedBreak,
+    /// A chunk of an indefinite-length string that is not a
+    /// definite-length string of the same major type.
+    #[error("indefinite-length string chunk of the wrong type")]
+    BadChunk,
+    /// A text string (or one of its chunks) that is not valid UTF-8.
+    #[error("text string is not valid UTF-8")]
+    InvalidUtf8,
+    /// A simple value other than false, true, null and undefined.
+    #[error("unsupported simple value {0}")]
+    UnsupportedSimple(u8),
+    /// A map key that is neither a string nor an integer.
+    #[error("map key is not a string or an integer")]
+    BadKey,
+    /// A tag aemp does not decode: 25/256 (string references) and 28/29
+    /// (value sharing), which CBOR::XS writes only when asked to.
+    #[error("unsupported tag {0} (string references and value sharing are not supported)")]
+    UnsupportedTag(u64),
+    /// The content of a bignum tag (2, 3) is not a byte string.
+    #[error("bignum (tag 2/3) content is not a byte string")]
+    BignumNotBytes,
+    /// A bignum longer than the limit.
+    #[error("bignum longer than {limit} bytes")]
+    BignumTooLong {
+        /// The limit in bytes.
+        limit: usize,
     },
 }
 

@@ -93,7 +93,7 @@ impl HandshakeConfig {
             secret,
             auth_offer: DEFAULT_AUTH_OFFER.to_vec(),
             auth_accept: DEFAULT_AUTH_ACCEPT.to_vec(),
-            framings: Framing::ALL.to_vec(),
+            framings: Framing::DEFAULT.to_vec(),
             timeout: DEFAULT_MONITOR_TIMEOUT,
             provider: PROVIDER.to_owned(),
             tls: false,

@@ -26,9 +26,10 @@ pub use auth::{
     tokens_equal, transcript, verify_token,
 };
 pub use cert::{CertError, NodeCert, PeerRole, TrustError, cert_subject};
-pub use error::{EncodeError, FrameError, HandshakeError, StorableError};
+pub use error::{CborFault, EncodeError, FrameError, HandshakeError, StorableError};
 pub use framing::{
-    Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, StorableCodec, select_framing,
+    CborCodec, Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, MAX_BIGNUM,
+    StorableCodec, select_framing,
 };
 pub use global::{
     CONNECT_FUNCTION, GLOBAL_TAGS, GlobalMsg, GlobalMsgError, StringLists, connect_args,
@@ -68,6 +69,23 @@ pub fn fuzz_parsers(data: &[u8], now: std::time::Instant) {
     let mut buf = bytes::BytesMut::from(data);
     while let Ok(Some(p)) = codec.decode(&mut buf) {
         let _ = (p.dest(), p.values());
+    }
+    let _ = codec.decode_eof(&mut buf);
+
+    // what the cbor decoder accepts is a JSON frame that re-encodes to CBOR
+    // decoding to the same frame
+    let mut codec = CborCodec::new(1 << 16, 64);
+    let mut buf = bytes::BytesMut::from(data);
+    while let Ok(Some(p)) = codec.decode(&mut buf) {
+        let _ = (p.dest(), p.values());
+        let mut again = bytes::BytesMut::new();
+        let encoded = Framing::Cbor.encode_frame(p.frame(), &mut again);
+        assert!(encoded.is_ok(), "a decoded frame does not re-encode");
+        let back = CborCodec::new(usize::MAX, 64).decode(&mut again);
+        assert!(
+            matches!(back, Ok(Some(_))),
+            "a re-encoded frame does not decode"
+        );
     }
     let _ = codec.decode_eof(&mut buf);
 

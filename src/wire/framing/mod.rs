@@ -4,6 +4,7 @@
 //! one it supports) and must decode whatever the peer picked from ours.
 //! All framings map onto one data model: JSON frames ([`Packet`]).
 
+mod cbor;
 mod json;
 mod storable;
 
@@ -14,6 +15,7 @@ use bytes::BytesMut;
 use serde::Serialize;
 use tokio_util::codec::Decoder;
 
+pub use cbor::{CborCodec, MAX_BIGNUM};
 pub use json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, JsonCodec};
 pub use storable::StorableCodec;
 
@@ -28,17 +30,26 @@ pub enum Framing {
     /// `storable`: Perl Storable network-order images with a BER length
     /// prefix (see [`StorableCodec`]).
     Storable,
+    /// `cbor`: CBOR arrays back to back (AnyEvent::Handle's `cbor` type).
+    Cbor,
 }
 
 impl Framing {
     /// Every framing aemp supports, in its default preference order.
-    pub const ALL: [Framing; 2] = [Framing::Json, Framing::Storable];
+    pub const ALL: [Framing; 3] = [Framing::Json, Framing::Storable, Framing::Cbor];
+
+    /// The framings a node offers unless configured otherwise: those of
+    /// the reference's default `framing_format` (`json`, `storable`) that
+    /// aemp speaks. As in Perl, `cbor` is only used when a configuration
+    /// lists it.
+    pub const DEFAULT: [Framing; 2] = [Framing::Json, Framing::Storable];
 
     /// The name used in greetings and auth lines.
     pub fn name(self) -> &'static str {
         match self {
             Framing::Json => "json",
             Framing::Storable => "storable",
+            Framing::Cbor => "cbor",
         }
     }
 
@@ -59,6 +70,7 @@ impl Framing {
         match self {
             Framing::Json => Packet::encode(dest, msg, out),
             Framing::Storable => storable::encode_packet(dest, msg, out),
+            Framing::Cbor => cbor::encode_packet(dest, msg, out),
         }
     }
 
@@ -72,6 +84,7 @@ impl Framing {
                 Ok(())
             }
             Framing::Storable => storable::encode_frame(json_frame, out),
+            Framing::Cbor => cbor::encode_frame(json_frame, out),
         }
     }
 
@@ -81,6 +94,7 @@ impl Framing {
         match self {
             Framing::Json => Codec::Json(JsonCodec::new(max_packet, max_depth)),
             Framing::Storable => Codec::Storable(StorableCodec::new(max_packet, max_depth)),
+            Framing::Cbor => Codec::Cbor(CborCodec::new(max_packet, max_depth)),
         }
     }
 }
@@ -122,6 +136,8 @@ pub enum Codec {
     Json(JsonCodec),
     /// The `storable` framing.
     Storable(StorableCodec),
+    /// The `cbor` framing.
+    Cbor(CborCodec),
 }
 
 impl Decoder for Codec {
@@ -132,6 +148,7 @@ impl Decoder for Codec {
         match self {
             Codec::Json(c) => c.decode(buf),
             Codec::Storable(c) => c.decode(buf),
+            Codec::Cbor(c) => c.decode(buf),
         }
     }
 
@@ -139,6 +156,7 @@ impl Decoder for Codec {
         match self {
             Codec::Json(c) => c.decode_eof(buf),
             Codec::Storable(c) => c.decode_eof(buf),
+            Codec::Cbor(c) => c.decode_eof(buf),
         }
     }
 }

@@ -1117,8 +1117,9 @@ fn write_utf8(out: &mut BytesMut, bytes: &[u8]) -> bool {
 // ---------------------------------------------------------------------
 
 /// Encodes the packet `[dest, msg elements…]` as a storable frame at the
-/// end of `out`; `msg` must serialize to a sequence or tuple (`()` is the
-/// empty message). On error `out` is left as it was.
+/// end of `out`; `msg` must serialize to a sequence or tuple (as in the
+/// other framings, `()` is not one: the empty message is an empty `Vec`
+/// or `[(); 0]`). On error `out` is left as it was.
 ///
 /// ```
 /// let mut out = bytes::BytesMut::new();
@@ -1663,7 +1664,7 @@ macro_rules! not_an_array {
 }
 
 macro_rules! root_serializer {
-    ($ty:ident, $unit_ok:expr) => {
+    ($ty:ident) => {
         impl<'e, 'a> ser::Serializer for $ty<'e, 'a> {
             type Ok = ();
             type Error = Error;
@@ -1686,18 +1687,10 @@ macro_rules! root_serializer {
             }
 
             fn serialize_none(self) -> Res {
-                if $unit_ok {
-                    Ok(())
-                } else {
-                    Err(Error::NotAnArray)
-                }
+                Err(Error::NotAnArray)
             }
             fn serialize_unit(self) -> Res {
-                if $unit_ok {
-                    Ok(())
-                } else {
-                    Err(Error::NotAnArray)
-                }
+                Err(Error::NotAnArray)
             }
             fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Res {
                 v.serialize(self)
@@ -1772,8 +1765,8 @@ macro_rules! root_serializer {
     };
 }
 
-root_serializer!(MessageSer, true);
-root_serializer!(FrameSer, false);
+root_serializer!(MessageSer);
+root_serializer!(FrameSer);
 
 /// A nested sequence (`04 02`).
 struct SeqState<'e, 'a> {
@@ -2372,7 +2365,12 @@ mod tests {
         m.insert(vec![1u8], 1);
         assert!(encode_packet("a", &(m,), &mut out).is_err());
         assert_eq!(&out[..], b"xy");
-        encode_packet("a", &(), &mut out).unwrap();
+        assert!(matches!(
+            encode_packet("a", &(), &mut out),
+            Err(EncodeError::NotAnArray)
+        ));
+        assert_eq!(&out[..], b"xy");
+        encode_packet("a", &Vec::<u8>::new(), &mut out).unwrap();
         assert_eq!(&out[2..], h("0a050b02000000010a0161"));
     }
 }
