@@ -141,6 +141,15 @@ where
                         until: None,
                     });
                 }
+                Event::SendAuth => {
+                    // a data connection: no slot, our auth line goes now
+                    let est = hs.grant(&mut out)?;
+                    write_by(io, hs, &out, deadline).await?;
+                    out.clear();
+                    if let Some(est) = est {
+                        return Ok((est, buf));
+                    }
+                }
                 Event::StartTls { client } => {
                     // what follows the greeting lines is TLS: the bytes
                     // already here are the peer's first records
