@@ -28,6 +28,7 @@ use tokio_util::codec::Decoder;
 
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::dataconn::into_link;
 use super::handshake::{Claimant, HandshakeFailure, Handshaken, drive, fresh_nonce};
 use super::outbox::Outbox;
 use super::stream::{ReadSide, WriteSide};
@@ -127,6 +128,27 @@ impl Connection {
         let remote: Arc<str> = Arc::from(est.remote_node.as_str());
         if self.transport.is_shut_down() {
             self.error = Some(ConnectionError::Shutdown);
+            return ctx.stop();
+        }
+        if est.is_dataconn() && self.dialed.is_some() {
+            // we dialled a node connection and the peer answered as a data
+            // connection: nobody asked for one
+            let error = HandshakeError::UnexpectedProtocol {
+                expected: crate::wire::PROTOCOL.to_owned(),
+                got: crate::wire::DATACONN_PROTOCOL.to_owned(),
+            };
+            return self.handshake_failed(error.into(), Some(remote.to_string()), ctx);
+        }
+        if est.is_dataconn() {
+            // not a node connection: the stream goes to the node as it is
+            tracing::info!(
+                node = %self.transport.local, peer = %self.peer_addr, remote = %remote,
+                id = est.dataconn_id.as_deref().unwrap_or_default(),
+                "data connection accepted"
+            );
+            let link = into_link(est, stream, rest, self.peer_addr);
+            self.state = State::Closed;
+            self.link.data_connection(link);
             return ctx.stop();
         }
         let cfg = &self.transport.cfg;

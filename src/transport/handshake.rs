@@ -27,7 +27,7 @@ pub(crate) fn fresh_nonce() -> Nonce {
 
 /// The node's side of "one connection per node" (see
 /// [`slot`](crate::wire::slot)), as the handshake driver needs it.
-pub(crate) trait SlotTable {
+pub(crate) trait SlotTable: Send + Sync {
     /// Whether a handshake naming `node` is refused at once (the node is
     /// up, or its failure is being handled).
     fn refuses(&self, node: &str) -> bool;
