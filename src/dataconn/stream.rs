@@ -17,6 +17,10 @@ pub(crate) const LOCAL_BUFFER: usize = 256 * 1024;
 /// in-memory pipe when both ends are on the same node. Nothing is framed,
 /// limited or timed out; dropping it (or shutting it down) closes it.
 ///
+/// As on node connections, a TLS peer that closes without `close_notify`
+/// (Perl's does) ends the stream like a plain end of file. After an error
+/// every later call fails the same way without touching the stream again.
+///
 /// ```
 /// # actix_rt::System::new().block_on(async {
 /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,6 +49,8 @@ pub struct DataStream {
     inner: Inner,
     peer: String,
     id: String,
+    /// The first error, repeated by every later call.
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 enum Inner {
@@ -68,6 +74,7 @@ impl DataStream {
             inner: Inner::Net(Box::new(stream)),
             peer,
             id,
+            failed: None,
         }
     }
 
@@ -78,6 +85,7 @@ impl DataStream {
             inner: Inner::Local(s),
             peer: node.to_owned(),
             id: id.to_owned(),
+            failed: None,
         };
         (end(a), end(b))
     }
@@ -98,16 +106,40 @@ impl DataStream {
     }
 }
 
+impl DataStream {
+    /// Runs `op` unless an earlier call failed; remembers its error.
+    fn guarded<T>(
+        &mut self,
+        op: impl FnOnce(&mut Inner) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Some((kind, text)) = &self.failed {
+            return Poll::Ready(Err(io::Error::new(*kind, text.clone())));
+        }
+        let result = op(&mut self.inner);
+        if let Poll::Ready(Err(e)) = &result {
+            self.failed = Some((e.kind(), e.to_string()));
+        }
+        result
+    }
+}
+
 impl AsyncRead for DataStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().inner {
-            Inner::Net(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        self.get_mut().guarded(|inner| match inner {
+            Inner::Net(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
+                // a TLS peer that closes without close_notify (as Perl's
+                // does) has ended its stream like a plain one
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
             Inner::Local(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        })
     }
 }
 
@@ -117,23 +149,23 @@ impl AsyncWrite for DataStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().inner {
+        self.get_mut().guarded(|inner| match inner {
             Inner::Net(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Inner::Local(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        })
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().inner {
+        self.get_mut().guarded(|inner| match inner {
             Inner::Net(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Inner::Local(s) => Pin::new(s).poll_flush(cx),
-        }
+        })
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().inner {
+        self.get_mut().guarded(|inner| match inner {
             Inner::Net(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Inner::Local(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        })
     }
 }
