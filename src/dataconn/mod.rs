@@ -686,7 +686,20 @@ impl Drop for KillOnDrop<'_> {
 ///
 /// Fails after `timeout` with [`DataConnError::Timeout`]; the target
 /// waits as long (clamped to its own maximum). A target on this node gets
-/// an in-memory pipe.
+/// an in-memory pipe. The [module docs](self) have an example with two
+/// nodes.
+///
+/// ```
+/// # actix_rt::System::new().block_on(async {
+/// use std::time::Duration;
+/// let node = aemp::Node::builder().node_id("n").secret("s").start().await.unwrap();
+/// let e = aemp::dataconn::connect_to(&node, "n", Duration::from_secs(1), "No::such", vec![])
+///     .await
+///     .unwrap_err();
+/// assert_eq!(e.to_string(), "unable to resolve function 'No::such'");
+/// # node.shutdown();
+/// # });
+/// ```
 pub async fn connect_to(
     node: &Node,
     target: impl AsRef<str>,
