@@ -33,7 +33,8 @@ fn echo(_: &Node, _: Vec<Value>, stream: DataStream) -> Result<(), HandlerError>
     Ok(())
 }
 
-/// An init function that reads the stream to its end and reports it.
+/// An init function that reads the stream to its end and reports it (a
+/// read error is appended as `<error>`).
 fn sink(
     tx: mpsc::UnboundedSender<Seen>,
 ) -> impl Fn(&Node, Vec<Value>, DataStream) -> Result<(), HandlerError> + Send + Sync + 'static {
@@ -41,7 +42,9 @@ fn sink(
         let tx = tx.clone();
         actix_rt::spawn(async move {
             let mut all = Vec::new();
-            let _ = stream.read_to_end(&mut all).await;
+            if let Err(e) = stream.read_to_end(&mut all).await {
+                all.extend_from_slice(format!("<{e}>").as_bytes());
+            }
             let _ = tx.send((initdata, stream.peer_node().to_owned(), all));
         });
         Ok(())
@@ -619,4 +622,107 @@ async fn a_kil_from_the_target_ends_the_attempt() {
         other => panic!("{other}"),
     }
     r.shutdown();
+}
+
+/// A raw data connection over TLS as node `me`: TLS after the greeting
+/// lines, the auth line and `extra` inside TLS. Returns the TLS stream.
+async fn raw_tls_dataconn(
+    addr: &str,
+    me: &str,
+    id: &str,
+    pem: &str,
+    extra: &[u8],
+) -> Result<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin, String> {
+    use aemp::wire::TlsConfigs;
+    let configs = TlsConfigs::new(Arc::new(NodeCert::from_pem(pem).unwrap())).unwrap();
+    let mut cfg = client_cfg(me, SECRET);
+    cfg.tls = true;
+    let mut hs = Handshake::new_dataconn(Arc::new(cfg), None, nonce(), Instant::now(), id)
+        .map_err(|e| e.to_string())?;
+    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    s.write_all(&hs.greeting())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::new();
+    let client = loop {
+        match hs.advance(&mut buf).map_err(|e| e.to_string())? {
+            Some(Event::StartTls { client }) => break client,
+            Some(other) => return Err(format!("unexpected {other:?}")),
+            None => {}
+        }
+        let n = tokio::time::timeout(WAIT, s.read_buf(&mut buf))
+            .await
+            .map_err(|_| "timeout")?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed before TLS".into());
+        }
+    };
+    let (r, w) = s.into_split();
+    let io = tokio::io::join(std::io::Cursor::new(buf.split().freeze()).chain(r), w);
+    let mut t: tokio_rustls::TlsStream<_> = if client {
+        let name = rustls_pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        let c = tokio_rustls::TlsConnector::from(configs.client.clone());
+        c.connect(name, io).await.map_err(|e| e.to_string())?.into()
+    } else {
+        let a = tokio_rustls::TlsAcceptor::from(configs.server.clone());
+        a.accept(io).await.map_err(|e| e.to_string())?.into()
+    };
+    loop {
+        match hs.advance(&mut buf).map_err(|e| e.to_string())? {
+            Some(Event::SendAuth) => {
+                let mut out = Vec::new();
+                let done = hs.grant(&mut out).map_err(|e| e.to_string())?;
+                out.extend_from_slice(extra);
+                t.write_all(&out).await.map_err(|e| e.to_string())?;
+                t.flush().await.map_err(|e| e.to_string())?;
+                if done.is_some() {
+                    return Ok(t);
+                }
+            }
+            Some(Event::Established(_)) => return Ok(t),
+            Some(other) => return Err(format!("unexpected {other:?}")),
+            None => {
+                let n = tokio::time::timeout(WAIT, t.read_buf(&mut buf))
+                    .await
+                    .map_err(|_| "timeout")?
+                    .map_err(|e| e.to_string())?;
+                if n == 0 {
+                    return Err("closed inside TLS".into());
+                }
+            }
+        }
+    }
+}
+
+/// Over TLS the bytes sent with the auth line arrive too, and a peer that
+/// closes without `close_notify` (as Perl's does) ends the stream like a
+/// plain end of file.
+#[actix_rt::test]
+async fn over_tls_a_close_without_close_notify_is_a_plain_end() {
+    let pem = std::fs::read_to_string("tests/fixtures/certs/gencert-openssl.pem").unwrap();
+    let (tx, mut seen_rx) = mpsc::unbounded_channel();
+    let t = Node::builder()
+        .node_id("ut")
+        .secret(SECRET)
+        .cert(NodeCert::from_pem(&pem).unwrap())
+        .bind("127.0.0.1:0")
+        .dataconn_init("T::sink", sink(tx))
+        .start()
+        .await
+        .unwrap();
+    // the node connection is plain (the raw peer announces no TLS)
+    let mut ra = RawPeer::connect(&t, "rawu").await;
+    raw_expect(&mut ra, "rawu", "1@rawu", json!(5), "T::sink").await;
+    let addr = addr_of(&t);
+    let mut s = raw_tls_dataconn(&addr, "rawu", "1@rawu", &pem, b"inside")
+        .await
+        .unwrap();
+    s.write_all(b" tls").await.unwrap();
+    s.flush().await.unwrap();
+    drop(s); // no close_notify, just the TCP close
+    let (_, peer, bytes) = seen(&mut seen_rx).await;
+    assert_eq!(peer, "rawu");
+    assert_eq!(String::from_utf8_lossy(&bytes), "inside tls");
+    t.shutdown();
 }
