@@ -354,7 +354,8 @@ impl DataConn {
             return Err(format!("_expect: unknown init function {initfunc:?}").into());
         }
         // the peer's timeout, clamped
-        let wait = Duration::from_secs_f64(timeout.clamp(0.0, self.max_timeout.as_secs_f64()));
+        let wait = Duration::try_from_secs_f64(timeout.clamp(0.0, self.max_timeout.as_secs_f64()))
+            .unwrap_or(self.max_timeout);
         let cancel = CancellationToken::new();
         let serial = self.next.fetch_add(1, Ordering::Relaxed);
         let key = (from.to_owned(), id);
