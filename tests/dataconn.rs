@@ -726,3 +726,49 @@ async fn over_tls_a_close_without_close_notify_is_a_plain_end() {
     assert_eq!(String::from_utf8_lossy(&bytes), "inside tls");
     t.shutdown();
 }
+
+/// When Global knows nothing of the target's listeners yet, the requester
+/// waits for the target's next `addr`/`setup` before it picks a way.
+#[actix_rt::test]
+async fn the_requester_waits_for_global_to_learn_the_targets_listeners() {
+    let r = plain_node("gr", true).await;
+    let mut rt = RawPeer::connect(&r, "rawg").await;
+    let req = {
+        let r = r.clone();
+        actix_rt::spawn(async move { dataconn::connect_to(&r, "rawg", T5, "X::y", vec![]).await })
+    };
+    let (expect, probe) = expected_by(&mut rt).await;
+    let id = expect[2].as_str().unwrap().to_owned();
+    rt.send(json!([probe.split('#').nth(1).unwrap()])).await;
+    // nothing known yet: no `_connect`, and no dial
+    rt.assert_silent(Duration::from_millis(500)).await;
+    rt.send(json!([
+        "",
+        "AnyEvent::MP::_spawn",
+        "g",
+        "AnyEvent::MP::Global::connect",
+        0,
+        "rawg"
+    ]))
+    .await;
+    rt.send(json!(["g", "addr", []])).await;
+    rt.send(json!(["g", "setup"])).await;
+    let connect = rt
+        .recv_until(|p| p[0] == "" && p[1] == dataconn::CONNECT_FUNCTION)
+        .await;
+    assert_eq!(connect, json!(["", dataconn::CONNECT_FUNCTION, id, "gr"]));
+    let (mut s, _) = raw_dataconn(&addr_of(&r), "rawg", &id, b"late")
+        .await
+        .unwrap();
+    let mut stream = tokio::time::timeout(WAIT, req)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let mut four = [0; 4];
+    stream.read_exact(&mut four).await.unwrap();
+    assert_eq!(&four, b"late");
+    drop(stream);
+    assert_eq!(read_to_close(&mut s).await, b"");
+    r.shutdown();
+}
