@@ -772,3 +772,31 @@ async fn the_requester_waits_for_global_to_learn_the_targets_listeners() {
     assert_eq!(read_to_close(&mut s).await, b"");
     r.shutdown();
 }
+
+/// A node connection we dial stays one: a peer that answers as a data
+/// connection is refused at its greeting.
+#[actix_rt::test]
+async fn a_dialled_node_connection_is_not_upgraded_by_the_peer() {
+    let n = plain_node("ur", false).await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let peer = actix_rt::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        s.write_all(b"aemp-dataconn;1;rawu2;hmac_md6_64_256;json;dataconn_id=1@rawu2\nnonce\n")
+            .await
+            .unwrap();
+        read_to_close(&mut s).await
+    });
+    let e = tokio::time::timeout(WAIT, n.connect(addr))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unparsable greeting, expected 'aemp', got 'aemp-dataconn'"
+    );
+    let seen = String::from_utf8(peer.await.unwrap()).unwrap();
+    assert!(seen.starts_with("aemp;1;ur;"), "{seen}");
+    assert_eq!(seen.lines().count(), 2, "no auth line was sent: {seen}");
+    n.shutdown();
+}

@@ -130,15 +130,6 @@ impl Connection {
             self.error = Some(ConnectionError::Shutdown);
             return ctx.stop();
         }
-        if est.is_dataconn() && self.dialed.is_some() {
-            // we dialled a node connection and the peer answered as a data
-            // connection: nobody asked for one
-            let error = HandshakeError::UnexpectedProtocol {
-                expected: crate::wire::PROTOCOL.to_owned(),
-                got: crate::wire::DATACONN_PROTOCOL.to_owned(),
-            };
-            return self.handshake_failed(error.into(), Some(remote.to_string()), ctx);
-        }
         if est.is_dataconn() {
             // not a node connection: the stream goes to the node as it is
             tracing::info!(
@@ -356,17 +347,22 @@ impl Actor for Connection {
         let Some(stream) = stream.take() else {
             return;
         };
-        let hs = Handshake::new(
+        let mut hs = Handshake::new(
             self.transport.cfg.handshake.clone(),
             Some(&self.peer_addr.to_string()),
             fresh_nonce(),
             Instant::now(),
         );
+        let outbound = self.dialed.is_some();
+        if outbound {
+            // a node connection we dial: the peer may not make it a data
+            // connection
+            hs = hs.without_upgrade();
+        }
         let link = self.link.clone();
         let transport = self.transport.clone();
         let peer = self.peer_addr;
         let conn = self.conn_id;
-        let outbound = self.dialed.is_some();
         // the node's slot table answers the handshake's claims
         let fut = async move {
             let slots = link.slots();

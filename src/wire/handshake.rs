@@ -218,6 +218,9 @@ pub struct Handshake {
     dataconn: Option<String>,
     /// Whether this handshake dials a data connection.
     dialling_dataconn: bool,
+    /// Whether a peer's `aemp-dataconn` greeting is refused (we dialled a
+    /// node connection).
+    no_upgrade: bool,
 }
 
 impl Handshake {
@@ -249,8 +252,17 @@ impl Handshake {
             failed: None,
             dataconn: None,
             dialling_dataconn: false,
+            no_upgrade: false,
             cfg,
         }
+    }
+
+    /// For a node connection we dial: a peer that greets with
+    /// `aemp-dataconn` is refused (only the dialler of a data connection
+    /// says so; the reference would upgrade either way).
+    pub fn without_upgrade(mut self) -> Handshake {
+        self.no_upgrade = true;
+        self
     }
 
     /// Starts the handshake of a data connection we dial: the greeting
@@ -551,7 +563,7 @@ impl Handshake {
                     got: g.protocol.clone(),
                 });
             }
-        } else if g.protocol == DATACONN_PROTOCOL {
+        } else if g.protocol == DATACONN_PROTOCOL && !self.no_upgrade {
             // the one sub-protocol we upgrade to; other `aemp-*` are refused
             let id = g
                 .get(DATACONN_ID_KEY)
@@ -1130,6 +1142,20 @@ mod tests {
             Err(HandshakeError::UnexpectedProtocol {
                 expected: "aemp-dataconn".into(),
                 got: "aemp-bogus".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_dialled_node_connection_does_not_upgrade() {
+        let mut a = hs("a", "s", 1, Instant::now()).without_upgrade();
+        let mut input =
+            BytesMut::from(&b"aemp-dataconn;1;b;hmac_md6_64_256;json;dataconn_id=1@b\n"[..]);
+        assert_eq!(
+            a.advance(&mut input),
+            Err(HandshakeError::UnexpectedProtocol {
+                expected: "aemp".into(),
+                got: "aemp-dataconn".into()
             })
         );
     }
