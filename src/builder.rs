@@ -1,7 +1,7 @@
 //! Building a node: settings, functions registered before it starts, and
 //! the start itself, which puts the layers together — the kernel, the
-//! Global service on top of it, then listening and the configured
-//! services.
+//! Global service on top of it, the data connection service on top of
+//! that, then listening and the configured services.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config::{ConfigError, ConfigFile, NodeConfig};
+use crate::dataconn::{DataInitFn, DataStream};
 use crate::error::{SettingError, StartError};
 use crate::kernel::{
     Function, Functions, HandlerError, InitFn, Node, NodeInner, PlainFn, PortBehaviour,
@@ -55,6 +56,7 @@ impl Node {
 pub struct NodeBuilder {
     config: NodeConfig,
     functions: Vec<(String, Function)>,
+    dataconn_inits: Vec<(String, DataInitFn)>,
 }
 
 impl NodeBuilder {
@@ -144,6 +146,20 @@ impl NodeBuilder {
         self
     }
 
+    /// The longest wait a peer may ask of us for a data connection (see
+    /// [`NodeConfig::dataconn_max_timeout`]).
+    pub fn dataconn_max_timeout(mut self, t: Duration) -> Self {
+        self.config.dataconn_max_timeout = t;
+        self
+    }
+
+    /// The most data connections one peer may have us expect at a time
+    /// (see [`NodeConfig::dataconn_max_pending`]).
+    pub fn dataconn_max_pending(mut self, n: usize) -> Self {
+        self.config.dataconn_max_pending = n;
+        self
+    }
+
     /// Registers an init function before the node starts (so no spawn
     /// request can arrive before it); see [`Node::register_init`].
     pub fn init_fn(
@@ -171,6 +187,18 @@ impl NodeBuilder {
         self
     }
 
+    /// Registers a data connection init function before the node starts;
+    /// see [`Node::register_dataconn_init`].
+    pub fn dataconn_init(
+        mut self,
+        name: &str,
+        f: impl Fn(&Node, Vec<Value>, DataStream) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        let f: DataInitFn = Arc::new(f);
+        self.dataconn_inits.push((name.to_owned(), f));
+        self
+    }
+
     /// Binds the listeners, starts accepting and dials the seeds. Must be
     /// called inside a running actix system; connections and handler ports
     /// live on the calling arbiter.
@@ -182,9 +210,13 @@ impl NodeBuilder {
             check_name(&name).map_err(SettingError::from)?;
             functions.insert(&name, f);
         }
+        for (name, _) in &self.dataconn_inits {
+            check_name(name).map_err(SettingError::from)?;
+        }
         // the kernel first, then the services on top of it, then the world
         let (node, listeners) = NodeInner::boot(config, functions).await?;
         crate::global::Global::install(&node);
+        crate::dataconn::DataConn::install(&node, self.dataconn_inits);
         node.start_listening(listeners);
         for service in node.config().services.clone() {
             if let Err(source) = node.start_service(&service) {

@@ -37,6 +37,7 @@
 //!
 //! ```text
 //!   builder      NodeBuilder: puts the layers together
+//!   dataconn     data connections: raw streams between nodes
 //!   global       the Global service: mesh, seeds, port groups
 //!   kernel       the node: local ports, remote nodes, monitors, requests
 //!   transport    listeners, dialling, handshake driver, connection actors
@@ -59,6 +60,7 @@
 
 mod builder;
 pub mod config;
+pub mod dataconn;
 pub mod error;
 pub mod global;
 pub mod kernel;
@@ -67,6 +69,7 @@ pub mod wire;
 
 pub use builder::NodeBuilder;
 pub use config::NodeConfig;
+pub use dataconn::{DataConnError, DataStream};
 pub use error::{
     AddressError, CalError, ConnectionError, FunctionError, FunctionNameError, InvalidConfig,
     NodeIdError, PortError, SendError, ServiceError, SettingError, SpawnError, StartError,

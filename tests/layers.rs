@@ -3,7 +3,7 @@
 //! Every `.rs` file under `src/` belongs to a layer by its path, and a file
 //! may reference only its own layer and the layers before it:
 //!
-//! wire → config → errors → transport → kernel → global
+//! wire → config → errors → transport → kernel → global → dataconn
 //!
 //! `src/lib.rs` (which re-exports everything) and `src/bin/**` (which uses
 //! the crate as `aemp::…`) are exempt. References are `crate::…` paths
@@ -20,13 +20,14 @@ use std::fmt::Display;
 use std::path::Path;
 
 /// The layers, in their allowed dependency order.
-const LAYERS: [&str; 7] = [
+const LAYERS: [&str; 8] = [
     "wire",
     "config",
     "errors",
     "transport",
     "kernel",
     "global",
+    "dataconn",
     "builder",
 ];
 

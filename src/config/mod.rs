@@ -68,7 +68,20 @@ pub struct NodeConfig {
     /// plain function, no arguments), `["Pkg::func", args…]`, or `"Pkg::"`
     /// (a package: some function of it must be registered).
     pub services: Vec<Value>,
+    /// Longest wait a peer may ask of us for a data connection (the
+    /// timeout in its `AnyEvent::MP::DataConn::_expect`; the reference
+    /// takes any value): larger ones are clamped to this. Default 300 s.
+    pub dataconn_max_timeout: Duration,
+    /// Most data connections one peer may have us expect at a time;
+    /// further `_expect` requests are refused. Default 16.
+    pub dataconn_max_pending: usize,
 }
+
+/// Default of [`NodeConfig::dataconn_max_timeout`].
+pub const DEFAULT_DATACONN_MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default of [`NodeConfig::dataconn_max_pending`].
+pub const DEFAULT_DATACONN_MAX_PENDING: usize = 16;
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -88,6 +101,8 @@ impl Default for NodeConfig {
             max_send_queue: 64 * 1024 * 1024,
             services: Vec::new(),
             cert: None,
+            dataconn_max_timeout: DEFAULT_DATACONN_MAX_TIMEOUT,
+            dataconn_max_pending: DEFAULT_DATACONN_MAX_PENDING,
         }
     }
 }

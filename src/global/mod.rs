@@ -78,6 +78,9 @@ pub(crate) struct Global {
     seed_now: Notify,
     /// Bumped when a node goes down (seed connections wait for it).
     downs: watch::Sender<u64>,
+    /// Bumped at every `addr` and `setup` another node sends us (the
+    /// reference's `%ON_SETUP` hooks; data connections wait for it).
+    setups: watch::Sender<u64>,
 }
 
 /// A number, or a numeric string, as Perl reads it; its integer part.
@@ -128,6 +131,7 @@ impl Global {
             state: Mutex::new(State::default()),
             seed_now: Notify::new(),
             downs: watch::Sender::new(0),
+            setups: watch::Sender::new(0),
         }
     }
 
@@ -170,6 +174,18 @@ impl Global {
         if let Some(entry) = self.lock().seeds.get_mut(addr) {
             *entry = Some(id.to_owned());
         }
+    }
+
+    /// The listen addresses node `id` told us (`$addr{$id}`): `None` if it
+    /// told us nothing (yet), an empty list if it has no listeners. The
+    /// table is left as it is.
+    pub(crate) fn addresses(&self, id: &str) -> Option<Vec<String>> {
+        self.lock().addr.get(id).cloned()
+    }
+
+    /// Bumped whenever another node sends us its `addr` or `setup`.
+    pub(crate) fn setups(&self) -> watch::Receiver<u64> {
+        self.setups.subscribe()
     }
 
     /// Our listen addresses as `host:port` strings (the real bound ones).
@@ -316,8 +332,11 @@ impl Global {
             }
         };
         match msg {
-            GlobalMsg::Setup => {}
-            GlobalMsg::Addr(addresses) => mesh::addr(self, node, remote, addresses),
+            GlobalMsg::Setup => self.setups.send_modify(|n| *n = n.wrapping_add(1)),
+            GlobalMsg::Addr(addresses) => {
+                mesh::addr(self, node, remote, addresses);
+                self.setups.send_modify(|n| *n = n.wrapping_add(1));
+            }
             GlobalMsg::Nodes(known) => mesh::nodes(self, node, known),
             GlobalMsg::Find(other) => {
                 let known = self.lock().addr.get(&other).cloned();

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::functions::{Function, PlainFn};
+use super::functions::{Function, PlainFn, SourcedFn};
 use super::node::NodeInner;
 use crate::error::{FunctionError, ServiceError};
 
@@ -40,8 +40,24 @@ impl NodeInner {
         }
         match self.ports.functions().get(name) {
             Some(Function::Plain(f)) => Ok(self.call_plain(&f, args)?),
+            Some(Function::Sourced(f)) => Ok(self.call_sourced(&f, &self.id, args)?),
             Some(Function::Init(_)) => Err(ServiceError::InitFunction(name.to_owned())),
             None => Err(ServiceError::UnknownFunction(name.to_owned())),
+        }
+    }
+
+    /// Calls a service's function for a request from `from`; its error,
+    /// or its panic's text.
+    pub(crate) fn call_sourced(
+        &self,
+        f: &SourcedFn,
+        from: &str,
+        args: Vec<Value>,
+    ) -> Result<(), FunctionError> {
+        let node = self.handle();
+        match super::user_code::run(|| f(&node, from, args)) {
+            Ok(result) => result.map_err(FunctionError::Failed),
+            Err(text) => Err(FunctionError::Panicked(text)),
         }
     }
 

@@ -24,11 +24,18 @@ pub type InitFn =
 /// A plain function: gets the node and the request's arguments.
 pub type PlainFn = Arc<dyn Fn(&Node, Vec<Value>) -> Result<(), HandlerError> + Send + Sync>;
 
+/// A function of a service plugged in from above: like a plain function,
+/// and told which node sent the request (our own id for local ones), as
+/// the reference's `$SRCNODE`.
+pub(crate) type SourcedFn =
+    Arc<dyn Fn(&Node, &str, Vec<Value>) -> Result<(), HandlerError> + Send + Sync>;
+
 /// A registered function.
 #[derive(Clone)]
 pub(crate) enum Function {
     Init(InitFn),
     Plain(PlainFn),
+    Sourced(SourcedFn),
 }
 
 impl fmt::Debug for Function {
@@ -36,6 +43,7 @@ impl fmt::Debug for Function {
         match self {
             Function::Init(_) => f.write_str("Init"),
             Function::Plain(_) => f.write_str("Plain"),
+            Function::Sourced(_) => f.write_str("Sourced"),
         }
     }
 }
@@ -89,6 +97,21 @@ impl Node {
             .ports
             .functions()
             .insert(name, Function::Init(Arc::new(f)));
+        Ok(())
+    }
+
+    /// Registers a service's function that a node-port request
+    /// `["", "Pkg::func", args…]` calls with the sending node's id.
+    pub(crate) fn register_sourced_fn(
+        &self,
+        name: &str,
+        f: impl Fn(&Node, &str, Vec<Value>) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Result<(), SpawnError> {
+        check_name(name).map_err(SpawnError::InitName)?;
+        self.inner()
+            .ports
+            .functions()
+            .insert(name, Function::Sourced(Arc::new(f)));
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::node::{NodeEvent, NodeInner};
 use crate::error::ConnectionError;
+use crate::transport::dataconn::DataLink;
 use crate::transport::outbox::Outbox;
 use crate::transport::{Link, Peer, SlotTable};
 use crate::wire::Packet;
@@ -65,5 +66,14 @@ impl Link for NodeInner {
 
     fn unable_to_connect(&self, node: &str) {
         NodeInner::unable_to_connect(self, node)
+    }
+
+    fn data_connection(&self, link: DataLink) {
+        match self.data_handler() {
+            Some(handler) => handler(link),
+            None => {
+                tracing::info!(node = %self.id, remote = %link.established.remote_node, "data connection without a data connection service; closed");
+            }
+        }
     }
 }

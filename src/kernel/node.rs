@@ -21,6 +21,7 @@ use super::services::Services;
 use super::watchers::NodeWatchers;
 use crate::config::{ANON_NODE_ID, NodeConfig};
 use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
+use crate::transport::dataconn::{self, DataLink};
 use crate::transport::{Link, Transport, TransportConfig, connector, listener};
 use crate::wire::{Framing, NodeRequest, Packet};
 
@@ -117,6 +118,8 @@ pub(crate) struct NodeInner {
     pub(super) watchers: NodeWatchers,
     /// Services plugged in from above (Global).
     services: Services,
+    /// Who takes accepted data connections (the data connection service).
+    data_handler: parking_lot::RwLock<Option<DataHandler>>,
     events: broadcast::Sender<NodeEvent>,
 }
 
@@ -311,6 +314,16 @@ impl NodeInner {
         for name in self.ports.registry().closed_ports() {
             self.kill_local(&name, Vec::new());
         }
+    }
+}
+
+/// Takes an accepted data connection.
+pub(crate) type DataHandler = Arc<dyn Fn(DataLink) + Send + Sync>;
+
+impl NodeInner {
+    /// Who takes accepted data connections, if anybody.
+    pub(crate) fn data_handler(&self) -> Option<DataHandler> {
+        self.data_handler.read().clone()
     }
 }
 
@@ -605,6 +618,7 @@ impl NodeInner {
             remote: RemoteNodes::new(id, config.max_send_queue),
             watchers: NodeWatchers::default(),
             services: Services::default(),
+            data_handler: parking_lot::RwLock::new(None),
             listen_addrs,
             events: broadcast::channel(1024).0,
             config,
@@ -644,6 +658,22 @@ impl Node {
     /// Plugs a service into this node (one per type).
     pub(crate) fn install_service<T: std::any::Any + Send + Sync>(&self, service: Arc<T>) {
         self.inner.services.insert(service);
+    }
+
+    /// Makes `handler` take the data connections this node accepts.
+    pub(crate) fn set_data_handler(&self, handler: DataHandler) {
+        *self.inner.data_handler.write() = Some(handler);
+    }
+
+    /// Dials `addr` as a data connection with id `id` (see
+    /// [`crate::transport::dataconn::dial`]).
+    pub(crate) async fn dial_data(
+        &self,
+        addr: &str,
+        id: &str,
+    ) -> Result<DataLink, ConnectionError> {
+        let inner = &self.inner;
+        dataconn::dial(&inner.transport, addr, id).await
     }
 
     /// A weak handle, which does not keep the node alive.

@@ -96,6 +96,11 @@ fn call(node: &NodeInner, from: &str, name: &str, args: Vec<Value>) {
                 tracing::warn!(node = %node.id, remote = from, function = name, %error, "node-port function failed");
             }
         }
+        Some(Function::Sourced(f)) => {
+            if let Err(error) = node.call_sourced(&f, from, args) {
+                tracing::warn!(node = %node.id, remote = from, function = name, %error, "node-port function failed");
+            }
+        }
         Some(Function::Init(_)) => {
             tracing::warn!(node = %node.id, remote = from, function = name, "an init function called as a plain function; ignored");
         }

@@ -72,7 +72,9 @@ impl NodeInner {
     fn run_init(&self, name: &str, func: &str, args: Vec<Value>) -> Result<PortTarget, InitError> {
         let init = match self.ports.functions().get(func) {
             Some(Function::Init(f)) => f,
-            Some(Function::Plain(_)) => return Err(InitError::NotInit(func.to_owned())),
+            Some(Function::Plain(_) | Function::Sourced(_)) => {
+                return Err(InitError::NotInit(func.to_owned()));
+            }
             None => return Err(InitError::Unknown(func.to_owned())),
         };
         let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));

@@ -28,6 +28,7 @@ use tokio_util::codec::Decoder;
 
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::dataconn::into_link;
 use super::handshake::{Claimant, HandshakeFailure, Handshaken, drive, fresh_nonce};
 use super::outbox::Outbox;
 use super::stream::{ReadSide, WriteSide};
@@ -127,6 +128,18 @@ impl Connection {
         let remote: Arc<str> = Arc::from(est.remote_node.as_str());
         if self.transport.is_shut_down() {
             self.error = Some(ConnectionError::Shutdown);
+            return ctx.stop();
+        }
+        if est.is_dataconn() {
+            // not a node connection: the stream goes to the node as it is
+            tracing::info!(
+                node = %self.transport.local, peer = %self.peer_addr, remote = %remote,
+                id = est.dataconn_id.as_deref().unwrap_or_default(),
+                "data connection accepted"
+            );
+            let link = into_link(est, stream, rest, self.peer_addr);
+            self.state = State::Closed;
+            self.link.data_connection(link);
             return ctx.stop();
         }
         let cfg = &self.transport.cfg;
@@ -333,17 +346,22 @@ impl Actor for Connection {
         let Some(stream) = stream.take() else {
             return;
         };
-        let hs = Handshake::new(
+        let mut hs = Handshake::new(
             self.transport.cfg.handshake.clone(),
             Some(&self.peer_addr.to_string()),
             fresh_nonce(),
             Instant::now(),
         );
+        let outbound = self.dialed.is_some();
+        if outbound {
+            // a node connection we dial: the peer may not make it a data
+            // connection
+            hs = hs.without_upgrade();
+        }
         let link = self.link.clone();
         let transport = self.transport.clone();
         let peer = self.peer_addr;
         let conn = self.conn_id;
-        let outbound = self.dialed.is_some();
         // the node's slot table answers the handshake's claims
         let fut = async move {
             let slots = link.slots();

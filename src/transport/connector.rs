@@ -41,7 +41,7 @@ pub(crate) async fn connect(
 
 /// TCP connect to the first address of `addr` that answers, within
 /// `monitor_timeout`.
-async fn dial(
+pub(super) async fn dial(
     transport: &Transport,
     addr: &str,
 ) -> Result<(TcpStream, SocketAddr), ConnectionError> {

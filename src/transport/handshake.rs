@@ -27,7 +27,7 @@ pub(crate) fn fresh_nonce() -> Nonce {
 
 /// The node's side of "one connection per node" (see
 /// [`slot`](crate::wire::slot)), as the handshake driver needs it.
-pub(crate) trait SlotTable {
+pub(crate) trait SlotTable: Send + Sync {
     /// Whether a handshake naming `node` is refused at once (the node is
     /// up, or its failure is being handled).
     fn refuses(&self, node: &str) -> bool;
@@ -140,6 +140,15 @@ where
                         peer_verified,
                         until: None,
                     });
+                }
+                Event::SendAuth => {
+                    // a data connection: no slot, our auth line goes now
+                    let est = hs.grant(&mut out)?;
+                    write_by(io, hs, &out, deadline).await?;
+                    out.clear();
+                    if let Some(est) = est {
+                        return Ok((est, buf));
+                    }
                 }
                 Event::StartTls { client } => {
                     // what follows the greeting lines is TLS: the bytes

@@ -12,6 +12,7 @@
 pub(crate) mod binds;
 pub(crate) mod connection;
 pub(crate) mod connector;
+pub(crate) mod dataconn;
 pub(crate) mod handshake;
 pub(crate) mod listener;
 pub(crate) mod outbox;
@@ -63,6 +64,9 @@ pub(crate) trait Link: Send + Sync + 'static {
     fn stop_connecting(&self, node: &str);
     /// No connection to `node` came up before its connect deadline.
     fn unable_to_connect(&self, node: &str);
+    /// An accepted data connection completed its handshake: the stream is
+    /// the node's now (dropping it closes it).
+    fn data_connection(&self, link: dataconn::DataLink);
 }
 
 /// A connection that completed its handshake, as the kernel learns of it.
@@ -160,7 +164,7 @@ impl Transport {
     }
 
     /// A fresh connection id.
-    fn next_conn(&self) -> u64 {
+    pub(crate) fn next_conn(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 

@@ -118,6 +118,16 @@ pub enum HandshakeError {
         /// The framing the peer chose.
         framing: String,
     },
+    /// An `aemp-dataconn` greeting without a usable `dataconn_id`.
+    #[error("data connection greeting without a usable dataconn_id")]
+    MissingDataconnId,
+    /// A data connection id we were asked to dial with cannot travel in a
+    /// greeting (see [`dataconn_id_ok`](crate::wire::dataconn_id_ok)).
+    #[error("unusable data connection id {id:?}")]
+    InvalidDataconnId {
+        /// The id.
+        id: String,
+    },
     /// The auth token did not match.
     #[error("authentication failure/shared secret mismatch")]
     AuthFailure,

@@ -12,6 +12,31 @@ use super::error::HandshakeError;
 /// The protocol name sent in the first greeting field.
 pub const PROTOCOL: &str = "aemp";
 
+/// The sub-protocol of data connections (`AnyEvent::MP::DataConn`): the
+/// same handshake, then a raw byte stream.
+pub const DATACONN_PROTOCOL: &str = "aemp-dataconn";
+
+/// The greeting key that carries a data connection's id.
+pub const DATACONN_ID_KEY: &str = "dataconn_id";
+
+/// Longest data connection id accepted (ids are `<counter>@<node>`).
+pub const MAX_DATACONN_ID: usize = 256;
+
+/// Whether `id` can travel as a `dataconn_id` greeting value: not empty
+/// (the reference tests it with `||`, so `0` is out too), at most
+/// [`MAX_DATACONN_ID`] bytes, and printable ASCII other than `;`.
+///
+/// ```
+/// assert!(aemp::wire::dataconn_id_ok("b@node"));
+/// assert!(!aemp::wire::dataconn_id_ok("a;b") && !aemp::wire::dataconn_id_ok("0"));
+/// ```
+pub fn dataconn_id_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id != "0"
+        && id.len() <= MAX_DATACONN_ID
+        && id.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+}
+
 /// The protocol version we speak.
 pub const PROTOCOL_VERSION: u32 = 1;
 

@@ -19,6 +19,12 @@
 //! * [`Event::Established`]: both auth lines are through; bytes left in
 //!   the input buffer belong to the packet stream.
 //!
+//! Data connections (`aemp-dataconn`, see [`Handshake::new_dataconn`]) are
+//! the same handshake with the self and already-connected checks skipped
+//! and no slot: there is no `PeerNamed`, and instead of `ClaimSlot` comes
+//! [`Event::SendAuth`] (call [`Handshake::grant`] at once). An acceptor
+//! upgrades to it when the peer's first line says `aemp-dataconn`.
+//!
 //! Time enters only through `now` arguments; the deadline leaves through
 //! [`Handshake::poll_timeout`] and the driver calls
 //! [`Handshake::handle_timeout`] when it passes.
@@ -52,7 +58,10 @@ use super::auth::{
 };
 use super::error::HandshakeError;
 use super::framing::{Framing, select_framing};
-use super::greeting::{Greeting, Nonce, PROTOCOL, PROTOCOL_VERSION, take_line};
+use super::greeting::{
+    DATACONN_ID_KEY, DATACONN_PROTOCOL, Greeting, Nonce, PROTOCOL, PROTOCOL_VERSION,
+    dataconn_id_ok, take_line,
+};
 
 /// Default handshake deadline and `monitor_timeout` (reference: 30 s).
 pub const DEFAULT_MONITOR_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,6 +125,17 @@ pub struct Established {
     pub sent_auth: AuthMethod,
     /// The auth method the peer used.
     pub recv_auth: AuthMethod,
+    /// For a data connection (`aemp-dataconn`): its id — ours when we
+    /// dialled with one, else the one the peer's greeting named. The bytes
+    /// after the auth lines are then a raw stream, not packets.
+    pub dataconn_id: Option<String>,
+}
+
+impl Established {
+    /// Whether this is a data connection.
+    pub fn is_dataconn(&self) -> bool {
+        self.dataconn_id.is_some()
+    }
 }
 
 /// A point where the driver decides (see the module docs).
@@ -131,6 +151,9 @@ pub enum Event {
         /// it without waiting for ours).
         peer_verified: bool,
     },
+    /// A data connection's auth line is ready: send it now with
+    /// [`Handshake::grant`] (no slot is involved).
+    SendAuth,
     /// Both greeting lines are through and this connection uses TLS: the
     /// driver switches the stream to TLS now — as the TLS client if
     /// `client` (our nonce line is the smaller one), else as the server —
@@ -190,6 +213,14 @@ pub struct Handshake {
     state: State,
     /// The handshake failed: every later call returns this error.
     failed: Option<HandshakeError>,
+    /// A data connection: the id, once known (at once when we dial one,
+    /// from the peer's first line when we accept one).
+    dataconn: Option<String>,
+    /// Whether this handshake dials a data connection.
+    dialling_dataconn: bool,
+    /// Whether a peer's `aemp-dataconn` greeting is refused (we dialled a
+    /// node connection).
+    no_upgrade: bool,
 }
 
 impl Handshake {
@@ -202,18 +233,16 @@ impl Handshake {
         nonce: Nonce,
         now: Instant,
     ) -> Handshake {
-        let mut greeting = Greeting::new(
-            &cfg.node_id,
-            cfg.auth_accept.iter().map(|m| m.name()),
-            cfg.framings.iter().map(|f| f.name()),
-        )
-        .with("provider", cfg.provider.clone());
-        if let Some(addr) = peeraddr {
-            greeting = greeting.with("peeraddr", addr);
-        }
-        if cfg.tls {
-            greeting = greeting.with("tls", "1.0");
-        }
+        let greeting = local_greeting(&cfg, peeraddr);
+        Handshake::with_greeting(cfg, greeting, nonce, now)
+    }
+
+    fn with_greeting(
+        cfg: Arc<HandshakeConfig>,
+        greeting: Greeting,
+        nonce: Nonce,
+        now: Instant,
+    ) -> Handshake {
         Handshake {
             lg1: Bytes::from(greeting.to_line()),
             lg2: Bytes::from(nonce.as_str().to_owned()),
@@ -221,8 +250,46 @@ impl Handshake {
             remote_node: None,
             state: State::ExpectGreeting,
             failed: None,
+            dataconn: None,
+            dialling_dataconn: false,
+            no_upgrade: false,
             cfg,
         }
+    }
+
+    /// For a node connection we dial: a peer that greets with
+    /// `aemp-dataconn` is refused (only the dialler of a data connection
+    /// says so; the reference would upgrade either way).
+    pub fn without_upgrade(mut self) -> Handshake {
+        self.no_upgrade = true;
+        self
+    }
+
+    /// Starts the handshake of a data connection we dial: the greeting
+    /// says `aemp-dataconn` and carries `dataconn_id=<id>`. Fails if `id`
+    /// cannot travel in a greeting ([`dataconn_id_ok`]).
+    pub fn new_dataconn(
+        cfg: Arc<HandshakeConfig>,
+        peeraddr: Option<&str>,
+        nonce: Nonce,
+        now: Instant,
+        id: &str,
+    ) -> Result<Handshake, HandshakeError> {
+        if !dataconn_id_ok(id) {
+            return Err(HandshakeError::InvalidDataconnId { id: id.to_owned() });
+        }
+        let mut greeting = local_greeting(&cfg, peeraddr).with(DATACONN_ID_KEY, id);
+        greeting.protocol = DATACONN_PROTOCOL.to_owned();
+        let mut hs = Handshake::with_greeting(cfg, greeting, nonce, now);
+        hs.dataconn = Some(id.to_owned());
+        hs.dialling_dataconn = true;
+        Ok(hs)
+    }
+
+    /// The data connection id, if this is (by now known to be) a data
+    /// connection.
+    pub fn dataconn_id(&self) -> Option<&str> {
+        self.dataconn.as_deref()
     }
 
     /// Our two greeting lines, newline terminated: write them at once.
@@ -311,7 +378,7 @@ impl Handshake {
             match self.advance(input)? {
                 None => return Ok(None),
                 Some(Event::PeerNamed(_)) => {}
-                Some(Event::ClaimSlot { .. }) => {
+                Some(Event::ClaimSlot { .. } | Event::SendAuth) => {
                     if let Some(est) = self.grant(out)? {
                         return Ok(Some(est));
                     }
@@ -342,9 +409,12 @@ impl Handshake {
             } => {
                 out.extend_from_slice(&auth_line);
                 match verified {
-                    Some((recv_auth, recv_framing)) => {
-                        Ok(Some(established(agreed, recv_auth, recv_framing)))
-                    }
+                    Some((recv_auth, recv_framing)) => Ok(Some(established(
+                        agreed,
+                        recv_auth,
+                        recv_framing,
+                        self.dataconn.clone(),
+                    ))),
                     None => {
                         self.state = State::ExpectAuth { agreed };
                         Ok(None)
@@ -403,12 +473,17 @@ impl Handshake {
                 } => {
                     if !*reported {
                         *reported = true;
+                        if self.dataconn.is_some() {
+                            return Ok(Some(Event::SendAuth));
+                        }
                         return Ok(Some(Event::ClaimSlot {
                             node: self.remote_node.clone().unwrap_or_default(),
                             peer_verified: verified.is_some(),
                         }));
                     }
-                    if verified.is_some() {
+                    // a data connection's auth line goes out at once: wait
+                    // for the grant, reading nothing more
+                    if verified.is_some() || self.dataconn.is_some() {
                         return Ok(None); // waiting for the decision
                     }
                 }
@@ -425,6 +500,9 @@ impl Handshake {
                         rg1: line,
                         greeting,
                     };
+                    if self.dataconn.is_some() {
+                        continue; // no node-level checks, nothing to decide
+                    }
                     return Ok(Some(Event::PeerNamed(node)));
                 }
                 State::ExpectNonce { rg1, greeting } => {
@@ -464,6 +542,7 @@ impl Handshake {
                         agreed,
                         recv_auth,
                         recv_framing,
+                        self.dataconn.clone(),
                     ))));
                 }
                 State::Done => return Err(HandshakeError::Finished),
@@ -472,9 +551,26 @@ impl Handshake {
     }
 
     /// The checks on the peer's first line, in the reference's order;
-    /// returns the peer's node id.
+    /// returns the peer's node id. An acceptor upgrades to a data
+    /// connection here; a data connection skips the self check (and the
+    /// driver the already-connected one).
     fn check_greeting(&mut self, g: &Greeting) -> Result<String, HandshakeError> {
-        if g.protocol != PROTOCOL {
+        if self.dialling_dataconn {
+            // the acceptor greets with plain `aemp` before it upgrades
+            if g.protocol != PROTOCOL && g.protocol != DATACONN_PROTOCOL {
+                return Err(HandshakeError::UnexpectedProtocol {
+                    expected: DATACONN_PROTOCOL.to_owned(),
+                    got: g.protocol.clone(),
+                });
+            }
+        } else if g.protocol == DATACONN_PROTOCOL && !self.no_upgrade {
+            // the one sub-protocol we upgrade to; other `aemp-*` are refused
+            let id = g
+                .get(DATACONN_ID_KEY)
+                .filter(|id| dataconn_id_ok(id))
+                .ok_or(HandshakeError::MissingDataconnId)?;
+            self.dataconn = Some(id.to_owned());
+        } else if g.protocol != PROTOCOL {
             return Err(HandshakeError::UnexpectedProtocol {
                 expected: PROTOCOL.to_owned(),
                 got: g.protocol.clone(),
@@ -488,7 +584,7 @@ impl Handshake {
         }
         let node = g.node_id()?.to_owned();
         self.remote_node = Some(node.clone());
-        if node == self.cfg.node_id {
+        if node == self.cfg.node_id && self.dataconn.is_none() {
             return Err(HandshakeError::TalkingToMyself);
         }
         Ok(node)
@@ -576,8 +672,31 @@ impl Handshake {
     }
 }
 
-fn established(agreed: Agreed, recv_auth: AuthMethod, recv_framing: Framing) -> Established {
+/// Our first greeting line for a node connection.
+fn local_greeting(cfg: &HandshakeConfig, peeraddr: Option<&str>) -> Greeting {
+    let mut greeting = Greeting::new(
+        &cfg.node_id,
+        cfg.auth_accept.iter().map(|m| m.name()),
+        cfg.framings.iter().map(|f| f.name()),
+    )
+    .with("provider", cfg.provider.clone());
+    if let Some(addr) = peeraddr {
+        greeting = greeting.with("peeraddr", addr);
+    }
+    if cfg.tls {
+        greeting = greeting.with("tls", "1.0");
+    }
+    greeting
+}
+
+fn established(
+    agreed: Agreed,
+    recv_auth: AuthMethod,
+    recv_framing: Framing,
+    dataconn_id: Option<String>,
+) -> Established {
     Established {
+        dataconn_id,
         remote_node: agreed.greeting.node.clone(),
         remote_greeting: agreed.greeting,
         send_framing: agreed.send_framing,
@@ -905,5 +1024,156 @@ mod tests {
         cfg.tls = true;
         let tls = Handshake::new(Arc::new(cfg), None, Nonce::from_line("n"), Instant::now());
         assert!(String::from_utf8_lossy(&tls.greeting()).contains(";tls=1.0\n"));
+    }
+    fn dataconn(node: &str, nonce: u8, id: &str) -> Handshake {
+        let nonce = Nonce::from_random([nonce; 66]);
+        Handshake::new_dataconn(cfg(node, "s"), None, nonce, Instant::now(), id).unwrap()
+    }
+
+    /// The dialler greets with `aemp-dataconn` and its id; an ordinary
+    /// acceptor upgrades, asks nothing of the slot table, and both sides
+    /// end with the id — even when both have the same node id.
+    #[test]
+    fn dataconn_upgrades_the_acceptor_and_skips_node_checks() {
+        let mut d = dataconn("a", 1, "b@a");
+        let greeting = String::from_utf8(d.greeting()).unwrap();
+        assert!(greeting.starts_with("aemp-dataconn;1;a;"), "{greeting}");
+        assert!(greeting.contains(";dataconn_id=b@a\n"), "{greeting}");
+        assert_eq!(d.dataconn_id(), Some("b@a"));
+
+        let mut acc = hs("a", "s", 2, Instant::now()); // same node id
+        assert_eq!(acc.dataconn_id(), None);
+        let mut to_acc = BytesMut::from(&d.greeting()[..]);
+        let mut to_d = BytesMut::from(&acc.greeting()[..]);
+        // no PeerNamed, no ClaimSlot: the auth line is asked for at once
+        assert_eq!(acc.advance(&mut to_acc), Ok(Some(Event::SendAuth)));
+        assert_eq!(acc.dataconn_id(), Some("b@a"));
+        assert_eq!(d.advance(&mut to_d), Ok(Some(Event::SendAuth)));
+        let (mut out_acc, mut out_d) = (Vec::new(), Vec::new());
+        assert_eq!(acc.grant(&mut out_acc), Ok(None));
+        assert_eq!(d.grant(&mut out_d), Ok(None));
+        to_acc.extend_from_slice(&out_d);
+        to_acc.extend_from_slice(b"raw bytes\n\x00\xff");
+        to_d.extend_from_slice(&out_acc);
+        let Ok(Some(Event::Established(ea))) = acc.advance(&mut to_acc) else {
+            panic!("acceptor not established");
+        };
+        let Ok(Some(Event::Established(ed))) = d.advance(&mut to_d) else {
+            panic!("dialler not established");
+        };
+        assert_eq!(ea.dataconn_id.as_deref(), Some("b@a"));
+        assert_eq!(ed.dataconn_id.as_deref(), Some("b@a"));
+        assert!(ea.is_dataconn() && ed.is_dataconn());
+        assert_eq!(ea.remote_node, "a");
+        assert_eq!(
+            &to_acc[..],
+            b"raw bytes\n\x00\xff",
+            "the bytes after the auth line belong to the stream"
+        );
+    }
+
+    #[test]
+    fn dataconn_with_advance_granting_and_different_nodes() {
+        let mut d = dataconn("r", 1, "d@r");
+        let mut t = hs("t", "s", 2, Instant::now());
+        let (rd, rt) = pair(&mut d, &mut t);
+        let (ed, et) = (rd.unwrap().unwrap(), rt.unwrap().unwrap());
+        assert_eq!(
+            (ed.remote_node.as_str(), et.remote_node.as_str()),
+            ("t", "r")
+        );
+        assert_eq!(et.dataconn_id.as_deref(), Some("d@r"));
+        // an ordinary connection says it is none
+        let (ra, _) = pair(
+            &mut hs("a", "s", 1, Instant::now()),
+            &mut hs("b", "s", 2, Instant::now()),
+        );
+        assert!(!ra.unwrap().unwrap().is_dataconn());
+    }
+
+    #[test]
+    fn dataconn_keeps_the_echo_and_auth_checks() {
+        // an exact echo: the self check is skipped, the echo check is not
+        let mut d = dataconn("a", 1, "b@a");
+        let mut echo = BytesMut::from(&d.greeting()[..]);
+        assert_eq!(
+            d.advance_granting(&mut echo, &mut Vec::new()),
+            Err(HandshakeError::EchoAttack)
+        );
+        // a wrong secret still fails
+        let mut d = dataconn("a", 1, "b@a");
+        let mut t = hs("t", "other", 2, Instant::now());
+        let (rd, rt) = pair(&mut d, &mut t);
+        assert_eq!(rd, Err(HandshakeError::AuthFailure));
+        assert_eq!(rt, Err(HandshakeError::AuthFailure));
+    }
+
+    #[test]
+    fn only_the_dataconn_sub_protocol_upgrades() {
+        let mut a = hs("a", "s", 1, Instant::now());
+        let mut input = BytesMut::from(&b"aemp-bogus;1;b;hmac_md6_64_256;json\n"[..]);
+        assert_eq!(
+            a.advance(&mut input),
+            Err(HandshakeError::UnexpectedProtocol {
+                expected: "aemp".into(),
+                got: "aemp-bogus".into()
+            })
+        );
+        for line in [
+            &b"aemp-dataconn;1;b;hmac_md6_64_256;json\n"[..],
+            b"aemp-dataconn;1;b;hmac_md6_64_256;json;dataconn_id=\n",
+            b"aemp-dataconn;1;b;hmac_md6_64_256;json;dataconn_id=0\n",
+            b"aemp-dataconn;1;b;hmac_md6_64_256;json;dataconn_id\n",
+        ] {
+            let mut a = hs("a", "s", 1, Instant::now());
+            let mut input = BytesMut::from(line);
+            assert_eq!(
+                a.advance(&mut input),
+                Err(HandshakeError::MissingDataconnId),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // the dialler accepts `aemp` and `aemp-dataconn` only
+        let mut d = dataconn("a", 1, "b@a");
+        let mut input = BytesMut::from(&b"aemp-bogus;1;b;hmac_md6_64_256;json\n"[..]);
+        assert_eq!(
+            d.advance(&mut input),
+            Err(HandshakeError::UnexpectedProtocol {
+                expected: "aemp-dataconn".into(),
+                got: "aemp-bogus".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_dialled_node_connection_does_not_upgrade() {
+        let mut a = hs("a", "s", 1, Instant::now()).without_upgrade();
+        let mut input =
+            BytesMut::from(&b"aemp-dataconn;1;b;hmac_md6_64_256;json;dataconn_id=1@b\n"[..]);
+        assert_eq!(
+            a.advance(&mut input),
+            Err(HandshakeError::UnexpectedProtocol {
+                expected: "aemp".into(),
+                got: "aemp-dataconn".into()
+            })
+        );
+    }
+
+    #[test]
+    fn dataconn_ids_that_cannot_travel_are_refused() {
+        for id in ["", "0", "a;b", "a\nb", "a b", &"x".repeat(257)] {
+            let r = Handshake::new_dataconn(
+                cfg("a", "s"),
+                None,
+                Nonce::from_line("n"),
+                Instant::now(),
+                id,
+            );
+            assert_eq!(
+                r.err(),
+                Some(HandshakeError::InvalidDataconnId { id: id.to_owned() })
+            );
+        }
     }
 }

@@ -34,7 +34,10 @@ pub use framing::{
 pub use global::{
     CONNECT_FUNCTION, GLOBAL_TAGS, GlobalMsg, GlobalMsgError, StringLists, connect_args,
 };
-pub use greeting::{Greeting, MAX_LINE, NONCE_BYTES, Nonce, PROTOCOL, PROTOCOL_VERSION, take_line};
+pub use greeting::{
+    DATACONN_ID_KEY, DATACONN_PROTOCOL, Greeting, MAX_DATACONN_ID, MAX_LINE, NONCE_BYTES, Nonce,
+    PROTOCOL, PROTOCOL_VERSION, dataconn_id_ok, take_line,
+};
 pub use handshake::{
     DEFAULT_MONITOR_TIMEOUT, Established, Event, Handshake, HandshakeConfig, PROVIDER,
 };
@@ -99,7 +102,7 @@ pub fn fuzz_parsers(data: &[u8], now: std::time::Instant) {
             Event::PeerNamed(n) if n == "connected" => {
                 let _ = hs.refuse();
             }
-            Event::ClaimSlot { .. } => {
+            Event::ClaimSlot { .. } | Event::SendAuth => {
                 let _ = hs.grant(&mut out);
             }
             _ => {}
