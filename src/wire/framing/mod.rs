@@ -6,6 +6,7 @@
 
 mod cbor;
 mod json;
+mod serializer;
 mod storable;
 
 use std::fmt;

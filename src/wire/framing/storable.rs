@@ -8,7 +8,6 @@
 //! What is decoded, refused and written is described on
 //! [`StorableCodec`].
 
-use std::fmt::{self, Display};
 use std::io::Write as _;
 
 use bytes::{BufMut, BytesMut};
@@ -18,6 +17,7 @@ use tokio_util::codec::Decoder;
 
 use crate::wire::error::{EncodeError, FrameError, StorableError};
 use crate::wire::framing::json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET};
+use crate::wire::framing::serializer::{Error, KeySer, forward_to_seq};
 use crate::wire::packet::{DestSpan, Packet};
 
 // Storable opcodes (Storable.xs `SX_*`).
@@ -1173,41 +1173,6 @@ pub(crate) fn encode_frame(json_frame: &[u8], out: &mut BytesMut) -> Result<(), 
     result.map_err(EncodeError::from)
 }
 
-/// The serializer's error.
-#[derive(Debug)]
-pub(crate) enum Error {
-    /// The message (or frame) is not a sequence.
-    NotAnArray,
-    /// Anything else.
-    Msg(String),
-}
-
-impl Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::NotAnArray => f.write_str("a message must serialize to an array"),
-            Error::Msg(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl ser::Error for Error {
-    fn custom<T: Display>(msg: T) -> Self {
-        Error::Msg(msg.to_string())
-    }
-}
-
-impl From<Error> for EncodeError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::NotAnArray => EncodeError::NotAnArray,
-            Error::Msg(m) => EncodeError::Serialize(<serde_json::Error as ser::Error>::custom(m)),
-        }
-    }
-}
-
 /// Writes Storable items at the end of a buffer.
 struct Encoder<'a> {
     out: &'a mut BytesMut,
@@ -1631,27 +1596,10 @@ impl ser::SerializeSeq for RootSeq<'_, '_> {
     }
 }
 
-impl ser::SerializeTuple for RootSeq<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Res {
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for RootSeq<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Res {
-        Ok(())
-    }
-}
+forward_to_seq!(RootSeq<'_, '_>:
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+);
 
 /// Implements every `Serializer` method of a root serializer that is not
 /// a sequence as `NotAnArray`.
@@ -1718,20 +1666,14 @@ macro_rules! root_serializer {
                 })
             }
             fn serialize_tuple(self, _: usize) -> Result<RootSeq<'e, 'a>, Error> {
-                Ok(RootSeq {
-                    enc: self.enc,
-                    count: self.count,
-                })
+                self.serialize_seq(None)
             }
             fn serialize_tuple_struct(
                 self,
                 _: &'static str,
                 _: usize,
             ) -> Result<RootSeq<'e, 'a>, Error> {
-                Ok(RootSeq {
-                    enc: self.enc,
-                    count: self.count,
-                })
+                self.serialize_seq(None)
             }
             fn serialize_tuple_variant(
                 self,
@@ -1788,27 +1730,10 @@ impl ser::SerializeSeq for SeqState<'_, '_> {
     }
 }
 
-impl ser::SerializeTuple for SeqState<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Res {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for SeqState<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Res {
-        ser::SerializeSeq::end(self)
-    }
-}
+forward_to_seq!(SeqState<'_, '_>:
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+);
 
 /// A nested map (`04 03` / `04 19`).
 struct MapSer<'e, 'a> {
@@ -1821,7 +1746,8 @@ impl ser::SerializeMap for MapSer<'_, '_> {
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Res {
         self.enc.keybuf.truncate(self.m.key_start);
-        k.serialize(KeySer(&mut self.enc.keybuf))
+        let keybuf = &mut self.enc.keybuf;
+        k.serialize(KeySer(|key: &str| keybuf.extend_from_slice(key.as_bytes())))
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
         v.serialize(&mut *self.enc)?;
@@ -1890,6 +1816,17 @@ impl ser::SerializeStructVariant for VariantSer<MapSer<'_, '_>> {
     }
 }
 
+/// Implements `Serializer` methods that write the value, converted, with
+/// one `Encoder` method.
+macro_rules! write_with {
+    ($($name:ident($t:ty) => $method:ident;)*) => {$(
+        fn $name(self, v: $t) -> Res {
+            self.$method(v.into());
+            Ok(())
+        }
+    )*};
+}
+
 impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
     type Ok = ();
     type Error = Error;
@@ -1901,45 +1838,19 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
     type SerializeStruct = MapSer<'e, 'a>;
     type SerializeStructVariant = VariantSer<MapSer<'e, 'a>>;
 
-    fn serialize_bool(self, v: bool) -> Res {
-        self.boolean(v);
-        Ok(())
-    }
-    fn serialize_i8(self, v: i8) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Res {
-        self.int(v);
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Res {
-        self.wide_int(v);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Res {
-        self.wide_int(v.into());
-        Ok(())
+    write_with! {
+        serialize_bool(bool) => boolean;
+        serialize_i8(i8) => int;
+        serialize_i16(i16) => int;
+        serialize_i32(i32) => int;
+        serialize_i64(i64) => int;
+        serialize_i128(i128) => wide_int;
+        serialize_u8(u8) => int;
+        serialize_u16(u16) => int;
+        serialize_u32(u32) => int;
+        serialize_u64(u64) => wide_int;
+        serialize_f32(f32) => float;
+        serialize_f64(f64) => float;
     }
     fn serialize_u128(self, v: u128) -> Res {
         match i128::try_from(v) {
@@ -1950,14 +1861,6 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
                 self.bytes_item(b.format(v).as_bytes());
             }
         }
-        Ok(())
-    }
-    fn serialize_f32(self, v: f32) -> Res {
-        self.float(v.into());
-        Ok(())
-    }
-    fn serialize_f64(self, v: f64) -> Res {
-        self.float(v);
         Ok(())
     }
     fn serialize_char(self, v: char) -> Res {
@@ -2059,128 +1962,6 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
             m: Some(outer),
             variant,
         })
-    }
-}
-
-/// Map keys: strings, and what serde_json also turns into strings
-/// (integers, chars, bools, unit variants).
-struct KeySer<'k>(&'k mut Vec<u8>);
-
-fn key_must_be_a_string() -> Error {
-    Error::Msg("key must be a string".into())
-}
-
-macro_rules! int_keys {
-    ($($name:ident($t:ty);)*) => {$(
-        fn $name(self, v: $t) -> Res {
-            self.0.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-            Ok(())
-        }
-    )*};
-}
-
-impl ser::Serializer for KeySer<'_> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Impossible<(), Error>;
-    type SerializeTuple = Impossible<(), Error>;
-    type SerializeTupleStruct = Impossible<(), Error>;
-    type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = Impossible<(), Error>;
-    type SerializeStruct = Impossible<(), Error>;
-    type SerializeStructVariant = Impossible<(), Error>;
-
-    int_keys! {
-        serialize_i8(i8); serialize_i16(i16); serialize_i32(i32); serialize_i64(i64);
-        serialize_i128(i128); serialize_u8(u8); serialize_u16(u16); serialize_u32(u32);
-        serialize_u64(u64); serialize_u128(u128);
-    }
-
-    fn serialize_bool(self, v: bool) -> Res {
-        self.0.extend_from_slice(if v { b"true" } else { b"false" });
-        Ok(())
-    }
-    fn serialize_f32(self, _: f32) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_f64(self, _: f64) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_char(self, v: char) -> Res {
-        self.0
-            .extend_from_slice(v.encode_utf8(&mut [0; 4]).as_bytes());
-        Ok(())
-    }
-    fn serialize_str(self, v: &str) -> Res {
-        self.0.extend_from_slice(v.as_bytes());
-        Ok(())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_none(self) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_unit(self) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Res {
-        self.serialize_str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Res {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(key_must_be_a_string())
     }
 }
 
