@@ -16,11 +16,11 @@
 mod enc;
 
 use bytes::{Buf, BytesMut};
-use tokio_util::codec::Decoder;
 
 pub(crate) use enc::{encode_frame, encode_packet};
 
 use crate::wire::error::{CborFault, FrameError};
+use crate::wire::framing::FramingDecoder;
 use crate::wire::framing::json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET};
 use crate::wire::packet::{DestSpan, Packet};
 
@@ -705,28 +705,19 @@ impl CborCodec {
     }
 }
 
-impl Decoder for CborCodec {
-    type Item = Packet;
-    type Error = FrameError;
-
-    /// Errors are final: every later call returns the same error.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let result = self.decode_inner(buf);
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
-        }
-        result
+impl FramingDecoder for CborCodec {
+    #[inline]
+    fn failed(&mut self) -> &mut Option<FrameError> {
+        &mut self.failed
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        match self.decode(buf)? {
-            Some(p) => Ok(Some(p)),
-            None if self.in_item || !buf.is_empty() => Err(FrameError::Truncated),
-            None => Ok(None),
-        }
+    #[inline]
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        self.decode_inner(buf)
+    }
+
+    fn mid_frame(&self, buf: &BytesMut) -> bool {
+        self.in_item || !buf.is_empty()
     }
 }
 
@@ -897,6 +888,7 @@ fn write_decimal(out: &mut BytesMut, be: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_util::codec::Decoder;
 
     fn decode_all(codec: &mut CborCodec, buf: &mut BytesMut) -> Result<Vec<Packet>, FrameError> {
         let mut out = Vec::new();

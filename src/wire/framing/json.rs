@@ -20,6 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 use crate::wire::error::FrameError;
+use crate::wire::framing::FramingDecoder;
 use crate::wire::packet::{DestSpan, Packet, is_ws};
 
 /// Default nesting limit: JSON::XS's default `max_depth`.
@@ -346,29 +347,19 @@ impl JsonCodec {
     }
 }
 
-impl Decoder for JsonCodec {
-    type Item = Packet;
-    type Error = FrameError;
-
-    /// Errors are final: the scanner's state is not resumable after one,
-    /// so every later call returns the same error.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let result = self.decode_inner(buf);
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
-        }
-        result
+impl FramingDecoder for JsonCodec {
+    #[inline]
+    fn failed(&mut self) -> &mut Option<FrameError> {
+        &mut self.failed
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        match self.decode(buf)? {
-            Some(p) => Ok(Some(p)),
-            None if self.st != St::Between => Err(FrameError::Truncated),
-            None => Ok(None),
-        }
+    #[inline]
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        self.decode_inner(buf)
+    }
+
+    fn mid_frame(&self, _: &BytesMut) -> bool {
+        self.st != St::Between
     }
 }
 

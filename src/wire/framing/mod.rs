@@ -161,3 +161,67 @@ impl Decoder for Codec {
         }
     }
 }
+
+/// What the framings' decoders share: errors are final (a decoder's state
+/// is not resumable after one, so every later call returns the same
+/// error), and a stream may end only between frames.
+trait FramingDecoder {
+    /// The error that ended the stream, if any.
+    fn failed(&mut self) -> &mut Option<FrameError>;
+
+    /// Decodes the next packet, if `buf` completes one.
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError>;
+
+    /// Whether a frame is under way (in the decoder or in what is left of
+    /// `buf`) after [`decode_next`](Self::decode_next) returned `None`.
+    fn mid_frame(&self, buf: &BytesMut) -> bool;
+
+    /// [`decode_next`](Self::decode_next), with errors made final.
+    #[inline]
+    fn decode_final(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        if let Some(e) = self.failed() {
+            return Err(e.clone());
+        }
+        let result = self.decode_next(buf);
+        if let Err(e) = &result {
+            *self.failed() = Some(e.clone());
+        }
+        result
+    }
+
+    /// [`decode_final`](Self::decode_final) at the end of the stream:
+    /// a frame under way is [`FrameError::Truncated`].
+    fn decode_eof_final(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        match self.decode_final(buf)? {
+            Some(p) => Ok(Some(p)),
+            None if self.mid_frame(buf) => Err(FrameError::Truncated),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Implements [`Decoder`] for framing codecs through their
+/// [`FramingDecoder`] impls.
+macro_rules! framing_decoders {
+    ($($codec:ty),+) => {$(
+        impl Decoder for $codec {
+            type Item = Packet;
+            type Error = FrameError;
+
+            /// Errors are final: every later call returns the same error.
+            #[inline]
+            fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+                self.decode_final(buf)
+            }
+
+            /// As [`decode`](Self::decode); bytes of an unfinished frame
+            /// left at the end of the stream are
+            /// [`FrameError::Truncated`].
+            fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+                self.decode_eof_final(buf)
+            }
+        }
+    )+};
+}
+
+framing_decoders!(JsonCodec, StorableCodec, CborCodec);

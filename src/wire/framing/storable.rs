@@ -13,9 +13,9 @@ use std::io::Write as _;
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde::ser::{self, Impossible};
-use tokio_util::codec::Decoder;
 
 use crate::wire::error::{EncodeError, FrameError, StorableError};
+use crate::wire::framing::FramingDecoder;
 use crate::wire::framing::json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET};
 use crate::wire::framing::serializer::{Error, KeySer, forward_to_seq};
 use crate::wire::packet::{DestSpan, Packet};
@@ -254,28 +254,19 @@ impl StorableCodec {
     }
 }
 
-impl Decoder for StorableCodec {
-    type Item = Packet;
-    type Error = FrameError;
-
-    /// Errors are final: every later call returns the same error.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let result = self.decode_inner(buf);
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
-        }
-        result
+impl FramingDecoder for StorableCodec {
+    #[inline]
+    fn failed(&mut self) -> &mut Option<FrameError> {
+        &mut self.failed
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        match self.decode(buf)? {
-            Some(p) => Ok(Some(p)),
-            None if buf.is_empty() => Ok(None),
-            None => Err(FrameError::Truncated),
-        }
+    #[inline]
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        self.decode_inner(buf)
+    }
+
+    fn mid_frame(&self, buf: &BytesMut) -> bool {
+        !buf.is_empty()
     }
 }
 
@@ -1969,6 +1960,7 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use tokio_util::codec::Decoder;
 
     fn enc(dest: &str, msg: &serde_json::Value) -> Vec<u8> {
         let mut out = BytesMut::new();
