@@ -22,6 +22,7 @@ pub(crate) use enc::{encode_frame, encode_packet};
 use crate::wire::error::{CborFault, FrameError};
 use crate::wire::framing::FramingDecoder;
 use crate::wire::framing::json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET};
+use crate::wire::framing::json_string::{write_latin1, write_utf8};
 use crate::wire::packet::{DestSpan, Packet};
 
 /// The longest bignum (tag 2/3 content) decoded: its decimal conversion is
@@ -368,7 +369,7 @@ impl CborCodec {
             if std::str::from_utf8(bytes).is_err() {
                 return Err(self.fault(CborFault::InvalidUtf8));
             }
-            Ok(write_escaped(&mut self.out, bytes))
+            Ok(write_utf8(&mut self.out, bytes))
         } else {
             Ok(write_latin1(&mut self.out, bytes))
         }
@@ -719,78 +720,6 @@ impl FramingDecoder for CborCodec {
     fn mid_frame(&self, buf: &BytesMut) -> bool {
         self.in_item || !buf.is_empty()
     }
-}
-
-/// JSON escapes: 0 = copy, else the escape letter (`u` = `\u00XX`).
-static ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-fn write_escape(out: &mut BytesMut, b: u8) {
-    match ESCAPE[b as usize] {
-        b'u' => {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 15) as usize],
-            ]);
-        }
-        e => out.extend_from_slice(&[b'\\', e]),
-    }
-}
-
-/// Writes valid UTF-8 as JSON string contents; true if anything was
-/// escaped.
-fn write_escaped(out: &mut BytesMut, s: &[u8]) -> bool {
-    let mut escaped = false;
-    let mut run = 0;
-    for (i, &b) in s.iter().enumerate() {
-        if ESCAPE[b as usize] != 0 {
-            out.extend_from_slice(&s[run..i]);
-            write_escape(out, b);
-            run = i + 1;
-            escaped = true;
-        }
-    }
-    out.extend_from_slice(&s[run..]);
-    escaped
-}
-
-/// Writes bytes as JSON string contents of Latin-1 characters; true if
-/// anything was escaped.
-fn write_latin1(out: &mut BytesMut, s: &[u8]) -> bool {
-    if s.is_ascii() {
-        return write_escaped(out, s);
-    }
-    let mut escaped = false;
-    for &b in s {
-        if b >= 0x80 {
-            out.extend_from_slice(&[0xc0 | (b >> 6), 0x80 | (b & 0x3f)]);
-        } else if ESCAPE[b as usize] != 0 {
-            write_escape(out, b);
-            escaped = true;
-        } else {
-            out.extend_from_slice(&[b]);
-        }
-    }
-    escaped
 }
 
 /// Writes the integer `n` (major 0) or `-1 - n` (major 1).

@@ -6,6 +6,7 @@
 
 mod cbor;
 mod json;
+mod json_string;
 mod serializer;
 mod storable;
 

@@ -15,9 +15,9 @@ use serde::Serialize;
 use serde::ser::{self, Impossible};
 
 use crate::wire::error::{EncodeError, FrameError, StorableError};
-use crate::wire::framing::FramingDecoder;
 use crate::wire::framing::json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET};
 use crate::wire::framing::serializer::{Error, KeySer, forward_to_seq};
+use crate::wire::framing::{FramingDecoder, json_string};
 use crate::wire::packet::{DestSpan, Packet};
 
 // Storable opcodes (Storable.xs `SX_*`).
@@ -625,14 +625,10 @@ impl<'a> Conv<'a> {
         let k = *self.s.keys.get(i).ok_or(self.truncated(self.pos))?;
         self.key_cursor += 1;
         let bytes = self.data.get(k.start..k.end).unwrap_or_default();
-        if k.utf8 {
-            if std::str::from_utf8(bytes).is_err() {
-                return Err(StorableError::InvalidUtf8 { at: k.start }.into());
-            }
-            write_utf8(self.out, bytes);
-        } else {
-            write_latin1(self.out, bytes);
+        if k.utf8 && std::str::from_utf8(bytes).is_err() {
+            return Err(StorableError::InvalidUtf8 { at: k.start }.into());
         }
+        write_string(self.out, bytes, k.utf8);
         self.out.put_u8(b':');
         Ok(i)
     }
@@ -832,8 +828,8 @@ impl<'a> Conv<'a> {
                 .extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
             Scalar::Bool(true) => self.out.extend_from_slice(b"true"),
             Scalar::Bool(false) => self.out.extend_from_slice(b"false"),
-            Scalar::Bytes(b) => return write_latin1(self.out, b),
-            Scalar::Utf8(b) => return write_utf8(self.out, b),
+            Scalar::Bytes(b) => return write_string(self.out, b, false),
+            Scalar::Utf8(b) => return write_string(self.out, b, true),
         }
         false
     }
@@ -1020,85 +1016,16 @@ impl<'a> Conv<'a> {
     }
 }
 
-/// JSON escapes of bytes below 0x80: 0 = none, `u` = `\u00XX`, else the
-/// letter after the backslash.
-static ESCAPE: [u8; 128] = {
-    let mut t = [0u8; 128];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-fn write_escape(out: &mut BytesMut, b: u8, e: u8) {
-    if e == b'u' {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[usize::from(b >> 4)],
-            HEX[usize::from(b & 15)],
-        ]);
+/// Writes a string's bytes (UTF-8 or Latin-1) as a JSON string; true if
+/// it needed escapes.
+fn write_string(out: &mut BytesMut, bytes: &[u8], utf8: bool) -> bool {
+    out.reserve(bytes.len() + 2);
+    out.put_u8(b'"');
+    let escaped = if utf8 {
+        json_string::write_utf8(out, bytes)
     } else {
-        out.extend_from_slice(&[b'\\', e]);
-    }
-}
-
-/// Writes Latin-1 bytes as a JSON string; true if it needed escapes.
-fn write_latin1(out: &mut BytesMut, bytes: &[u8]) -> bool {
-    out.reserve(bytes.len() + 2);
-    out.put_u8(b'"');
-    let mut escaped = false;
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b < 0x80 {
-            let e = ESCAPE[usize::from(b)];
-            if e == 0 {
-                continue;
-            }
-            out.extend_from_slice(&bytes[run..i]);
-            write_escape(out, b, e);
-            escaped = true;
-        } else {
-            out.extend_from_slice(&bytes[run..i]);
-            out.extend_from_slice(&[0xc0 | (b >> 6), 0x80 | (b & 0x3f)]);
-        }
-        run = i + 1;
-    }
-    out.extend_from_slice(&bytes[run..]);
-    out.put_u8(b'"');
-    escaped
-}
-
-/// Writes validated UTF-8 as a JSON string; true if it needed escapes.
-fn write_utf8(out: &mut BytesMut, bytes: &[u8]) -> bool {
-    out.reserve(bytes.len() + 2);
-    out.put_u8(b'"');
-    let mut escaped = false;
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b < 0x80 {
-            let e = ESCAPE[usize::from(b)];
-            if e != 0 {
-                out.extend_from_slice(&bytes[run..i]);
-                write_escape(out, b, e);
-                escaped = true;
-                run = i + 1;
-            }
-        }
-    }
-    out.extend_from_slice(&bytes[run..]);
+        json_string::write_latin1(out, bytes)
+    };
     out.put_u8(b'"');
     escaped
 }
