@@ -18,7 +18,7 @@ use crate::wire::error::{EncodeError, FrameError, StorableError};
 use crate::wire::framing::json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET};
 use crate::wire::framing::serializer::{Error, KeySer, forward_to_seq};
 use crate::wire::framing::{FramingDecoder, json_string};
-use crate::wire::packet::{DestSpan, Packet};
+use crate::wire::packet::{DestSpan, Packet, append_or_restore};
 
 // Storable opcodes (Storable.xs `SX_*`).
 const SX_OBJECT: u8 = 0x00;
@@ -1049,8 +1049,7 @@ pub(crate) fn encode_packet<M: Serialize + ?Sized>(
     msg: &M,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = (|| {
+    append_or_restore(out, |out, start| {
         let mut enc = Encoder::begin(out);
         enc.string(dest)?;
         let mut count = 1u32;
@@ -1059,19 +1058,14 @@ pub(crate) fn encode_packet<M: Serialize + ?Sized>(
             count: &mut count,
         })?;
         enc.finish(start, count)
-    })();
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result.map_err(EncodeError::from)
+    })
 }
 
 /// Transcodes a JSON frame (an array, as [`Packet::encode`] makes) to a
 /// storable frame at the end of `out`, keeping object key order. On error
 /// `out` is left as it was.
 pub(crate) fn encode_frame(json_frame: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = (|| {
+    append_or_restore(out, |out, start| {
         let mut enc = Encoder::begin(out);
         let mut count = 0u32;
         let mut de = serde_json::Deserializer::from_slice(json_frame);
@@ -1084,11 +1078,7 @@ pub(crate) fn encode_frame(json_frame: &[u8], out: &mut BytesMut) -> Result<(), 
         )?;
         de.end().map_err(|e| Error::Msg(e.to_string()))?;
         enc.finish(start, count)
-    })();
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result.map_err(EncodeError::from)
+    })
 }
 
 /// Writes Storable items at the end of a buffer.

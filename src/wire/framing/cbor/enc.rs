@@ -9,6 +9,7 @@ use serde::ser;
 
 use crate::wire::error::EncodeError;
 use crate::wire::framing::serializer::{Error, KeySer, forward_to_seq};
+use crate::wire::packet::append_or_restore;
 
 /// Writes a head: major type and argument in the shortest form.
 pub(crate) fn put_head(out: &mut BytesMut, major: u8, n: u64) {
@@ -396,12 +397,7 @@ pub(crate) fn encode_packet<M: Serialize + ?Sized>(
     msg: &M,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = encode_packet_inner(dest, msg, out, start);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result.map_err(EncodeError::from)
+    append_or_restore(out, |out, start| encode_packet_inner(dest, msg, out, start))
 }
 
 fn encode_packet_inner<M: Serialize + ?Sized>(
@@ -452,18 +448,13 @@ fn read_be(b: &[u8]) -> u64 {
 /// as CBOR at the end of `out`, keeping the order of map keys. On error
 /// `out` is left as it was.
 pub(crate) fn encode_frame(json_frame: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = (|| {
+    append_or_restore(out, |out, start| {
         let mut de = serde_json::Deserializer::from_slice(json_frame);
         let mut enc = Enc::new(out);
         serde_transcode::transcode(&mut de, &mut enc)?;
         enc.finish(start);
         de.end().map_err(|e| Error::Msg(e.to_string()))
-    })();
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result.map_err(EncodeError::from)
+    })
 }
 
 #[cfg(test)]
