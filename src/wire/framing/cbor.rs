@@ -668,8 +668,15 @@ impl CborCodec {
         self.bignum_due = None;
         self.scratch.clear();
     }
+}
 
-    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+impl FramingDecoder for CborCodec {
+    #[inline]
+    fn failed(&mut self) -> &mut Option<FrameError> {
+        &mut self.failed
+    }
+
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         if !self.in_item && !buf.is_empty() && self.out.capacity() < 256 {
             // frames are cut from a shared block, not allocated one by one
             self.out.reserve(OUT_BLOCK);
@@ -703,18 +710,6 @@ impl CborCodec {
                 }
             }
         }
-    }
-}
-
-impl FramingDecoder for CborCodec {
-    #[inline]
-    fn failed(&mut self) -> &mut Option<FrameError> {
-        &mut self.failed
-    }
-
-    #[inline]
-    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        self.decode_inner(buf)
     }
 
     fn mid_frame(&self, buf: &BytesMut) -> bool {

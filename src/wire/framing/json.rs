@@ -353,18 +353,7 @@ impl FramingDecoder for JsonCodec {
         &mut self.failed
     }
 
-    #[inline]
     fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        self.decode_inner(buf)
-    }
-
-    fn mid_frame(&self, _: &BytesMut) -> bool {
-        self.st != St::Between
-    }
-}
-
-impl JsonCodec {
-    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         if self.st == St::Between {
             // between frames: skip whitespace, then a frame must open with `[`
             let ws = buf.iter().take_while(|b| is_ws(**b)).count();
@@ -396,6 +385,10 @@ impl JsonCodec {
             }),
             None => Ok(None),
         }
+    }
+
+    fn mid_frame(&self, _: &BytesMut) -> bool {
+        self.st != St::Between
     }
 }
 

@@ -205,8 +205,15 @@ impl StorableCodec {
             failed: None,
         }
     }
+}
 
-    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+impl FramingDecoder for StorableCodec {
+    #[inline]
+    fn failed(&mut self) -> &mut Option<FrameError> {
+        &mut self.failed
+    }
+
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         let Some((hdr, len)) = read_ber(buf, self.max_packet)? else {
             return Ok(None);
         };
@@ -251,18 +258,6 @@ impl StorableCodec {
                 Err(e)
             }
         }
-    }
-}
-
-impl FramingDecoder for StorableCodec {
-    #[inline]
-    fn failed(&mut self) -> &mut Option<FrameError> {
-        &mut self.failed
-    }
-
-    #[inline]
-    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        self.decode_inner(buf)
     }
 
     fn mid_frame(&self, buf: &BytesMut) -> bool {
