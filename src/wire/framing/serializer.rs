@@ -67,6 +67,17 @@ macro_rules! forward_to_seq {
 }
 pub(crate) use forward_to_seq;
 
+/// Implements `Serializer` methods (`name(argument types) -> Ok type;`)
+/// that refuse their value with the error `$err`.
+macro_rules! refuse {
+    ($err:expr; $($name:ident($($arg:ty),*) -> $ret:ty;)*) => {$(
+        fn $name(self $(, _: $arg)*) -> Result<$ret, $crate::wire::framing::serializer::Error> {
+            Err($err)
+        }
+    )*};
+}
+pub(crate) use refuse;
+
 /// The map-key serializer: hands the key, as the string `serde_json`
 /// writes for it, to the closure. As `serde_json`'s `MapKeySerializer`:
 /// strings, chars, unit variants, integers (decimal), booleans (`true`,
@@ -86,15 +97,6 @@ macro_rules! int_keys {
         fn $name(self, v: $t) -> Result<(), Error> {
             (self.0)(itoa::Buffer::new().format(v));
             Ok(())
-        }
-    )*};
-}
-
-/// Implements key methods that refuse the key.
-macro_rules! not_a_key {
-    ($($name:ident($($arg:ty),*) -> $ret:ty;)*) => {$(
-        fn $name(self $(, _: $arg)*) -> Result<$ret, Error> {
-            Err(key_must_be_a_string())
         }
     )*};
 }
@@ -141,7 +143,7 @@ impl<F: FnOnce(&str)> ser::Serializer for KeySer<F> {
         serialize_u64(u64); serialize_u128(u128);
     }
 
-    not_a_key! {
+    refuse! { key_must_be_a_string();
         serialize_bytes(&[u8]) -> ();
         serialize_none() -> ();
         serialize_unit() -> ();

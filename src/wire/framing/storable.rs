@@ -16,7 +16,7 @@ use serde::ser::{self, Impossible};
 
 use crate::wire::error::{EncodeError, FrameError, StorableError};
 use crate::wire::framing::json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET};
-use crate::wire::framing::serializer::{Error, KeySer, forward_to_seq};
+use crate::wire::framing::serializer::{Error, KeySer, forward_to_seq, refuse};
 use crate::wire::framing::{FramingDecoder, json_string};
 use crate::wire::packet::{DestSpan, Packet, append_or_restore};
 
@@ -1504,16 +1504,8 @@ forward_to_seq!(RootSeq<'_, '_>:
     SerializeTupleStruct::serialize_field,
 );
 
-/// Implements every `Serializer` method of a root serializer that is not
-/// a sequence as `NotAnArray`.
-macro_rules! not_an_array {
-    ($($name:ident($($arg:ty),*);)*) => {$(
-        fn $name(self $(, _: $arg)*) -> Res {
-            Err(Error::NotAnArray)
-        }
-    )*};
-}
-
+/// The `Serializer` of a message or frame: a sequence, whose elements
+/// go into the root array; anything else is `NotAnArray`.
 macro_rules! root_serializer {
     ($ty:ident) => {
         impl<'e, 'a> ser::Serializer for $ty<'e, 'a> {
@@ -1527,22 +1519,23 @@ macro_rules! root_serializer {
             type SerializeStruct = Impossible<(), Error>;
             type SerializeStructVariant = Impossible<(), Error>;
 
-            not_an_array! {
-                serialize_bool(bool); serialize_i8(i8); serialize_i16(i16);
-                serialize_i32(i32); serialize_i64(i64); serialize_u8(u8);
-                serialize_u16(u16); serialize_u32(u32); serialize_u64(u64);
-                serialize_f32(f32); serialize_f64(f64); serialize_char(char);
-                serialize_str(&str); serialize_bytes(&[u8]);
-                serialize_unit_struct(&'static str);
-                serialize_unit_variant(&'static str, u32, &'static str);
+            refuse! { Error::NotAnArray;
+                serialize_bool(bool) -> (); serialize_i8(i8) -> (); serialize_i16(i16) -> ();
+                serialize_i32(i32) -> (); serialize_i64(i64) -> (); serialize_u8(u8) -> ();
+                serialize_u16(u16) -> (); serialize_u32(u32) -> (); serialize_u64(u64) -> ();
+                serialize_f32(f32) -> (); serialize_f64(f64) -> (); serialize_char(char) -> ();
+                serialize_str(&str) -> (); serialize_bytes(&[u8]) -> ();
+                serialize_none() -> (); serialize_unit() -> ();
+                serialize_unit_struct(&'static str) -> ();
+                serialize_unit_variant(&'static str, u32, &'static str) -> ();
+                serialize_tuple_variant(&'static str, u32, &'static str, usize)
+                    -> Self::SerializeTupleVariant;
+                serialize_map(Option<usize>) -> Self::SerializeMap;
+                serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+                serialize_struct_variant(&'static str, u32, &'static str, usize)
+                    -> Self::SerializeStructVariant;
             }
 
-            fn serialize_none(self) -> Res {
-                Err(Error::NotAnArray)
-            }
-            fn serialize_unit(self) -> Res {
-                Err(Error::NotAnArray)
-            }
             fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Res {
                 v.serialize(self)
             }
@@ -1577,34 +1570,6 @@ macro_rules! root_serializer {
                 _: usize,
             ) -> Result<RootSeq<'e, 'a>, Error> {
                 self.serialize_seq(None)
-            }
-            fn serialize_tuple_variant(
-                self,
-                _: &'static str,
-                _: u32,
-                _: &'static str,
-                _: usize,
-            ) -> Result<Self::SerializeTupleVariant, Error> {
-                Err(Error::NotAnArray)
-            }
-            fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-                Err(Error::NotAnArray)
-            }
-            fn serialize_struct(
-                self,
-                _: &'static str,
-                _: usize,
-            ) -> Result<Self::SerializeStruct, Error> {
-                Err(Error::NotAnArray)
-            }
-            fn serialize_struct_variant(
-                self,
-                _: &'static str,
-                _: u32,
-                _: &'static str,
-                _: usize,
-            ) -> Result<Self::SerializeStructVariant, Error> {
-                Err(Error::NotAnArray)
             }
         }
     };
