@@ -812,15 +812,8 @@ fn write_decimal(out: &mut BytesMut, be: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::framing::test_support::same_packets_at_every_split;
     use tokio_util::codec::Decoder;
-
-    fn decode_all(codec: &mut CborCodec, buf: &mut BytesMut) -> Result<Vec<Packet>, FrameError> {
-        let mut out = Vec::new();
-        while let Some(p) = codec.decode(buf)? {
-            out.push(p);
-        }
-        Ok(out)
-    }
 
     fn one(bytes: &[u8]) -> Result<String, FrameError> {
         let mut buf = BytesMut::from(bytes);
@@ -935,27 +928,10 @@ mod tests {
 
     #[test]
     fn every_split_gives_the_same_packets() {
-        let whole = decode_all(&mut CborCodec::default(), &mut BytesMut::from(STREAM)).unwrap();
+        let (whole, mut codec) = same_packets_at_every_split::<CborCodec>(STREAM);
         assert_eq!(whole.len(), 4);
         assert_eq!(&whole[2].frame()[..], r#"["a","bc",{"é":true}]"#.as_bytes());
-        for i in 0..=STREAM.len() {
-            let mut codec = CborCodec::default();
-            let mut buf = BytesMut::from(&STREAM[..i]);
-            let mut got = decode_all(&mut codec, &mut buf).unwrap();
-            buf.extend_from_slice(&STREAM[i..]);
-            got.extend(decode_all(&mut codec, &mut buf).unwrap());
-            assert_eq!(got, whole, "split at {i}");
-        }
-        let mut codec = CborCodec::default();
-        let mut buf = BytesMut::new();
-        let mut got = Vec::new();
-        for b in STREAM {
-            buf.extend_from_slice(&[*b]);
-            got.extend(decode_all(&mut codec, &mut buf).unwrap());
-        }
-        assert_eq!(got, whole);
-        assert!(buf.is_empty());
-        assert_eq!(codec.decode_eof(&mut buf), Ok(None));
+        assert_eq!(codec.decode_eof(&mut BytesMut::new()), Ok(None));
     }
 
     fn fault(bytes: &[u8]) -> CborFault {

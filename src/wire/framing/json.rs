@@ -418,39 +418,15 @@ pub(crate) fn parse_frame(frame: Bytes) -> Result<Packet, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_all(codec: &mut JsonCodec, buf: &mut BytesMut) -> Result<Vec<Packet>, FrameError> {
-        let mut out = Vec::new();
-        while let Some(p) = codec.decode(buf)? {
-            out.push(p);
-        }
-        Ok(out)
-    }
+    use crate::wire::framing::test_support::same_packets_at_every_split;
 
     const STREAM: &[u8] = b"[\"a\",\"x\\\"]\",{\"k\":\"}\"}][][\"\",1]  [\"b\\\\\",[[]],\"\\\\\",-0.5e+3,true,null,{}, \"\xc3\xbc\\u00fc\"]";
 
     #[test]
     fn every_split_gives_the_same_packets() {
-        let whole = decode_all(&mut JsonCodec::default(), &mut BytesMut::from(STREAM)).unwrap();
+        let (whole, _) = same_packets_at_every_split::<JsonCodec>(STREAM);
         assert_eq!(whole.len(), 4);
         assert_eq!(whole[3].dest(), Some("b\\"));
-        for i in 0..=STREAM.len() {
-            let mut codec = JsonCodec::default();
-            let mut buf = BytesMut::from(&STREAM[..i]);
-            let mut got = decode_all(&mut codec, &mut buf).unwrap();
-            buf.extend_from_slice(&STREAM[i..]);
-            got.extend(decode_all(&mut codec, &mut buf).unwrap());
-            assert_eq!(got, whole, "split at {i}");
-        }
-        let mut codec = JsonCodec::default();
-        let mut buf = BytesMut::new();
-        let mut got = Vec::new();
-        for b in STREAM {
-            buf.extend_from_slice(&[*b]);
-            got.extend(decode_all(&mut codec, &mut buf).unwrap());
-        }
-        assert_eq!(got, whole);
-        assert!(buf.is_empty());
     }
 
     #[test]

@@ -226,3 +226,53 @@ macro_rules! framing_decoders {
 }
 
 framing_decoders!(JsonCodec, StorableCodec, CborCodec);
+
+/// Test helpers shared by the framings' unit tests.
+#[cfg(test)]
+mod test_support {
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    use crate::wire::error::FrameError;
+    use crate::wire::packet::Packet;
+
+    /// Every packet `buf` completes.
+    fn decode_all<C: Decoder<Item = Packet, Error = FrameError>>(
+        codec: &mut C,
+        buf: &mut BytesMut,
+    ) -> Result<Vec<Packet>, FrameError> {
+        let mut out = Vec::new();
+        while let Some(p) = codec.decode(buf)? {
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// Decodes `stream` whole, split in two at every offset, and byte by
+    /// byte, asserting the same packets each way; returns them and the
+    /// codec that had it byte by byte (with nothing left over).
+    pub(crate) fn same_packets_at_every_split<C>(stream: &[u8]) -> (Vec<Packet>, C)
+    where
+        C: Decoder<Item = Packet, Error = FrameError> + Default,
+    {
+        let whole = decode_all(&mut C::default(), &mut BytesMut::from(stream)).unwrap();
+        for i in 0..=stream.len() {
+            let mut codec = C::default();
+            let mut buf = BytesMut::from(&stream[..i]);
+            let mut got = decode_all(&mut codec, &mut buf).unwrap();
+            buf.extend_from_slice(&stream[i..]);
+            got.extend(decode_all(&mut codec, &mut buf).unwrap());
+            assert_eq!(got, whole, "split at {i}");
+        }
+        let mut codec = C::default();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in stream {
+            buf.extend_from_slice(&[*b]);
+            got.extend(decode_all(&mut codec, &mut buf).unwrap());
+        }
+        assert_eq!(got, whole);
+        assert!(buf.is_empty());
+        (whole, codec)
+    }
+}
