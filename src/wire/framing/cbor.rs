@@ -159,8 +159,9 @@ enum Level {
 /// downgraded strings). Everything else follows `serde_json`, so a message
 /// means the same in both framings: it must serialize to an array (`()`
 /// is refused, as by [`Packet::encode`]), enums are externally tagged,
-/// `serialize_bytes` is an array of numbers, integer map keys are
-/// strings, non-finite floats are null, and an `f32` is the float64 of its
+/// `serialize_bytes` is an array of numbers, map keys are the strings
+/// `serde_json` makes of them (integers, booleans and finite floats as
+/// their text; other non-strings are refused), non-finite floats are null, and an `f32` is the float64 of its
 /// shortest decimal. JSON frames are re-encoded keeping the order of map
 /// keys. Integral floats come back from a round trip as integers (as they
 /// do from Perl).

@@ -147,7 +147,10 @@ fn unsupported(op: u8, at: usize) -> StorableError {
 /// `05`; booleans as `JSON::PP::Boolean` objects: the first one in a frame
 /// `14 11 11 "JSON::PP::Boolean" 08 8x`, the first of the other value
 /// `14 12 00 08 8x`, and repeats as back-references `14 00 <n>` (as
-/// Perl's shared `JSON::PP::true`/`false` come out).
+/// Perl's shared `JSON::PP::true`/`false` come out). Map keys of a
+/// serialized message are the strings `serde_json` makes of them, as in
+/// the `json` framing (integers, booleans and finite floats as their
+/// text; other non-strings are refused).
 ///
 /// # Example
 ///
