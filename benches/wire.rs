@@ -3,6 +3,7 @@
 //! for CBOR also ciborium's generic `Value` decode of the same item, the
 //! alternative to aemp's direct transcoder).
 
+use std::fmt::Debug;
 use std::hint::black_box;
 
 use aemp::wire::{
@@ -10,7 +11,8 @@ use aemp::wire::{
     transcript,
 };
 use bytes::{Bytes, BytesMut};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use tokio_util::codec::Decoder;
 
@@ -30,148 +32,109 @@ fn handshake(c: &mut Criterion) {
     });
 }
 
-fn packets(c: &mut Criterion) {
-    let one = Packet::to_frame("sink", &("msg", 12345u64, PAYLOAD)).unwrap();
-    let mut batch = BytesMut::new();
-    let mut n = 0u64;
-    while batch.len() < 64 * 1024 {
-        n += 1;
-        Packet::encode("sink", &("msg", n, PAYLOAD), &mut batch).unwrap();
-    }
-    let batch = batch.freeze();
+/// The plain message of every framing's benches.
+type Msg = (&'static str, u64, &'static str);
+const MSG: Msg = ("msg", 12345u64, PAYLOAD);
 
-    let mut g = c.benchmark_group("json");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("encode_packet", |b| {
-        let mut out = BytesMut::with_capacity(1 << 20);
-        b.iter(|| {
-            if out.len() > (1 << 20) - 128 {
-                out.clear();
-            }
-            Packet::encode(
-                black_box("sink"),
-                black_box(&("msg", 12345u64, PAYLOAD)),
-                &mut out,
-            )
-            .unwrap();
-        })
-    });
-    g.bench_function("decode_packet", |b| {
-        let mut codec = JsonCodec::default();
-        b.iter(|| {
-            let mut buf = BytesMut::from(&one[..]);
-            codec.decode(&mut buf).unwrap().unwrap()
-        })
-    });
-    g.bench_function("decode_and_typed_body", |b| {
-        let mut codec = JsonCodec::default();
-        b.iter(|| {
-            let mut buf = BytesMut::from(&one[..]);
-            let p = codec.decode(&mut buf).unwrap().unwrap();
-            let (_, i, _): (&str, u64, &str) = p.decode().unwrap();
-            i
-        })
-    });
-    g.throughput(Throughput::Elements(n));
-    g.bench_function("decode_64k_batch", |b| {
-        let mut codec = JsonCodec::default();
-        b.iter(|| {
-            let mut buf = BytesMut::from(&batch[..]);
-            let mut count = 0;
-            while let Some(p) = codec.decode(&mut buf).unwrap() {
-                black_box(p.dest());
-                count += 1;
-            }
-            count
-        })
-    });
-    g.finish();
-    black_box(Bytes::new());
+/// `msg` to `sink` in `framing`.
+fn frame<M: serde::Serialize + ?Sized>(framing: Framing, msg: &M) -> Bytes {
+    let mut out = BytesMut::new();
+    framing.encode_packet("sink", msg, &mut out).unwrap();
+    out.freeze()
 }
 
-fn storable(c: &mut Criterion) {
-    let msg = ("msg", 12345u64, PAYLOAD);
-    let nested =
-        json!(["msg", 7, {"k": [1, 2, {"deep": true}], "ü": "é", "n": null}, [false, 3.5, "x"]]);
-    let frame = |m: &dyn erased::Msg| {
-        let mut out = BytesMut::new();
-        m.storable("sink", &mut out);
-        out.freeze()
-    };
-    let one = frame(&msg);
-    let nested_one = frame(&nested);
-    let json_nested = Packet::to_frame("sink", &nested).unwrap();
+/// Plain messages to `sink` in `framing`, numbered from 1, filling 64 KiB;
+/// and how many.
+fn batch(framing: Framing) -> (Bytes, u64) {
     let mut batch = BytesMut::new();
     let mut n = 0u64;
     while batch.len() < 64 * 1024 {
         n += 1;
-        Framing::Storable
+        framing
             .encode_packet("sink", &("msg", n, PAYLOAD), &mut batch)
             .unwrap();
     }
-    let batch = batch.freeze();
+    (batch.freeze(), n)
+}
 
-    let mut g = c.benchmark_group("storable");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("encode_packet", |b| {
+type Group<'a> = BenchmarkGroup<'a, WallTime>;
+
+/// Encoding `msg` to `sink` in `framing`, into a buffer cleared when less
+/// than `room` bytes are left of 1 MiB.
+fn bench_encode<M: serde::Serialize + ?Sized>(
+    g: &mut Group<'_>,
+    name: &str,
+    framing: Framing,
+    msg: &M,
+    room: usize,
+) {
+    g.bench_function(name, |b| {
         let mut out = BytesMut::with_capacity(1 << 20);
         b.iter(|| {
-            if out.len() > (1 << 20) - 128 {
+            if out.len() > (1 << 20) - room {
                 out.clear();
             }
-            Framing::Storable
-                .encode_packet(black_box("sink"), black_box(&msg), &mut out)
+            framing
+                .encode_packet(black_box("sink"), black_box(msg), &mut out)
                 .unwrap();
         })
     });
-    g.bench_function("encode_packet_nested", |b| {
+}
+
+/// Transcoding the JSON frame `json` to `framing`, as `bench_encode`.
+fn bench_encode_frame(g: &mut Group<'_>, name: &str, framing: Framing, json: &[u8], room: usize) {
+    g.bench_function(name, |b| {
         let mut out = BytesMut::with_capacity(1 << 20);
         b.iter(|| {
-            if out.len() > (1 << 20) - 256 {
+            if out.len() > (1 << 20) - room {
                 out.clear();
             }
-            Framing::Storable
-                .encode_packet(black_box("sink"), black_box(&nested), &mut out)
-                .unwrap();
+            framing.encode_frame(black_box(json), &mut out).unwrap();
         })
     });
-    g.bench_function("encode_frame_nested", |b| {
-        let mut out = BytesMut::with_capacity(1 << 20);
+}
+
+/// Decoding the one packet `frame` with a `D`.
+fn bench_decode<D: Decoder<Item = Packet, Error: Debug> + Default>(
+    g: &mut Group<'_>,
+    name: &str,
+    frame: &[u8],
+) {
+    g.bench_function(name, |b| {
+        let mut codec = D::default();
         b.iter(|| {
-            if out.len() > (1 << 20) - 256 {
-                out.clear();
-            }
-            Framing::Storable
-                .encode_frame(black_box(&json_nested), &mut out)
-                .unwrap();
-        })
-    });
-    g.bench_function("decode_packet", |b| {
-        let mut codec = StorableCodec::default();
-        b.iter(|| {
-            let mut buf = BytesMut::from(&one[..]);
+            let mut buf = BytesMut::from(frame);
             codec.decode(&mut buf).unwrap().unwrap()
         })
     });
-    g.bench_function("decode_packet_nested", |b| {
-        let mut codec = StorableCodec::default();
-        b.iter(|| {
-            let mut buf = BytesMut::from(&nested_one[..]);
-            codec.decode(&mut buf).unwrap().unwrap()
-        })
-    });
+}
+
+/// Decoding the plain message `frame` with a `D`, and its typed body.
+fn bench_typed_body<D: Decoder<Item = Packet, Error: Debug> + Default>(
+    g: &mut Group<'_>,
+    frame: &[u8],
+) {
     g.bench_function("decode_and_typed_body", |b| {
-        let mut codec = StorableCodec::default();
+        let mut codec = D::default();
         b.iter(|| {
-            let mut buf = BytesMut::from(&one[..]);
+            let mut buf = BytesMut::from(frame);
             let p = codec.decode(&mut buf).unwrap().unwrap();
             let (_, i, _): (&str, u64, &str) = p.decode().unwrap();
             i
         })
     });
+}
+
+/// Decoding the 64 KiB `batch` of `framing` with a `D` (throughput in
+/// packets).
+fn bench_batch<D: Decoder<Item = Packet, Error: Debug> + Default>(
+    g: &mut Group<'_>,
+    framing: Framing,
+) {
+    let (batch, n) = batch(framing);
     g.throughput(Throughput::Elements(n));
     g.bench_function("decode_64k_batch", |b| {
-        let mut codec = StorableCodec::default();
+        let mut codec = D::default();
         b.iter(|| {
             let mut buf = BytesMut::from(&batch[..]);
             let mut count = 0;
@@ -182,22 +145,48 @@ fn storable(c: &mut Criterion) {
             count
         })
     });
+}
+
+fn packets(c: &mut Criterion) {
+    let one = frame(Framing::Json, &MSG);
+    let mut g = c.benchmark_group("json");
+    g.throughput(Throughput::Elements(1));
+    bench_encode(&mut g, "encode_packet", Framing::Json, &MSG, 128);
+    bench_decode::<JsonCodec>(&mut g, "decode_packet", &one);
+    bench_typed_body::<JsonCodec>(&mut g, &one);
+    bench_batch::<JsonCodec>(&mut g, Framing::Json);
     g.finish();
 }
 
-/// Messages of different types behind one `dyn`, for building frames.
-mod erased {
-    use bytes::BytesMut;
-    pub trait Msg {
-        fn storable(&self, dest: &str, out: &mut BytesMut);
-    }
-    impl<T: serde::Serialize> Msg for T {
-        fn storable(&self, dest: &str, out: &mut BytesMut) {
-            aemp::wire::Framing::Storable
-                .encode_packet(dest, self, out)
-                .unwrap();
-        }
-    }
+fn storable(c: &mut Criterion) {
+    let nested =
+        json!(["msg", 7, {"k": [1, 2, {"deep": true}], "ü": "é", "n": null}, [false, 3.5, "x"]]);
+    let one = frame(Framing::Storable, &MSG);
+    let nested_one = frame(Framing::Storable, &nested);
+    let json_nested = frame(Framing::Json, &nested);
+
+    let mut g = c.benchmark_group("storable");
+    g.throughput(Throughput::Elements(1));
+    bench_encode(&mut g, "encode_packet", Framing::Storable, &MSG, 128);
+    bench_encode(
+        &mut g,
+        "encode_packet_nested",
+        Framing::Storable,
+        &nested,
+        256,
+    );
+    bench_encode_frame(
+        &mut g,
+        "encode_frame_nested",
+        Framing::Storable,
+        &json_nested,
+        256,
+    );
+    bench_decode::<StorableCodec>(&mut g, "decode_packet", &one);
+    bench_decode::<StorableCodec>(&mut g, "decode_packet_nested", &nested_one);
+    bench_typed_body::<StorableCodec>(&mut g, &one);
+    bench_batch::<StorableCodec>(&mut g, Framing::Storable);
+    g.finish();
 }
 
 /// A nested message: a Global-style `set` with a map of lists, floats,
@@ -212,89 +201,23 @@ fn nested() -> serde_json::Value {
 }
 
 fn cbor(c: &mut Criterion) {
-    let mut one = BytesMut::new();
-    Framing::Cbor
-        .encode_packet("sink", &("msg", 12345u64, PAYLOAD), &mut one)
-        .unwrap();
+    let one = frame(Framing::Cbor, &MSG);
     // what Perl writes: byte strings
     let mut perl = b"\x84\x44sink\x43msg\x19\x30\x39\x58\x28".to_vec();
     perl.extend_from_slice(PAYLOAD.as_bytes());
-    let mut nest = BytesMut::new();
-    Framing::Cbor
-        .encode_packet("sink", &nested(), &mut nest)
-        .unwrap();
-    let json_one = Packet::to_frame("sink", &("msg", 12345u64, PAYLOAD)).unwrap();
-    let mut batch = BytesMut::new();
-    let mut n = 0u64;
-    while batch.len() < 64 * 1024 {
-        n += 1;
-        Framing::Cbor
-            .encode_packet("sink", &("msg", n, PAYLOAD), &mut batch)
-            .unwrap();
-    }
+    let nested_msg = nested();
+    let nest = frame(Framing::Cbor, &nested_msg);
+    let json_one = frame(Framing::Json, &MSG);
 
     let mut g = c.benchmark_group("cbor");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("encode_packet", |b| {
-        let mut out = BytesMut::with_capacity(1 << 20);
-        b.iter(|| {
-            if out.len() > (1 << 20) - 128 {
-                out.clear();
-            }
-            Framing::Cbor
-                .encode_packet(
-                    black_box("sink"),
-                    black_box(&("msg", 12345u64, PAYLOAD)),
-                    &mut out,
-                )
-                .unwrap();
-        })
-    });
-    g.bench_function("encode_frame", |b| {
-        let mut out = BytesMut::with_capacity(1 << 20);
-        b.iter(|| {
-            if out.len() > (1 << 20) - 128 {
-                out.clear();
-            }
-            Framing::Cbor
-                .encode_frame(black_box(&json_one), &mut out)
-                .unwrap();
-        })
-    });
-    let nested_msg = nested();
-    g.bench_function("encode_nested", |b| {
-        let mut out = BytesMut::with_capacity(1 << 20);
-        b.iter(|| {
-            if out.len() > (1 << 20) - 1024 {
-                out.clear();
-            }
-            Framing::Cbor
-                .encode_packet(black_box("sink"), black_box(&nested_msg), &mut out)
-                .unwrap();
-        })
-    });
-    for (name, item) in [
-        ("decode_packet", &one[..]),
-        ("decode_perl_packet", &perl[..]),
-        ("decode_nested", &nest[..]),
-    ] {
-        g.bench_function(name, |b| {
-            let mut codec = CborCodec::default();
-            b.iter(|| {
-                let mut buf = BytesMut::from(item);
-                codec.decode(&mut buf).unwrap().unwrap()
-            })
-        });
-    }
-    g.bench_function("decode_and_typed_body", |b| {
-        let mut codec = CborCodec::default();
-        b.iter(|| {
-            let mut buf = BytesMut::from(&one[..]);
-            let p = codec.decode(&mut buf).unwrap().unwrap();
-            let (_, i, _): (&str, u64, &str) = p.decode().unwrap();
-            i
-        })
-    });
+    bench_encode(&mut g, "encode_packet", Framing::Cbor, &MSG, 128);
+    bench_encode_frame(&mut g, "encode_frame", Framing::Cbor, &json_one, 128);
+    bench_encode(&mut g, "encode_nested", Framing::Cbor, &nested_msg, 1024);
+    bench_decode::<CborCodec>(&mut g, "decode_packet", &one);
+    bench_decode::<CborCodec>(&mut g, "decode_perl_packet", &perl);
+    bench_decode::<CborCodec>(&mut g, "decode_nested", &nest);
+    bench_typed_body::<CborCodec>(&mut g, &one);
     // the alternative: a generic value (no JSON frame written yet)
     g.bench_function("ciborium_value_decode", |b| {
         b.iter(|| ciborium::from_reader::<ciborium::Value, _>(black_box(&one[..])).unwrap())
@@ -302,19 +225,7 @@ fn cbor(c: &mut Criterion) {
     g.bench_function("ciborium_value_decode_nested", |b| {
         b.iter(|| ciborium::from_reader::<ciborium::Value, _>(black_box(&nest[..])).unwrap())
     });
-    g.throughput(Throughput::Elements(n));
-    g.bench_function("decode_64k_batch", |b| {
-        let mut codec = CborCodec::default();
-        b.iter(|| {
-            let mut buf = BytesMut::from(&batch[..]);
-            let mut count = 0;
-            while let Some(p) = codec.decode(&mut buf).unwrap() {
-                black_box(p.dest());
-                count += 1;
-            }
-            count
-        })
-    });
+    bench_batch::<CborCodec>(&mut g, Framing::Cbor);
     g.finish();
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use aemp::wire::{CborCodec, FrameError, Framing, Packet};
 use bytes::BytesMut;
-use common::transcript::{self as tr, Chunk, Dir};
+use common::transcript::{self as tr, Dir};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tokio_util::codec::Decoder;
@@ -13,45 +13,10 @@ use tokio_util::codec::Decoder;
 const H_CBOR: &str = include_str!("fixtures/h-cbor.txt");
 const ITEMS: &str = include_str!("fixtures/cbor-items.txt");
 
-/// Chunks of a capture.py log in `hex` format (`>|00000000  61 65 … |ae…|`).
-fn parse_hex(log: &str) -> Vec<Chunk> {
-    let mut chunks: Vec<Chunk> = Vec::new();
-    for line in log.lines() {
-        if line.starts_with('[') {
-            let rest = line.split_once("] #").expect("chunk header").1;
-            let mut f = rest.split_whitespace();
-            let conn: u32 = f.next().unwrap().parse().unwrap();
-            let dir = match f.next().unwrap() {
-                ">" => Dir::C2S,
-                "<" => Dir::S2C,
-                _ => continue,
-            };
-            let Ok(len) = f.next().unwrap().parse::<usize>() else {
-                continue;
-            };
-            let offset: usize = f.nth(1).unwrap().trim_start_matches('@').parse().unwrap();
-            chunks.push(Chunk {
-                conn,
-                dir,
-                offset,
-                bytes: Vec::with_capacity(len),
-            });
-        } else if let Some(hex) = line.strip_prefix(">|").or_else(|| line.strip_prefix("<|")) {
-            let chunk = chunks.last_mut().expect("data before a chunk header");
-            let hex = &hex[8..];
-            let hex = &hex[..hex.find('|').expect("ascii column")];
-            for b in hex.split_whitespace() {
-                chunk.bytes.push(u8::from_str_radix(b, 16).unwrap());
-            }
-        }
-    }
-    chunks
-}
-
 /// The packets of one direction, after the three handshake lines, and the
 /// CBOR bytes of each.
 fn packets(dir: Dir) -> Vec<(Packet, Vec<u8>)> {
-    let chunks = parse_hex(H_CBOR);
+    let chunks = tr::parse(H_CBOR);
     let stream = tr::stream(&chunks, 1, dir);
     let (_, rest) = tr::lines(&stream, 3);
     let mut codec = CborCodec::default();
@@ -282,7 +247,7 @@ fn reencoding_is_byte_exact_but_for_the_string_kind() {
 
 #[test]
 fn perl_stream_fed_byte_by_byte() {
-    let chunks = parse_hex(H_CBOR);
+    let chunks = tr::parse(H_CBOR);
     let stream = tr::stream(&chunks, 1, Dir::C2S);
     let (_, rest) = tr::lines(&stream, 3);
     let whole: Vec<Packet> = packets(Dir::C2S).into_iter().map(|(p, _)| p).collect();

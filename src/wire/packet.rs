@@ -159,12 +159,7 @@ impl Packet {
         msg: &M,
         out: &mut BytesMut,
     ) -> Result<(), EncodeError> {
-        let start = out.len();
-        let result = encode_inner(dest, msg, out, start);
-        if result.is_err() {
-            out.truncate(start);
-        }
-        result
+        append_or_restore(out, |out, start| encode_inner(dest, msg, out, start))
     }
 
     /// Encodes a packet into a fresh buffer; see [`Packet::encode`].
@@ -173,6 +168,25 @@ impl Packet {
         Packet::encode(dest, msg, &mut out)?;
         Ok(out.freeze())
     }
+}
+
+/// Appends to `out` with `write`, which gets `out` and the length it had
+/// before; on error `out` is truncated back to that length (the framings'
+/// encoders append nothing on error).
+#[inline]
+pub(crate) fn append_or_restore<E>(
+    out: &mut BytesMut,
+    write: impl FnOnce(&mut BytesMut, usize) -> Result<(), E>,
+) -> Result<(), EncodeError>
+where
+    EncodeError: From<E>,
+{
+    let start = out.len();
+    let result = write(out, start);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result.map_err(EncodeError::from)
 }
 
 /// A message as the list of its values (what follows the destination in

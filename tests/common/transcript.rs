@@ -1,4 +1,5 @@
-//! Reader for the capture.py logs in `tests/fixtures/` (format v1, text).
+//! Reader for the capture.py logs in `tests/fixtures/` (format v1, text
+//! or hex).
 
 #![allow(dead_code)]
 
@@ -51,6 +52,9 @@ pub fn parse(log: &str) -> Vec<Chunk> {
         } else if let Some(text) = line.strip_prefix("> ").or_else(|| line.strip_prefix("< ")) {
             let chunk = chunks.last_mut().expect("data before a chunk header");
             unescape(text, &mut chunk.bytes);
+        } else if let Some(dump) = line.strip_prefix(">|").or_else(|| line.strip_prefix("<|")) {
+            let chunk = chunks.last_mut().expect("data before a chunk header");
+            unhex(dump, &mut chunk.bytes);
         }
     }
     if let Some(last) = chunks.last() {
@@ -82,6 +86,16 @@ fn unescape(text: &str, out: &mut Vec<u8>) {
             out.push(b[i]);
             i += 1;
         }
+    }
+}
+
+/// The bytes of a `format=hex` data line after its `>|`/`<|`
+/// (`00000000  61 65 … |ae…|`, as `hexdump -C`).
+fn unhex(dump: &str, out: &mut Vec<u8>) {
+    let hex = dump.get(8..).expect("offset column");
+    let hex = &hex[..hex.find('|').expect("ascii column")];
+    for b in hex.split_whitespace() {
+        out.push(u8::from_str_radix(b, 16).unwrap());
     }
 }
 

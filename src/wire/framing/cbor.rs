@@ -16,12 +16,13 @@
 mod enc;
 
 use bytes::{Buf, BytesMut};
-use tokio_util::codec::Decoder;
 
 pub(crate) use enc::{encode_frame, encode_packet};
 
 use crate::wire::error::{CborFault, FrameError};
+use crate::wire::framing::FramingDecoder;
 use crate::wire::framing::json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET};
+use crate::wire::framing::json_string::{write_latin1, write_utf8};
 use crate::wire::packet::{DestSpan, Packet};
 
 /// The longest bignum (tag 2/3 content) decoded: its decimal conversion is
@@ -158,8 +159,9 @@ enum Level {
 /// downgraded strings). Everything else follows `serde_json`, so a message
 /// means the same in both framings: it must serialize to an array (`()`
 /// is refused, as by [`Packet::encode`]), enums are externally tagged,
-/// `serialize_bytes` is an array of numbers, integer map keys are
-/// strings, non-finite floats are null, and an `f32` is the float64 of its
+/// `serialize_bytes` is an array of numbers, map keys are the strings
+/// `serde_json` makes of them (integers, booleans and finite floats as
+/// their text; other non-strings are refused), non-finite floats are null, and an `f32` is the float64 of its
 /// shortest decimal. JSON frames are re-encoded keeping the order of map
 /// keys. Integral floats come back from a round trip as integers (as they
 /// do from Perl).
@@ -368,7 +370,7 @@ impl CborCodec {
             if std::str::from_utf8(bytes).is_err() {
                 return Err(self.fault(CborFault::InvalidUtf8));
             }
-            Ok(write_escaped(&mut self.out, bytes))
+            Ok(write_utf8(&mut self.out, bytes))
         } else {
             Ok(write_latin1(&mut self.out, bytes))
         }
@@ -667,8 +669,15 @@ impl CborCodec {
         self.bignum_due = None;
         self.scratch.clear();
     }
+}
 
-    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+impl FramingDecoder for CborCodec {
+    #[inline]
+    fn failed(&mut self) -> &mut Option<FrameError> {
+        &mut self.failed
+    }
+
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         if !self.in_item && !buf.is_empty() && self.out.capacity() < 256 {
             // frames are cut from a shared block, not allocated one by one
             self.out.reserve(OUT_BLOCK);
@@ -703,103 +712,10 @@ impl CborCodec {
             }
         }
     }
-}
 
-impl Decoder for CborCodec {
-    type Item = Packet;
-    type Error = FrameError;
-
-    /// Errors are final: every later call returns the same error.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let result = self.decode_inner(buf);
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
-        }
-        result
+    fn mid_frame(&self, buf: &BytesMut) -> bool {
+        self.in_item || !buf.is_empty()
     }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        match self.decode(buf)? {
-            Some(p) => Ok(Some(p)),
-            None if self.in_item || !buf.is_empty() => Err(FrameError::Truncated),
-            None => Ok(None),
-        }
-    }
-}
-
-/// JSON escapes: 0 = copy, else the escape letter (`u` = `\u00XX`).
-static ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-fn write_escape(out: &mut BytesMut, b: u8) {
-    match ESCAPE[b as usize] {
-        b'u' => {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 15) as usize],
-            ]);
-        }
-        e => out.extend_from_slice(&[b'\\', e]),
-    }
-}
-
-/// Writes valid UTF-8 as JSON string contents; true if anything was
-/// escaped.
-fn write_escaped(out: &mut BytesMut, s: &[u8]) -> bool {
-    let mut escaped = false;
-    let mut run = 0;
-    for (i, &b) in s.iter().enumerate() {
-        if ESCAPE[b as usize] != 0 {
-            out.extend_from_slice(&s[run..i]);
-            write_escape(out, b);
-            run = i + 1;
-            escaped = true;
-        }
-    }
-    out.extend_from_slice(&s[run..]);
-    escaped
-}
-
-/// Writes bytes as JSON string contents of Latin-1 characters; true if
-/// anything was escaped.
-fn write_latin1(out: &mut BytesMut, s: &[u8]) -> bool {
-    if s.is_ascii() {
-        return write_escaped(out, s);
-    }
-    let mut escaped = false;
-    for &b in s {
-        if b >= 0x80 {
-            out.extend_from_slice(&[0xc0 | (b >> 6), 0x80 | (b & 0x3f)]);
-        } else if ESCAPE[b as usize] != 0 {
-            write_escape(out, b);
-            escaped = true;
-        } else {
-            out.extend_from_slice(&[b]);
-        }
-    }
-    escaped
 }
 
 /// Writes the integer `n` (major 0) or `-1 - n` (major 1).
@@ -897,14 +813,8 @@ fn write_decimal(out: &mut BytesMut, be: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_all(codec: &mut CborCodec, buf: &mut BytesMut) -> Result<Vec<Packet>, FrameError> {
-        let mut out = Vec::new();
-        while let Some(p) = codec.decode(buf)? {
-            out.push(p);
-        }
-        Ok(out)
-    }
+    use crate::wire::framing::test_support::same_packets_at_every_split;
+    use tokio_util::codec::Decoder;
 
     fn one(bytes: &[u8]) -> Result<String, FrameError> {
         let mut buf = BytesMut::from(bytes);
@@ -1019,27 +929,10 @@ mod tests {
 
     #[test]
     fn every_split_gives_the_same_packets() {
-        let whole = decode_all(&mut CborCodec::default(), &mut BytesMut::from(STREAM)).unwrap();
+        let (whole, mut codec) = same_packets_at_every_split::<CborCodec>(STREAM);
         assert_eq!(whole.len(), 4);
         assert_eq!(&whole[2].frame()[..], r#"["a","bc",{"é":true}]"#.as_bytes());
-        for i in 0..=STREAM.len() {
-            let mut codec = CborCodec::default();
-            let mut buf = BytesMut::from(&STREAM[..i]);
-            let mut got = decode_all(&mut codec, &mut buf).unwrap();
-            buf.extend_from_slice(&STREAM[i..]);
-            got.extend(decode_all(&mut codec, &mut buf).unwrap());
-            assert_eq!(got, whole, "split at {i}");
-        }
-        let mut codec = CborCodec::default();
-        let mut buf = BytesMut::new();
-        let mut got = Vec::new();
-        for b in STREAM {
-            buf.extend_from_slice(&[*b]);
-            got.extend(decode_all(&mut codec, &mut buf).unwrap());
-        }
-        assert_eq!(got, whole);
-        assert!(buf.is_empty());
-        assert_eq!(codec.decode_eof(&mut buf), Ok(None));
+        assert_eq!(codec.decode_eof(&mut BytesMut::new()), Ok(None));
     }
 
     fn fault(bytes: &[u8]) -> CborFault {

@@ -20,6 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 use crate::wire::error::FrameError;
+use crate::wire::framing::FramingDecoder;
 use crate::wire::packet::{DestSpan, Packet, is_ws};
 
 /// Default nesting limit: JSON::XS's default `max_depth`.
@@ -346,34 +347,13 @@ impl JsonCodec {
     }
 }
 
-impl Decoder for JsonCodec {
-    type Item = Packet;
-    type Error = FrameError;
-
-    /// Errors are final: the scanner's state is not resumable after one,
-    /// so every later call returns the same error.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let result = self.decode_inner(buf);
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
-        }
-        result
+impl FramingDecoder for JsonCodec {
+    #[inline]
+    fn failed(&mut self) -> &mut Option<FrameError> {
+        &mut self.failed
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        match self.decode(buf)? {
-            Some(p) => Ok(Some(p)),
-            None if self.st != St::Between => Err(FrameError::Truncated),
-            None => Ok(None),
-        }
-    }
-}
-
-impl JsonCodec {
-    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         if self.st == St::Between {
             // between frames: skip whitespace, then a frame must open with `[`
             let ws = buf.iter().take_while(|b| is_ws(**b)).count();
@@ -406,6 +386,10 @@ impl JsonCodec {
             None => Ok(None),
         }
     }
+
+    fn mid_frame(&self, _: &BytesMut) -> bool {
+        self.st != St::Between
+    }
 }
 
 impl Packet {
@@ -434,39 +418,15 @@ pub(crate) fn parse_frame(frame: Bytes) -> Result<Packet, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_all(codec: &mut JsonCodec, buf: &mut BytesMut) -> Result<Vec<Packet>, FrameError> {
-        let mut out = Vec::new();
-        while let Some(p) = codec.decode(buf)? {
-            out.push(p);
-        }
-        Ok(out)
-    }
+    use crate::wire::framing::test_support::same_packets_at_every_split;
 
     const STREAM: &[u8] = b"[\"a\",\"x\\\"]\",{\"k\":\"}\"}][][\"\",1]  [\"b\\\\\",[[]],\"\\\\\",-0.5e+3,true,null,{}, \"\xc3\xbc\\u00fc\"]";
 
     #[test]
     fn every_split_gives_the_same_packets() {
-        let whole = decode_all(&mut JsonCodec::default(), &mut BytesMut::from(STREAM)).unwrap();
+        let (whole, _) = same_packets_at_every_split::<JsonCodec>(STREAM);
         assert_eq!(whole.len(), 4);
         assert_eq!(whole[3].dest(), Some("b\\"));
-        for i in 0..=STREAM.len() {
-            let mut codec = JsonCodec::default();
-            let mut buf = BytesMut::from(&STREAM[..i]);
-            let mut got = decode_all(&mut codec, &mut buf).unwrap();
-            buf.extend_from_slice(&STREAM[i..]);
-            got.extend(decode_all(&mut codec, &mut buf).unwrap());
-            assert_eq!(got, whole, "split at {i}");
-        }
-        let mut codec = JsonCodec::default();
-        let mut buf = BytesMut::new();
-        let mut got = Vec::new();
-        for b in STREAM {
-            buf.extend_from_slice(&[*b]);
-            got.extend(decode_all(&mut codec, &mut buf).unwrap());
-        }
-        assert_eq!(got, whole);
-        assert!(buf.is_empty());
     }
 
     #[test]

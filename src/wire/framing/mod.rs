@@ -6,6 +6,8 @@
 
 mod cbor;
 mod json;
+mod json_string;
+mod serializer;
 mod storable;
 
 use std::fmt;
@@ -158,5 +160,119 @@ impl Decoder for Codec {
             Codec::Storable(c) => c.decode_eof(buf),
             Codec::Cbor(c) => c.decode_eof(buf),
         }
+    }
+}
+
+/// What the framings' decoders share: errors are final (a decoder's state
+/// is not resumable after one, so every later call returns the same
+/// error), and a stream may end only between frames.
+trait FramingDecoder {
+    /// The error that ended the stream, if any.
+    fn failed(&mut self) -> &mut Option<FrameError>;
+
+    /// Decodes the next packet, if `buf` completes one.
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError>;
+
+    /// Whether a frame is under way (in the decoder or in what is left of
+    /// `buf`) after [`decode_next`](Self::decode_next) returned `None`.
+    fn mid_frame(&self, buf: &BytesMut) -> bool;
+
+    /// [`decode_next`](Self::decode_next), with errors made final.
+    #[inline]
+    fn decode_final(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        if let Some(e) = self.failed() {
+            return Err(e.clone());
+        }
+        let result = self.decode_next(buf);
+        if let Err(e) = &result {
+            *self.failed() = Some(e.clone());
+        }
+        result
+    }
+
+    /// [`decode_final`](Self::decode_final) at the end of the stream:
+    /// a frame under way is [`FrameError::Truncated`].
+    fn decode_eof_final(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+        match self.decode_final(buf)? {
+            Some(p) => Ok(Some(p)),
+            None if self.mid_frame(buf) => Err(FrameError::Truncated),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Implements [`Decoder`] for framing codecs through their
+/// [`FramingDecoder`] impls.
+macro_rules! framing_decoders {
+    ($($codec:ty),+) => {$(
+        impl Decoder for $codec {
+            type Item = Packet;
+            type Error = FrameError;
+
+            /// Errors are final: every later call returns the same error.
+            #[inline]
+            fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+                self.decode_final(buf)
+            }
+
+            /// As [`decode`](Self::decode); bytes of an unfinished frame
+            /// left at the end of the stream are
+            /// [`FrameError::Truncated`].
+            fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+                self.decode_eof_final(buf)
+            }
+        }
+    )+};
+}
+
+framing_decoders!(JsonCodec, StorableCodec, CborCodec);
+
+/// Test helpers shared by the framings' unit tests.
+#[cfg(test)]
+mod test_support {
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    use crate::wire::error::FrameError;
+    use crate::wire::packet::Packet;
+
+    /// Every packet `buf` completes.
+    fn decode_all<C: Decoder<Item = Packet, Error = FrameError>>(
+        codec: &mut C,
+        buf: &mut BytesMut,
+    ) -> Result<Vec<Packet>, FrameError> {
+        let mut out = Vec::new();
+        while let Some(p) = codec.decode(buf)? {
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// Decodes `stream` whole, split in two at every offset, and byte by
+    /// byte, asserting the same packets each way; returns them and the
+    /// codec that had it byte by byte (with nothing left over).
+    pub(crate) fn same_packets_at_every_split<C>(stream: &[u8]) -> (Vec<Packet>, C)
+    where
+        C: Decoder<Item = Packet, Error = FrameError> + Default,
+    {
+        let whole = decode_all(&mut C::default(), &mut BytesMut::from(stream)).unwrap();
+        for i in 0..=stream.len() {
+            let mut codec = C::default();
+            let mut buf = BytesMut::from(&stream[..i]);
+            let mut got = decode_all(&mut codec, &mut buf).unwrap();
+            buf.extend_from_slice(&stream[i..]);
+            got.extend(decode_all(&mut codec, &mut buf).unwrap());
+            assert_eq!(got, whole, "split at {i}");
+        }
+        let mut codec = C::default();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in stream {
+            buf.extend_from_slice(&[*b]);
+            got.extend(decode_all(&mut codec, &mut buf).unwrap());
+        }
+        assert_eq!(got, whole);
+        assert!(buf.is_empty());
+        (whole, codec)
     }
 }

@@ -8,17 +8,17 @@
 //! What is decoded, refused and written is described on
 //! [`StorableCodec`].
 
-use std::fmt::{self, Display};
 use std::io::Write as _;
 
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde::ser::{self, Impossible};
-use tokio_util::codec::Decoder;
 
 use crate::wire::error::{EncodeError, FrameError, StorableError};
 use crate::wire::framing::json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET};
-use crate::wire::packet::{DestSpan, Packet};
+use crate::wire::framing::serializer::{Error, KeySer, forward_to_seq, refuse};
+use crate::wire::framing::{FramingDecoder, json_string};
+use crate::wire::packet::{DestSpan, Packet, append_or_restore};
 
 // Storable opcodes (Storable.xs `SX_*`).
 const SX_OBJECT: u8 = 0x00;
@@ -147,7 +147,10 @@ fn unsupported(op: u8, at: usize) -> StorableError {
 /// `05`; booleans as `JSON::PP::Boolean` objects: the first one in a frame
 /// `14 11 11 "JSON::PP::Boolean" 08 8x`, the first of the other value
 /// `14 12 00 08 8x`, and repeats as back-references `14 00 <n>` (as
-/// Perl's shared `JSON::PP::true`/`false` come out).
+/// Perl's shared `JSON::PP::true`/`false` come out). Map keys of a
+/// serialized message are the strings `serde_json` makes of them, as in
+/// the `json` framing (integers, booleans and finite floats as their
+/// text; other non-strings are refused).
 ///
 /// # Example
 ///
@@ -205,8 +208,15 @@ impl StorableCodec {
             failed: None,
         }
     }
+}
 
-    fn decode_inner(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
+impl FramingDecoder for StorableCodec {
+    #[inline]
+    fn failed(&mut self) -> &mut Option<FrameError> {
+        &mut self.failed
+    }
+
+    fn decode_next(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
         let Some((hdr, len)) = read_ber(buf, self.max_packet)? else {
             return Ok(None);
         };
@@ -252,30 +262,9 @@ impl StorableCodec {
             }
         }
     }
-}
 
-impl Decoder for StorableCodec {
-    type Item = Packet;
-    type Error = FrameError;
-
-    /// Errors are final: every later call returns the same error.
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        if let Some(e) = &self.failed {
-            return Err(e.clone());
-        }
-        let result = self.decode_inner(buf);
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
-        }
-        result
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Packet>, FrameError> {
-        match self.decode(buf)? {
-            Some(p) => Ok(Some(p)),
-            None if buf.is_empty() => Ok(None),
-            None => Err(FrameError::Truncated),
-        }
+    fn mid_frame(&self, buf: &BytesMut) -> bool {
+        !buf.is_empty()
     }
 }
 
@@ -634,14 +623,10 @@ impl<'a> Conv<'a> {
         let k = *self.s.keys.get(i).ok_or(self.truncated(self.pos))?;
         self.key_cursor += 1;
         let bytes = self.data.get(k.start..k.end).unwrap_or_default();
-        if k.utf8 {
-            if std::str::from_utf8(bytes).is_err() {
-                return Err(StorableError::InvalidUtf8 { at: k.start }.into());
-            }
-            write_utf8(self.out, bytes);
-        } else {
-            write_latin1(self.out, bytes);
+        if k.utf8 && std::str::from_utf8(bytes).is_err() {
+            return Err(StorableError::InvalidUtf8 { at: k.start }.into());
         }
+        write_string(self.out, bytes, k.utf8);
         self.out.put_u8(b':');
         Ok(i)
     }
@@ -841,8 +826,8 @@ impl<'a> Conv<'a> {
                 .extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
             Scalar::Bool(true) => self.out.extend_from_slice(b"true"),
             Scalar::Bool(false) => self.out.extend_from_slice(b"false"),
-            Scalar::Bytes(b) => return write_latin1(self.out, b),
-            Scalar::Utf8(b) => return write_utf8(self.out, b),
+            Scalar::Bytes(b) => return write_string(self.out, b, false),
+            Scalar::Utf8(b) => return write_string(self.out, b, true),
         }
         false
     }
@@ -1029,85 +1014,16 @@ impl<'a> Conv<'a> {
     }
 }
 
-/// JSON escapes of bytes below 0x80: 0 = none, `u` = `\u00XX`, else the
-/// letter after the backslash.
-static ESCAPE: [u8; 128] = {
-    let mut t = [0u8; 128];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = b'u';
-        i += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
-fn write_escape(out: &mut BytesMut, b: u8, e: u8) {
-    if e == b'u' {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[usize::from(b >> 4)],
-            HEX[usize::from(b & 15)],
-        ]);
+/// Writes a string's bytes (UTF-8 or Latin-1) as a JSON string; true if
+/// it needed escapes.
+fn write_string(out: &mut BytesMut, bytes: &[u8], utf8: bool) -> bool {
+    out.reserve(bytes.len() + 2);
+    out.put_u8(b'"');
+    let escaped = if utf8 {
+        json_string::write_utf8(out, bytes)
     } else {
-        out.extend_from_slice(&[b'\\', e]);
-    }
-}
-
-/// Writes Latin-1 bytes as a JSON string; true if it needed escapes.
-fn write_latin1(out: &mut BytesMut, bytes: &[u8]) -> bool {
-    out.reserve(bytes.len() + 2);
-    out.put_u8(b'"');
-    let mut escaped = false;
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b < 0x80 {
-            let e = ESCAPE[usize::from(b)];
-            if e == 0 {
-                continue;
-            }
-            out.extend_from_slice(&bytes[run..i]);
-            write_escape(out, b, e);
-            escaped = true;
-        } else {
-            out.extend_from_slice(&bytes[run..i]);
-            out.extend_from_slice(&[0xc0 | (b >> 6), 0x80 | (b & 0x3f)]);
-        }
-        run = i + 1;
-    }
-    out.extend_from_slice(&bytes[run..]);
-    out.put_u8(b'"');
-    escaped
-}
-
-/// Writes validated UTF-8 as a JSON string; true if it needed escapes.
-fn write_utf8(out: &mut BytesMut, bytes: &[u8]) -> bool {
-    out.reserve(bytes.len() + 2);
-    out.put_u8(b'"');
-    let mut escaped = false;
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b < 0x80 {
-            let e = ESCAPE[usize::from(b)];
-            if e != 0 {
-                out.extend_from_slice(&bytes[run..i]);
-                write_escape(out, b, e);
-                escaped = true;
-                run = i + 1;
-            }
-        }
-    }
-    out.extend_from_slice(&bytes[run..]);
+        json_string::write_latin1(out, bytes)
+    };
     out.put_u8(b'"');
     escaped
 }
@@ -1131,8 +1047,7 @@ pub(crate) fn encode_packet<M: Serialize + ?Sized>(
     msg: &M,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = (|| {
+    append_or_restore(out, |out, start| {
         let mut enc = Encoder::begin(out);
         enc.string(dest)?;
         let mut count = 1u32;
@@ -1141,19 +1056,14 @@ pub(crate) fn encode_packet<M: Serialize + ?Sized>(
             count: &mut count,
         })?;
         enc.finish(start, count)
-    })();
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result.map_err(EncodeError::from)
+    })
 }
 
 /// Transcodes a JSON frame (an array, as [`Packet::encode`] makes) to a
 /// storable frame at the end of `out`, keeping object key order. On error
 /// `out` is left as it was.
 pub(crate) fn encode_frame(json_frame: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = (|| {
+    append_or_restore(out, |out, start| {
         let mut enc = Encoder::begin(out);
         let mut count = 0u32;
         let mut de = serde_json::Deserializer::from_slice(json_frame);
@@ -1166,46 +1076,7 @@ pub(crate) fn encode_frame(json_frame: &[u8], out: &mut BytesMut) -> Result<(), 
         )?;
         de.end().map_err(|e| Error::Msg(e.to_string()))?;
         enc.finish(start, count)
-    })();
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result.map_err(EncodeError::from)
-}
-
-/// The serializer's error.
-#[derive(Debug)]
-pub(crate) enum Error {
-    /// The message (or frame) is not a sequence.
-    NotAnArray,
-    /// Anything else.
-    Msg(String),
-}
-
-impl Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::NotAnArray => f.write_str("a message must serialize to an array"),
-            Error::Msg(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl ser::Error for Error {
-    fn custom<T: Display>(msg: T) -> Self {
-        Error::Msg(msg.to_string())
-    }
-}
-
-impl From<Error> for EncodeError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::NotAnArray => EncodeError::NotAnArray,
-            Error::Msg(m) => EncodeError::Serialize(<serde_json::Error as ser::Error>::custom(m)),
-        }
-    }
+    })
 }
 
 /// Writes Storable items at the end of a buffer.
@@ -1631,38 +1502,13 @@ impl ser::SerializeSeq for RootSeq<'_, '_> {
     }
 }
 
-impl ser::SerializeTuple for RootSeq<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Res {
-        Ok(())
-    }
-}
+forward_to_seq!(RootSeq<'_, '_>:
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+);
 
-impl ser::SerializeTupleStruct for RootSeq<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Res {
-        Ok(())
-    }
-}
-
-/// Implements every `Serializer` method of a root serializer that is not
-/// a sequence as `NotAnArray`.
-macro_rules! not_an_array {
-    ($($name:ident($($arg:ty),*);)*) => {$(
-        fn $name(self $(, _: $arg)*) -> Res {
-            Err(Error::NotAnArray)
-        }
-    )*};
-}
-
+/// The `Serializer` of a message or frame: a sequence, whose elements
+/// go into the root array; anything else is `NotAnArray`.
 macro_rules! root_serializer {
     ($ty:ident) => {
         impl<'e, 'a> ser::Serializer for $ty<'e, 'a> {
@@ -1676,22 +1522,23 @@ macro_rules! root_serializer {
             type SerializeStruct = Impossible<(), Error>;
             type SerializeStructVariant = Impossible<(), Error>;
 
-            not_an_array! {
-                serialize_bool(bool); serialize_i8(i8); serialize_i16(i16);
-                serialize_i32(i32); serialize_i64(i64); serialize_u8(u8);
-                serialize_u16(u16); serialize_u32(u32); serialize_u64(u64);
-                serialize_f32(f32); serialize_f64(f64); serialize_char(char);
-                serialize_str(&str); serialize_bytes(&[u8]);
-                serialize_unit_struct(&'static str);
-                serialize_unit_variant(&'static str, u32, &'static str);
+            refuse! { Error::NotAnArray;
+                serialize_bool(bool) -> (); serialize_i8(i8) -> (); serialize_i16(i16) -> ();
+                serialize_i32(i32) -> (); serialize_i64(i64) -> (); serialize_u8(u8) -> ();
+                serialize_u16(u16) -> (); serialize_u32(u32) -> (); serialize_u64(u64) -> ();
+                serialize_f32(f32) -> (); serialize_f64(f64) -> (); serialize_char(char) -> ();
+                serialize_str(&str) -> (); serialize_bytes(&[u8]) -> ();
+                serialize_none() -> (); serialize_unit() -> ();
+                serialize_unit_struct(&'static str) -> ();
+                serialize_unit_variant(&'static str, u32, &'static str) -> ();
+                serialize_tuple_variant(&'static str, u32, &'static str, usize)
+                    -> Self::SerializeTupleVariant;
+                serialize_map(Option<usize>) -> Self::SerializeMap;
+                serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+                serialize_struct_variant(&'static str, u32, &'static str, usize)
+                    -> Self::SerializeStructVariant;
             }
 
-            fn serialize_none(self) -> Res {
-                Err(Error::NotAnArray)
-            }
-            fn serialize_unit(self) -> Res {
-                Err(Error::NotAnArray)
-            }
             fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Res {
                 v.serialize(self)
             }
@@ -1718,48 +1565,14 @@ macro_rules! root_serializer {
                 })
             }
             fn serialize_tuple(self, _: usize) -> Result<RootSeq<'e, 'a>, Error> {
-                Ok(RootSeq {
-                    enc: self.enc,
-                    count: self.count,
-                })
+                self.serialize_seq(None)
             }
             fn serialize_tuple_struct(
                 self,
                 _: &'static str,
                 _: usize,
             ) -> Result<RootSeq<'e, 'a>, Error> {
-                Ok(RootSeq {
-                    enc: self.enc,
-                    count: self.count,
-                })
-            }
-            fn serialize_tuple_variant(
-                self,
-                _: &'static str,
-                _: u32,
-                _: &'static str,
-                _: usize,
-            ) -> Result<Self::SerializeTupleVariant, Error> {
-                Err(Error::NotAnArray)
-            }
-            fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-                Err(Error::NotAnArray)
-            }
-            fn serialize_struct(
-                self,
-                _: &'static str,
-                _: usize,
-            ) -> Result<Self::SerializeStruct, Error> {
-                Err(Error::NotAnArray)
-            }
-            fn serialize_struct_variant(
-                self,
-                _: &'static str,
-                _: u32,
-                _: &'static str,
-                _: usize,
-            ) -> Result<Self::SerializeStructVariant, Error> {
-                Err(Error::NotAnArray)
+                self.serialize_seq(None)
             }
         }
     };
@@ -1788,27 +1601,10 @@ impl ser::SerializeSeq for SeqState<'_, '_> {
     }
 }
 
-impl ser::SerializeTuple for SeqState<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Res {
-        ser::SerializeSeq::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for SeqState<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
-        ser::SerializeSeq::serialize_element(self, v)
-    }
-    fn end(self) -> Res {
-        ser::SerializeSeq::end(self)
-    }
-}
+forward_to_seq!(SeqState<'_, '_>:
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+);
 
 /// A nested map (`04 03` / `04 19`).
 struct MapSer<'e, 'a> {
@@ -1821,7 +1617,8 @@ impl ser::SerializeMap for MapSer<'_, '_> {
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Res {
         self.enc.keybuf.truncate(self.m.key_start);
-        k.serialize(KeySer(&mut self.enc.keybuf))
+        let keybuf = &mut self.enc.keybuf;
+        k.serialize(KeySer(|key: &str| keybuf.extend_from_slice(key.as_bytes())))
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Res {
         v.serialize(&mut *self.enc)?;
@@ -1890,6 +1687,17 @@ impl ser::SerializeStructVariant for VariantSer<MapSer<'_, '_>> {
     }
 }
 
+/// Implements `Serializer` methods that write the value, converted, with
+/// one `Encoder` method.
+macro_rules! write_with {
+    ($($name:ident($t:ty) => $method:ident;)*) => {$(
+        fn $name(self, v: $t) -> Res {
+            self.$method(v.into());
+            Ok(())
+        }
+    )*};
+}
+
 impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
     type Ok = ();
     type Error = Error;
@@ -1901,45 +1709,19 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
     type SerializeStruct = MapSer<'e, 'a>;
     type SerializeStructVariant = VariantSer<MapSer<'e, 'a>>;
 
-    fn serialize_bool(self, v: bool) -> Res {
-        self.boolean(v);
-        Ok(())
-    }
-    fn serialize_i8(self, v: i8) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_i16(self, v: i16) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_i32(self, v: i32) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_i64(self, v: i64) -> Res {
-        self.int(v);
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Res {
-        self.wide_int(v);
-        Ok(())
-    }
-    fn serialize_u8(self, v: u8) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_u16(self, v: u16) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_u32(self, v: u32) -> Res {
-        self.int(v.into());
-        Ok(())
-    }
-    fn serialize_u64(self, v: u64) -> Res {
-        self.wide_int(v.into());
-        Ok(())
+    write_with! {
+        serialize_bool(bool) => boolean;
+        serialize_i8(i8) => int;
+        serialize_i16(i16) => int;
+        serialize_i32(i32) => int;
+        serialize_i64(i64) => int;
+        serialize_i128(i128) => wide_int;
+        serialize_u8(u8) => int;
+        serialize_u16(u16) => int;
+        serialize_u32(u32) => int;
+        serialize_u64(u64) => wide_int;
+        serialize_f32(f32) => float;
+        serialize_f64(f64) => float;
     }
     fn serialize_u128(self, v: u128) -> Res {
         match i128::try_from(v) {
@@ -1950,14 +1732,6 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
                 self.bytes_item(b.format(v).as_bytes());
             }
         }
-        Ok(())
-    }
-    fn serialize_f32(self, v: f32) -> Res {
-        self.float(v.into());
-        Ok(())
-    }
-    fn serialize_f64(self, v: f64) -> Res {
-        self.float(v);
         Ok(())
     }
     fn serialize_char(self, v: char) -> Res {
@@ -2062,132 +1836,11 @@ impl<'e, 'a> ser::Serializer for &'e mut Encoder<'a> {
     }
 }
 
-/// Map keys: strings, and what serde_json also turns into strings
-/// (integers, chars, bools, unit variants).
-struct KeySer<'k>(&'k mut Vec<u8>);
-
-fn key_must_be_a_string() -> Error {
-    Error::Msg("key must be a string".into())
-}
-
-macro_rules! int_keys {
-    ($($name:ident($t:ty);)*) => {$(
-        fn $name(self, v: $t) -> Res {
-            self.0.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-            Ok(())
-        }
-    )*};
-}
-
-impl ser::Serializer for KeySer<'_> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Impossible<(), Error>;
-    type SerializeTuple = Impossible<(), Error>;
-    type SerializeTupleStruct = Impossible<(), Error>;
-    type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = Impossible<(), Error>;
-    type SerializeStruct = Impossible<(), Error>;
-    type SerializeStructVariant = Impossible<(), Error>;
-
-    int_keys! {
-        serialize_i8(i8); serialize_i16(i16); serialize_i32(i32); serialize_i64(i64);
-        serialize_i128(i128); serialize_u8(u8); serialize_u16(u16); serialize_u32(u32);
-        serialize_u64(u64); serialize_u128(u128);
-    }
-
-    fn serialize_bool(self, v: bool) -> Res {
-        self.0.extend_from_slice(if v { b"true" } else { b"false" });
-        Ok(())
-    }
-    fn serialize_f32(self, _: f32) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_f64(self, _: f64) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_char(self, v: char) -> Res {
-        self.0
-            .extend_from_slice(v.encode_utf8(&mut [0; 4]).as_bytes());
-        Ok(())
-    }
-    fn serialize_str(self, v: &str) -> Res {
-        self.0.extend_from_slice(v.as_bytes());
-        Ok(())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_none(self) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_unit(self) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Res {
-        self.serialize_str(variant)
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Res {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Res {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
-        Err(key_must_be_a_string())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(key_must_be_a_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use tokio_util::codec::Decoder;
 
     fn enc(dest: &str, msg: &serde_json::Value) -> Vec<u8> {
         let mut out = BytesMut::new();

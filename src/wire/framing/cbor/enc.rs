@@ -3,48 +3,13 @@
 //! `json` framing (`serde_json`'s choices for enums, bytes, map keys and
 //! non-finite floats).
 
-use std::fmt;
-
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
-use serde::ser::{self, Impossible, SerializeSeq};
+use serde::ser;
 
 use crate::wire::error::EncodeError;
-
-/// Errors of the serializer.
-#[derive(Debug)]
-pub(crate) enum Error {
-    /// The message is not an array.
-    NotAnArray,
-    /// Anything else.
-    Msg(String),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::NotAnArray => f.write_str("a message must serialize to an array"),
-            Error::Msg(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl ser::Error for Error {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Error::Msg(msg.to_string())
-    }
-}
-
-impl From<Error> for EncodeError {
-    fn from(e: Error) -> EncodeError {
-        match e {
-            Error::NotAnArray => EncodeError::NotAnArray,
-            Error::Msg(m) => EncodeError::Serialize(<serde_json::Error as ser::Error>::custom(m)),
-        }
-    }
-}
+use crate::wire::framing::serializer::{Error, KeySer, forward_to_seq};
+use crate::wire::packet::append_or_restore;
 
 /// Writes a head: major type and argument in the shortest form.
 pub(crate) fn put_head(out: &mut BytesMut, major: u8, n: u64) {
@@ -370,45 +335,19 @@ impl ser::SerializeSeq for Compound<'_, '_> {
     }
 }
 
-impl ser::SerializeTuple for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_, '_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
-        SerializeSeq::serialize_element(self, value)
-    }
-    fn end(self) -> Result<(), Error> {
-        Compound::end(self)
-    }
-}
+forward_to_seq!(Compound<'_, '_>:
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
 
 impl ser::SerializeMap for Compound<'_, '_> {
     type Ok = ();
     type Error = Error;
     fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Error> {
         self.count += 1;
-        key.serialize(KeySer(&mut *self.enc.out))
+        let out = &mut *self.enc.out;
+        key.serialize(KeySer(|k: &str| put_text(out, k)))
     }
     fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Error> {
         value.serialize(&mut *self.enc)
@@ -450,157 +389,6 @@ impl ser::SerializeStructVariant for Compound<'_, '_> {
     }
 }
 
-/// Map keys: strings, and integers as their decimal text (as `serde_json`
-/// writes them).
-struct KeySer<'a>(&'a mut BytesMut);
-
-fn key_error() -> Error {
-    Error::Msg("key must be a string".into())
-}
-
-impl KeySer<'_> {
-    fn int(self, v: impl itoa::Integer) -> Result<(), Error> {
-        put_text(self.0, itoa::Buffer::new().format(v));
-        Ok(())
-    }
-}
-
-impl ser::Serializer for KeySer<'_> {
-    type Ok = ();
-    type Error = Error;
-    type SerializeSeq = Impossible<(), Error>;
-    type SerializeTuple = Impossible<(), Error>;
-    type SerializeTupleStruct = Impossible<(), Error>;
-    type SerializeTupleVariant = Impossible<(), Error>;
-    type SerializeMap = Impossible<(), Error>;
-    type SerializeStruct = Impossible<(), Error>;
-    type SerializeStructVariant = Impossible<(), Error>;
-
-    fn serialize_bool(self, _: bool) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Error> {
-        self.int(v)
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_char(self, v: char) -> Result<(), Error> {
-        put_text(self.0, v.encode_utf8(&mut [0; 4]));
-        Ok(())
-    }
-    fn serialize_str(self, v: &str) -> Result<(), Error> {
-        put_text(self.0, v);
-        Ok(())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_none(self) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_unit(self) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        variant: &'static str,
-    ) -> Result<(), Error> {
-        self.serialize_str(variant)
-    }
-    fn serialize_newtype_struct<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: ?Sized + Serialize>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), Error> {
-        Err(key_error())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(key_error())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(key_error())
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(key_error())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(key_error())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(key_error())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
-        Err(key_error())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(key_error())
-    }
-}
-
 /// Encodes the packet `[dest, msg elements…]` at the end of `out`; `msg`
 /// must serialize to an array (as for [`Packet::encode`](crate::wire::Packet::encode)).
 /// On error `out` is left as it was.
@@ -609,12 +397,7 @@ pub(crate) fn encode_packet<M: Serialize + ?Sized>(
     msg: &M,
     out: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = encode_packet_inner(dest, msg, out, start);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result.map_err(EncodeError::from)
+    append_or_restore(out, |out, start| encode_packet_inner(dest, msg, out, start))
 }
 
 fn encode_packet_inner<M: Serialize + ?Sized>(
@@ -665,18 +448,13 @@ fn read_be(b: &[u8]) -> u64 {
 /// as CBOR at the end of `out`, keeping the order of map keys. On error
 /// `out` is left as it was.
 pub(crate) fn encode_frame(json_frame: &[u8], out: &mut BytesMut) -> Result<(), EncodeError> {
-    let start = out.len();
-    let result = (|| {
+    append_or_restore(out, |out, start| {
         let mut de = serde_json::Deserializer::from_slice(json_frame);
         let mut enc = Enc::new(out);
         serde_transcode::transcode(&mut de, &mut enc)?;
         enc.finish(start);
         de.end().map_err(|e| Error::Msg(e.to_string()))
-    })();
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result.map_err(EncodeError::from)
+    })
 }
 
 #[cfg(test)]
