@@ -59,9 +59,6 @@ pub(crate) fn write_utf8(out: &mut BytesMut, s: &[u8]) -> bool {
 /// Writes bytes as JSON string contents of Latin-1 characters; true if
 /// anything was escaped.
 pub(crate) fn write_latin1(out: &mut BytesMut, s: &[u8]) -> bool {
-    if s.is_ascii() {
-        return write_utf8(out, s);
-    }
     let mut escaped = false;
     let mut run = 0;
     for (i, &b) in s.iter().enumerate() {
