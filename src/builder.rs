@@ -1,7 +1,7 @@
 //! Building a node: settings, functions registered before it starts, and
 //! the start itself, which puts the layers together — the kernel, the
-//! Global service on top of it, the data connection service on top of
-//! that, then listening and the configured services.
+//! Global service on top of it, the data connection service and the log
+//! catcher on top of that, then listening and the configured services.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -217,6 +217,7 @@ impl NodeBuilder {
         let (node, listeners) = NodeInner::boot(config, functions).await?;
         crate::global::Global::install(&node);
         crate::dataconn::DataConn::install(&node, self.dataconn_inits);
+        crate::logcatcher::install(&node);
         node.start_listening(listeners);
         for service in node.config().services.clone() {
             if let Err(source) = node.start_service(&service) {

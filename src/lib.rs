@@ -37,6 +37,7 @@
 //!
 //! ```text
 //!   builder      NodeBuilder: puts the layers together
+//!   logcatcher   the log catcher: forwarding log events, catching them
 //!   dataconn     data connections: raw streams between nodes
 //!   global       the Global service: mesh, seeds, port groups
 //!   kernel       the node: local ports, remote nodes, monitors, requests
@@ -64,6 +65,7 @@ pub mod dataconn;
 pub mod error;
 pub mod global;
 pub mod kernel;
+pub mod logcatcher;
 mod transport;
 pub mod wire;
 

@@ -3,7 +3,8 @@
 //! Every `.rs` file under `src/` belongs to a layer by its path, and a file
 //! may reference only its own layer and the layers before it:
 //!
-//! wire → config → errors → transport → kernel → global → dataconn
+//! wire → config → errors → transport → kernel → global → dataconn →
+//! logcatcher → builder
 //!
 //! `src/lib.rs` (which re-exports everything) and `src/bin/**` (which uses
 //! the crate as `aemp::…`) are exempt. References are `crate::…` paths
@@ -20,7 +21,7 @@ use std::fmt::Display;
 use std::path::Path;
 
 /// The layers, in their allowed dependency order.
-const LAYERS: [&str; 8] = [
+const LAYERS: [&str; 9] = [
     "wire",
     "config",
     "errors",
@@ -28,6 +29,7 @@ const LAYERS: [&str; 8] = [
     "kernel",
     "global",
     "dataconn",
+    "logcatcher",
     "builder",
 ];
 

@@ -163,9 +163,15 @@ fn init_logging(default: &str) {
     let filter = std::env::var("AEMP_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| default.to_owned());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+    // the stderr filter is the fmt layer's own, so log catchers
+    // (`aemp::logcatcher`) get their level whatever it is
+    use tracing_subscriber::prelude::*;
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_filter(tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(aemp::logcatcher::layer())
         .try_init();
 }
 
