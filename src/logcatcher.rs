@@ -287,7 +287,9 @@ fn connect(node: &Node, args: Vec<Value>) -> Result<(), HandlerError> {
         true
     });
     if !added {
-        return Err(format!("LogCatcher::connect: {MAX_CATCHERS_PER_NODE} catchers already").into());
+        return Err(
+            format!("LogCatcher::connect: {MAX_CATCHERS_PER_NODE} catchers already").into(),
+        );
     }
     let task = forward(
         node.downgrade(),
@@ -610,6 +612,32 @@ pub fn catch_with(node: &Node, level: Option<i64>, sink: impl Fn(&Caught) + Send
     }
 }
 
+/// The ports with which `node` catches other nodes now, by node (the
+/// service's `%lport`), sorted by node id.
+///
+/// ```
+/// # actix_rt::System::new().block_on(async {
+/// let node = aemp::Node::builder().node_id("lonely").start().await.unwrap();
+/// aemp::logcatcher::catch(&node, Some(9));
+/// assert!(aemp::logcatcher::catcher_ports(&node).is_empty()); // no node is up
+/// # node.shutdown();
+/// # });
+/// ```
+pub fn catcher_ports(node: &Node) -> Vec<(String, PortId)> {
+    let Some(state) = node.service::<CatchState>() else {
+        return Vec::new();
+    };
+    let mut ports: Vec<_> = state
+        .inner
+        .lock()
+        .lports
+        .iter()
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .collect();
+    ports.sort();
+    ports
+}
+
 /// Starts catching node `id` (LogCatcher.pm 59–80), unless already.
 fn mon_node(node: &Node, state: &CatchState, id: &str) {
     let (level, sink) = {
@@ -663,7 +691,13 @@ mod tests {
 
     #[test]
     fn levels_map_onto_perl() {
-        let levels = [Level::ERROR, Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE];
+        let levels = [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ];
         let perl: Vec<i64> = levels.iter().map(perl_level).collect();
         assert_eq!(perl, [1, 2, 7, 8, 9]);
         // a catcher of level n wants exactly the tracing levels mapped to ≤ n
