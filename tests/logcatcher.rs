@@ -222,7 +222,10 @@ async fn a_new_catch_kills_the_old_ports_with_restart() {
     tracing::warn!(node = "lc4-b", "after restart");
     let c = caught(&mut second_rx).await;
     assert_eq!((c.level, c.text.as_str()), (2, "after restart"));
-    assert!(first_rx.try_recv().is_err());
+    // the first catcher may have got b's earlier logs, but not this one
+    while let Ok(c) = first_rx.try_recv() {
+        assert_ne!(c.text, "after restart");
+    }
 
     // catch(None) stops catching: the port dies, b forgets it
     logcatcher::catch_with(&a, None, |_| {});
