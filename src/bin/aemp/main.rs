@@ -110,7 +110,10 @@ fn help_command() -> Command {
          otherwise arguments starting with '[', '{{' or '\"' are JSON.\n\n\
          Configuration file: $PERL_ANYEVENT_MP_RC, else ~/.perl-anyevent-mp\n\
          Logging of `aemp run`: $AEMP_LOG (or $RUST_LOG), default info\n\n\
-         Services built into this binary:\n{services}"
+         Services built into this binary:\n{services}\
+         Services of every aemp node:\n  \
+         [\"AnyEvent::MP::LogCatcher::catch\", level]: print the log messages of level <= level \
+         of every connected node on stderr (e.g. services '[[\"AnyEvent::MP::LogCatcher::catch\",9]]')\n"
     );
     let mut cmd = Command::new("aemp")
         .about("AnyEvent::MP utility, for aemp and Perl nodes")
