@@ -513,7 +513,10 @@ mod tests {
         };
         assert_eq!(rest(r#"["p","a"]"#).as_deref(), Some(r#"["p"]"#));
         assert_eq!(rest(r#"["p",[1,"]"],2]"#).as_deref(), Some(r#"["p",2]"#));
-        assert_eq!(rest(r#"[ "p" , "a" , 3 ]"#).as_deref(), Some(r#"[ "p", 3 ]"#));
+        assert_eq!(
+            rest(r#"[ "p" , "a" , 3 ]"#).as_deref(),
+            Some(r#"[ "p", 3 ]"#)
+        );
         assert_eq!(rest(r#"["p\"","a\\",3]"#).as_deref(), Some(r#"["p\"",3]"#));
         assert_eq!(rest(r#"["p"]"#), None);
         let p = parse(r#"["p\"","a",3]"#).unwrap().without_tag().unwrap();
