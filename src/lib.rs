@@ -81,7 +81,7 @@ pub use kernel::{
     PortBehaviour, PortContext, PortId, Rcv, Reason,
 };
 pub use transport::binds::resolve as resolve_binds;
-pub use wire::{Lenient, Packet};
+pub use wire::{Lenient, Packet, Tagged, TaggedError};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

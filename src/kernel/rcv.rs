@@ -264,6 +264,64 @@ impl Rcv {
     }
 }
 
+impl Rcv {
+    /// Adds a callback for every tag of the typed message `E` (an enum,
+    /// see [`Tagged`](crate::Tagged)): each message whose tag names a
+    /// variant is decoded and handed over as an `E`; a message whose tag
+    /// names none goes to the default, whole (so with no default it is
+    /// ignored). A message whose fields do not fit its variant kills the
+    /// port with `("die", text)`, like any failing callback.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// use aemp::{Rcv, Tagged};
+    /// use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// enum Calc { #[serde(rename = "add")] Add(i64, i64), #[serde(rename = "neg")] Neg(i64) }
+    /// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    /// enum Answer { #[serde(rename = "result")] Result(i64), #[serde(rename = "huh")] Huh(serde_json::Value) }
+    ///
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// let o = out.clone();
+    /// let calc = node.port_rcv(
+    ///     Rcv::new()
+    ///         .typed(move |ctx, m: Calc| {
+    ///             let r = match m { Calc::Add(a, b) => a + b, Calc::Neg(a) => -a };
+    ///             ctx.snd(&o, &Tagged(Answer::Result(r)))?;
+    ///             Ok(())
+    ///         })
+    ///         .default(move |ctx, msg| Ok(ctx.snd(&out, &Tagged(Answer::Huh(msg.values()?.into())))?)),
+    /// );
+    /// node.snd(&calc, &Tagged(Calc::Add(2, 3))).unwrap();
+    /// node.snd(&calc, &("mul", 2, 3)).unwrap();
+    /// assert_eq!(rx.recv().await.unwrap().decode_tagged::<Answer>().unwrap(), Answer::Result(5));
+    /// assert_eq!(
+    ///     rx.recv().await.unwrap().decode_tagged::<Answer>().unwrap(),
+    ///     Answer::Huh(serde_json::json!(["mul", 2, 3]))
+    /// );
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn typed<E>(
+        mut self,
+        callback: impl FnMut(&PortContext, E) -> Result<(), HandlerError> + Send + 'static,
+    ) -> Rcv
+    where
+        E: serde::de::DeserializeOwned + 'static,
+    {
+        let callback = Arc::new(Mutex::new(callback));
+        for tag in crate::wire::tags_of::<E>() {
+            let callback = callback.clone();
+            self = self.tag(*tag, move |ctx, rest| {
+                let msg = rest.decode_untagged::<E>(tag)?;
+                (callback.lock())(ctx, msg)
+            });
+        }
+        self
+    }
+}
+
 impl PortContext {
     /// Registers (or replaces) the callback for `tag` on this port (Perl's
     /// `rcv $SELF, tag => sub { … }`, MP.pm 436–447); it gets the message
