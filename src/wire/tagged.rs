@@ -2,41 +2,7 @@
 //! Perl ports exchange (the first element is what `rcv` dispatches on,
 //! MP.pm 408–450).
 //!
-//! [`Tagged`] adapts any `#[derive(Serialize, Deserialize)]` enum, with no
-//! macro of ours: the variant's name (or its `#[serde(rename)]`) is the
-//! tag, a tuple variant's fields (or a struct variant's, in order) are the
-//! rest, a newtype variant's one field is the one element after the tag,
-//! and a unit variant is the tag alone — both ways.
-//!
-//! ```
-//! use aemp::wire::Tagged;
-//! use serde::{Deserialize, Serialize};
-//!
-//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
-//! enum Msg {
-//!     #[serde(rename = "ping")]
-//!     Ping(String, u32),
-//!     #[serde(rename = "pong")]
-//!     Pong(u32),
-//!     Quit,
-//! }
-//!
-//! let json = serde_json::to_string(&Tagged(Msg::Ping("a#b".into(), 7))).unwrap();
-//! assert_eq!(json, r##"["ping","a#b",7]"##);
-//! assert_eq!(serde_json::to_string(&Tagged(Msg::Quit)).unwrap(), r#"["Quit"]"#);
-//! let Tagged(m) = serde_json::from_str::<Tagged<Msg>>(r#"["pong",8]"#).unwrap();
-//! assert_eq!(m, Msg::Pong(8));
-//! ```
-//!
-//! Decoding a packet with [`Packet::decode_tagged`] tells an unknown tag
-//! apart from a bad message ([`TaggedError::UnknownTag`]), so a router
-//! can hand such messages to its default callback.
-//!
-//! Round trips: what decodes from an array encodes back to the same array,
-//! except where the element types normalise Perl's data (a
-//! [`Lenient`](super::Lenient) field reads `"1"` and writes `1`), and a
-//! numeric tag (`[5, …]`, matching a variant renamed `"5"`) is written
-//! back as the string `"5"`.
+//! See [`Tagged`].
 
 use std::cell::Cell;
 use std::fmt;
@@ -50,8 +16,46 @@ use serde::{Deserialize, Serialize};
 
 use super::packet::Packet;
 
-/// An enum as the flat array `["tag", fields…]` (see the [module
-/// docs](self)). Serializing anything but an enum is an error.
+/// An enum as the flat array `["tag", fields…]`. Serializing anything
+/// but an enum is an error.
+///
+/// [`Tagged`] adapts any `#[derive(Serialize, Deserialize)]` enum, with no
+/// macro of ours: the variant's name (or its `#[serde(rename)]`) is the
+/// tag, a tuple variant's fields (or a struct variant's, in order) are the
+/// rest, a newtype variant's one field is the one element after the tag,
+/// and a unit variant is the tag alone — both ways.
+///
+/// ```
+/// use aemp::wire::Tagged;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// enum Msg {
+///     #[serde(rename = "ping")]
+///     Ping(String, u32),
+///     #[serde(rename = "pong")]
+///     Pong(u32),
+///     Quit,
+/// }
+///
+/// let json = serde_json::to_string(&Tagged(Msg::Ping("a#b".into(), 7))).unwrap();
+/// assert_eq!(json, r##"["ping","a#b",7]"##);
+/// assert_eq!(serde_json::to_string(&Tagged(Msg::Quit)).unwrap(), r#"["Quit"]"#);
+/// let Tagged(m) = serde_json::from_str::<Tagged<Msg>>(r#"["pong",8]"#).unwrap();
+/// assert_eq!(m, Msg::Pong(8));
+/// ```
+///
+/// Decoding a packet with [`Packet::decode_tagged`] tells an unknown tag
+/// apart from a bad message ([`TaggedError::UnknownTag`]), so a router
+/// can hand such messages to its default callback; a port made with
+/// [`Rcv::typed`](crate::Rcv::typed) does so by itself. Send one with
+/// `node.snd(&port, &Tagged(msg))`.
+///
+/// Round trips: what decodes from an array encodes back to the same array,
+/// except where the element types normalise Perl's data (a
+/// [`Lenient`](crate::wire::Lenient) field reads `"1"` and writes `1`), and a
+/// numeric tag (`[5, …]`, matching a variant renamed `"5"`) is written
+/// back as the string `"5"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Tagged<E>(pub E);
 
