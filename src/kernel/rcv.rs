@@ -495,6 +495,16 @@ impl Node {
     /// Removes the callback for `tag` on the local handler port `port`
     /// (Perl's `rcv $port, $tag`, MP.pm 448–449); whether there was one.
     /// See [`Node::rcv`].
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let p = node.port_rcv(aemp::Rcv::new().tag("t", |_, _| Ok(())));
+    /// assert_eq!(node.unrcv(&p, "t"), Ok(true));
+    /// assert_eq!(node.unrcv(&p, "t"), Ok(false));
+    /// # node.shutdown();
+    /// # });
+    /// ```
     pub fn unrcv(&self, port: &PortId, tag: &str) -> Result<bool, RcvError> {
         Ok(self.dispatch_of(port)?.lock().remove_tag(tag))
     }
