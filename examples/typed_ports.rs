@@ -13,12 +13,13 @@
 //! `FromEcho::Pong(word, n)`; anything else goes to the port's default.
 //!
 //! ```text
-//! cargo run --example typed_ports [-- --count 3]
+//! cargo run --example typed_ports [-- --count 3] [--framing storable]
 //! cargo run --example typed_ports -- --perl 127.0.0.1:4101 --perl-node perlB
 //! ```
 
 use std::time::Duration;
 
+use aemp::wire::Framing;
 use aemp::{Node, PortId, Rcv, Tagged};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,9 @@ struct Args {
     /// Node id of that Perl node.
     #[arg(long, default_value = "perlB")]
     perl_node: String,
+    /// The framing the Rust node offers (json, storable or cbor).
+    #[arg(long, default_value = "json")]
+    framing: String,
 }
 
 /// What the Rust side sends to `echo`.
@@ -59,10 +63,11 @@ enum FromEcho {
 
 /// The in-process peer: a port written as the Perl program
 /// `rcv port, ping => sub { my ($reply, @args) = @_; snd $reply, pong => @args }`.
-async fn perl_style_peer(secret: &str) -> Result<(Node, PortId), String> {
+async fn perl_style_peer(secret: &str, framing: Framing) -> Result<(Node, PortId), String> {
     let node = Node::builder()
         .node_id("perlish")
         .secret(secret)
+        .framings([framing])
         .bind("127.0.0.1:0")
         .start()
         .await
@@ -86,16 +91,19 @@ async fn perl_style_peer(secret: &str) -> Result<(Node, PortId), String> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    let framing = Framing::from_name(&args.framing)
+        .ok_or_else(|| format!("unknown framing {:?}", args.framing))?;
     let node = Node::builder()
         .node_id("rusty")
         .secret(args.secret.clone())
+        .framings([framing])
         .start()
         .await
         .map_err(|e| e.to_string())?;
     let (peer, echo, addr) = match &args.perl {
         Some(addr) => (None, PortId::new(&args.perl_node, "echo"), addr.to_owned()),
         None => {
-            let (peer, echo) = perl_style_peer(&args.secret).await?;
+            let (peer, echo) = perl_style_peer(&args.secret, framing).await?;
             let addr = peer.listen_addrs()[0].to_string();
             (Some(peer), echo, addr)
         }
@@ -104,7 +112,10 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|_| format!("{addr}: no connection within 10 s"))?
         .map_err(|e| e.to_string())?;
-    println!("connected to {up} at {addr}; echo port {echo}");
+    println!(
+        "connected to {up} at {addr}; echo port {echo}; we send {:?}",
+        node.send_framing(&up)
+    );
 
     let (inbox, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let other = inbox.clone();
