@@ -226,6 +226,27 @@ pub enum PortError {
     InvalidName(String),
 }
 
+/// Why [`Node::rcv`](crate::Node::rcv) (or `unrcv`, `rcv_default`) could
+/// not change a port's callbacks. Perl croaks in the same cases (MP.pm
+/// 403–404, 410–411, 440–441).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RcvError {
+    /// The port is on another node.
+    #[error("{0}: rcv can only be called on local ports")]
+    NotLocal(String),
+    /// No local port of that id exists (never did, or was killed).
+    #[error("{0}: no such port")]
+    NoSuchPort(String),
+    /// The port's messages go to an actix actor or a channel, not to
+    /// callbacks.
+    #[error("{0}: rcv can only be called on message matching ports")]
+    NotMatching(String),
+    /// A spawned port whose init function has not returned yet (its init
+    /// function registers tags through its `PortContext`).
+    #[error("{0}: the port's init function is still running")]
+    Pending(String),
+}
+
 /// Why a connection failed or ended.
 ///
 /// `Display` gives the texts the reference puts into `transport_error`

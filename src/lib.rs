@@ -74,15 +74,16 @@ pub use config::NodeConfig;
 pub use dataconn::{DataConnError, DataStream};
 pub use error::{
     AddressError, CalError, ConnectionError, FunctionError, FunctionNameError, InvalidConfig,
-    NodeIdError, PortError, SendError, ServiceError, SettingError, SpawnError, StartError,
+    NodeIdError, PortError, RcvError, SendError, ServiceError, SettingError, SpawnError,
+    StartError,
 };
 pub use global::{GroupError, GroupMonitor, GroupRegistration};
 pub use kernel::{
-    HandlerError, Monitor, MonitorGuard, Node, NodeChange, NodeEvent, PeerAuth, PortBehaviour,
-    PortContext, PortId, Reason,
+    HandlerError, Monitor, MonitorGuard, NO_CALLBACK, Node, NodeChange, NodeEvent, PeerAuth,
+    PortBehaviour, PortContext, PortId, Rcv, Reason,
 };
 pub use transport::binds::resolve as resolve_binds;
-pub use wire::{Lenient, Packet};
+pub use wire::{Lenient, Packet, Tagged, TaggedError};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

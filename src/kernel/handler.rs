@@ -16,6 +16,7 @@ use super::monitor::Monitor;
 use super::monitors::{Action, Reason};
 use super::node::Node;
 use super::port::PortId;
+use super::rcv::{DefaultCb, Dispatch, Rcv, SharedDispatch};
 use super::registry::{Control, PortTarget};
 use crate::error::PortError;
 use crate::error::SendError;
@@ -35,6 +36,8 @@ pub struct PortContext {
     /// Set when the port was killed through this context (its handler
     /// drops whatever is still queued).
     killed: Arc<AtomicBool>,
+    /// The port's callbacks by tag and its default (see `rcv.rs`).
+    dispatch: SharedDispatch,
 }
 
 impl fmt::Debug for PortContext {
@@ -46,12 +49,25 @@ impl fmt::Debug for PortContext {
 }
 
 impl PortContext {
+    /// The context of a port whose messages no tag matches are ignored
+    /// until its behaviour says otherwise.
     pub(crate) fn new(node: Node, port: PortId) -> PortContext {
+        PortContext::with_dispatch(node, port, Dispatch::shared(DefaultCb::Ignore))
+    }
+
+    /// The context of a port with the callbacks `dispatch`.
+    pub(crate) fn with_dispatch(node: Node, port: PortId, dispatch: SharedDispatch) -> PortContext {
         PortContext {
             node,
             port,
             killed: Arc::new(AtomicBool::new(false)),
+            dispatch,
         }
+    }
+
+    /// The port's callbacks.
+    pub(crate) fn dispatch(&self) -> &SharedDispatch {
+        &self.dispatch
     }
 
     /// The node this port lives on.
@@ -92,8 +108,12 @@ impl PortContext {
 /// What receives a port's messages: returned by init functions (see
 /// [`Node::register_init`]), which thereby create their spawned port.
 pub enum PortBehaviour {
-    /// A handler function run by the node.
+    /// A handler function run by the node: the port's default callback
+    /// (tags the init function registered through its context stay).
     Handler(HandlerFn),
+    /// Callbacks by tag, and optionally a default (see [`Rcv`]): added to
+    /// whatever the init function registered through its context.
+    Tags(Rcv),
     /// A user's actix actor.
     Actor(Recipient<Packet>),
 }
@@ -106,6 +126,42 @@ impl PortBehaviour {
         PortBehaviour::Handler(Box::new(f))
     }
 
+    /// Tag dispatch: an init function returning this makes a port whose
+    /// messages go to callbacks by tag (MP.pm 408–450). Without
+    /// [`Rcv::default`], unmatched messages are ignored, as for Perl's
+    /// spawned ports (MP.pm 424).
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// use aemp::{PortBehaviour, Rcv};
+    /// let node = aemp::Node::builder()
+    ///     .node_id("n")
+    ///     .init_fn("My::counter", |_ctx, _args| {
+    ///         let mut count = 0;
+    ///         Ok(PortBehaviour::rcv(Rcv::new()
+    ///             .tag("inc", move |_, _| { count += 1; Ok(()) })
+    ///             .tag("get", move |ctx, msg| {
+    ///                 let (reply,): (String,) = msg.decode()?;
+    ///                 ctx.snd(&reply, &("count",))?;
+    ///                 Ok(())
+    ///             })))
+    ///     })
+    ///     .start()
+    ///     .await
+    ///     .unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// let counter = node.spawn(node.id(), "My::counter", &()).unwrap();
+    /// node.snd(&counter, &("unknown tag",)).unwrap(); // ignored
+    /// node.snd(&counter, &("get", &out)).unwrap();
+    /// assert_eq!(rx.recv().await.unwrap().tag().as_deref(), Some("count"));
+    /// assert!(node.port_exists(&counter));
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn rcv(rcv: Rcv) -> PortBehaviour {
+        PortBehaviour::Tags(rcv)
+    }
+
     /// An actix actor.
     pub fn actor(recipient: Recipient<Packet>) -> PortBehaviour {
         PortBehaviour::Actor(recipient)
@@ -116,15 +172,28 @@ impl PortBehaviour {
         match self {
             PortBehaviour::Actor(r) => PortTarget::Actor(r),
             PortBehaviour::Handler(handler) => {
-                let arbiter = ctx.node.inner().transport.arbiter().clone();
-                let addr =
-                    HandlerPort::start_in_arbiter(&arbiter, move |_| HandlerPort { ctx, handler });
-                PortTarget::Handler {
-                    packets: addr.clone().recipient(),
-                    control: addr.recipient(),
-                }
+                ctx.dispatch
+                    .lock()
+                    .set_default(DefaultCb::Call(Some(handler)));
+                start_handler(ctx)
+            }
+            PortBehaviour::Tags(rcv) => {
+                ctx.dispatch.lock().merge(rcv);
+                start_handler(ctx)
             }
         }
+    }
+}
+
+/// Starts the actor of a handler port with context `ctx`.
+fn start_handler(ctx: PortContext) -> PortTarget {
+    let arbiter = ctx.node.inner().transport.arbiter().clone();
+    let dispatch = ctx.dispatch.clone();
+    let addr = HandlerPort::start_in_arbiter(&arbiter, move |_| HandlerPort { ctx });
+    PortTarget::Handler {
+        packets: addr.clone().recipient(),
+        control: addr.recipient(),
+        dispatch,
     }
 }
 
@@ -132,6 +201,7 @@ impl fmt::Debug for PortBehaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PortBehaviour::Handler(_) => f.write_str("PortBehaviour::Handler"),
+            PortBehaviour::Tags(rcv) => write!(f, "PortBehaviour::Tags({rcv:?})"),
             PortBehaviour::Actor(_) => f.write_str("PortBehaviour::Actor"),
         }
     }
@@ -146,7 +216,6 @@ pub(crate) fn die_reason(message: &str) -> Reason {
 /// The actor behind a handler port.
 pub(crate) struct HandlerPort {
     ctx: PortContext,
-    handler: HandlerFn,
 }
 
 impl Actor for HandlerPort {
@@ -162,9 +231,7 @@ impl Handler<Packet> for HandlerPort {
             // the Stop (or an earlier outside kil's Die) ends the actor
             return;
         }
-        let ctx = &self.ctx;
-        let handler = &mut self.handler;
-        let Err(failure) = super::user_code::for_port(|| handler(ctx, msg)) else {
+        let Err(failure) = super::rcv::dispatch(&self.ctx, msg) else {
             return;
         };
         tracing::debug!(node = %self.ctx.node.id(), port = %self.ctx.port, error = %failure, "port handler failed");
@@ -211,6 +278,11 @@ impl Node {
         &self,
         handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
     ) -> PortId {
+        self.handler_port(Dispatch::shared(DefaultCb::Call(Some(Box::new(handler)))))
+    }
+
+    /// A handler port with a fresh id and the callbacks `dispatch`.
+    pub(crate) fn handler_port(&self, dispatch: SharedDispatch) -> PortId {
         // the handler's context names its port, so the name is reserved
         // before the handler exists (a user may have taken a name of this
         // shape with port_named)
@@ -228,8 +300,11 @@ impl Node {
             }
         };
         let port = PortId::new(&self.inner().id, &name);
-        let target = PortBehaviour::handler(handler)
-            .into_target(PortContext::new(self.clone(), port.clone()));
+        let target = start_handler(PortContext::with_dispatch(
+            self.clone(),
+            port.clone(),
+            dispatch,
+        ));
         self.inner()
             .ports
             .registry()
@@ -245,7 +320,8 @@ impl Node {
     ) -> Result<PortId, PortError> {
         let me = self.clone();
         self.named_port(name, move |port| {
-            PortBehaviour::handler(handler).into_target(PortContext::new(me, port))
+            let dispatch = Dispatch::shared(DefaultCb::Call(Some(Box::new(handler))));
+            start_handler(PortContext::with_dispatch(me, port, dispatch))
         })
     }
 }

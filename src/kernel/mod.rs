@@ -11,7 +11,7 @@
 //! [`Node`] facade; the behaviour that spans parts lives in a file named
 //! after it: `monitor.rs`, `node_port.rs`, `spawn.rs`, `cal.rs`,
 //! `lifecycle.rs` (nodes up and down), `link.rs` (what the transport calls),
-//! `handler.rs` (handler ports), `calls.rs` (plain functions and
+//! `handler.rs` (handler ports), `rcv.rs` (their tag dispatch), `calls.rs` (plain functions and
 //! configured services) and `user_code.rs` (running user code). Parts
 //! import no behaviour; the one circle left is of types: the callbacks in
 //! the function table receive the [`Node`] that holds the table.
@@ -29,6 +29,7 @@ mod node_port;
 mod peers;
 mod port;
 mod ports;
+mod rcv;
 mod registry;
 mod remote;
 mod services;
@@ -44,6 +45,7 @@ pub use monitors::Reason;
 pub use node::{Node, NodeEvent};
 pub use node_port::EVAL_REFUSED;
 pub use port::{PortId, alnum_random};
+pub use rcv::{NO_CALLBACK, Rcv};
 pub use remote::PeerAuth;
 pub use watchers::NodeChange;
 

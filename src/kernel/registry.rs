@@ -13,6 +13,7 @@ use dashmap::mapref::entry::Entry;
 use tokio::sync::mpsc;
 
 use super::monitors::{Action, Reason};
+use super::rcv::SharedDispatch;
 use crate::wire::Packet;
 
 /// What the node tells a handler port's actor besides its messages.
@@ -46,6 +47,8 @@ pub(crate) enum PortTarget {
         packets: Recipient<Packet>,
         /// Its kil and stop.
         control: Recipient<Control>,
+        /// Its callbacks by tag (for `Node::rcv` from outside).
+        dispatch: SharedDispatch,
     },
     /// A local spawn whose init function has not run yet: messages wait.
     Pending(Vec<Packet>),
@@ -75,6 +78,18 @@ impl PortTarget {
         }
         Ok(())
     }
+}
+
+/// What [`Registry::dispatch_of`] found.
+pub(crate) enum Lookup {
+    /// A handler port's callbacks.
+    Found(SharedDispatch),
+    /// No such port.
+    Missing,
+    /// An actor or channel port.
+    NotHandler,
+    /// A port whose init function has not returned.
+    Pending,
 }
 
 /// A local port.
@@ -117,6 +132,16 @@ impl Registry {
     /// Whether a port of that name exists.
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.ports.contains_key(name)
+    }
+
+    /// The callbacks of handler port `name`.
+    pub(crate) fn dispatch_of(&self, name: &str) -> Lookup {
+        match self.ports.get(name).as_deref().map(|e| &e.target) {
+            Some(PortTarget::Handler { dispatch, .. }) => Lookup::Found(dispatch.clone()),
+            Some(PortTarget::Pending(_)) => Lookup::Pending,
+            Some(_) => Lookup::NotHandler,
+            None => Lookup::Missing,
+        }
     }
 
     /// Number of local ports.

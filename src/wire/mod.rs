@@ -18,6 +18,7 @@ mod lenient;
 mod node_port;
 pub(crate) mod packet;
 pub mod slot;
+mod tagged;
 mod tls;
 
 pub use auth::{
@@ -47,6 +48,7 @@ pub use node_port::{
     SndEntry, die_reason, no_such_port, transport_error,
 };
 pub use packet::Packet;
+pub use tagged::{Tagged, TaggedError, tags_of};
 pub use tls::{PeerVerifier, TlsConfigs};
 
 /// Runs every parser of this module on arbitrary bytes, for fuzzers and

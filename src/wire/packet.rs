@@ -170,6 +170,171 @@ impl Packet {
     }
 }
 
+impl Packet {
+    /// The message's tag: its first element (after the destination) as
+    /// the string Perl's `rcv` compares it as (MP.pm 417–420 looks the
+    /// first element up in a hash, so it is stringified). Found by a
+    /// small scan of the frame; nothing else is decoded.
+    ///
+    /// * a string is itself (unescaped if it has escapes);
+    /// * a number is its text as written (integers are their decimal
+    ///   digits, as Perl prints them: `5` matches the tag `"5"`; a
+    ///   fraction or exponent is kept as written, where Perl would
+    ///   normalise it);
+    /// * `true`/`false` are `"1"`/`"0"` and `null` is `""`, as Perl's
+    ///   booleans and `undef` stringify;
+    /// * an array or object (a reference in Perl, stringified
+    ///   `ARRAY(0x…)`, which matches no tag), an empty message and a
+    ///   keepalive have no tag: `None`.
+    ///
+    /// Frames that arrived as storable or CBOR are JSON frames here too
+    /// (they are transcoded on arrival), so this works for every framing.
+    ///
+    /// ```
+    /// use aemp::wire::Packet;
+    /// let p = |s: &'static str| Packet::parse(bytes::Bytes::from_static(s.as_bytes())).unwrap();
+    /// assert_eq!(p(r#"["port","ping",1,2]"#).tag().as_deref(), Some("ping"));
+    /// assert_eq!(p(r#"["port", 5 ,"x"]"#).tag().as_deref(), Some("5"));
+    /// assert_eq!(p(r#"["port","a\u0062"]"#).tag().as_deref(), Some("ab"));
+    /// assert_eq!(p(r#"["port",true]"#).tag().as_deref(), Some("1"));
+    /// assert_eq!(p(r#"["port",[1],"x"]"#).tag(), None);
+    /// assert_eq!(p(r#"["port"]"#).tag(), None);
+    /// ```
+    pub fn tag(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        let (start, end) = tag_span(&self.frame)?;
+        let text = self.frame.get(start..end)?;
+        match text.first()? {
+            b'"' => {
+                let inner = text.get(1..text.len().checked_sub(1)?)?;
+                if memchr::memchr(b'\\', inner).is_none() {
+                    std::str::from_utf8(inner).ok().map(Cow::Borrowed)
+                } else {
+                    serde_json::from_slice::<String>(text).ok().map(Cow::Owned)
+                }
+            }
+            b'[' | b'{' => None,
+            b't' => Some(Cow::Borrowed("1")),
+            b'f' => Some(Cow::Borrowed("0")),
+            b'n' => Some(Cow::Borrowed("")),
+            _ => std::str::from_utf8(text).ok().map(Cow::Borrowed),
+        }
+    }
+
+    /// This packet without its tag (the message's first element): what
+    /// Perl's `rcv` hands a tag callback (MP.pm 419). `None` if the
+    /// message is empty.
+    ///
+    /// ```
+    /// use aemp::wire::Packet;
+    /// let p = Packet::parse(bytes::Bytes::from_static(br#"["port","add",1,2]"#)).unwrap();
+    /// let rest = p.without_tag().unwrap();
+    /// assert_eq!(rest.dest(), Some("port"));
+    /// assert_eq!(rest.decode::<(i32, i32)>().unwrap(), (1, 2));
+    /// assert_eq!(&rest.frame()[..], br#"["port",1,2]"#);
+    /// ```
+    pub fn without_tag(&self) -> Option<Packet> {
+        let (dest_end, _) = dest_span_end(&self.frame)?;
+        let (_, tag_end) = tag_span(&self.frame)?;
+        let after = skip_ws(&self.frame, tag_end);
+        let mut out = BytesMut::with_capacity(self.frame.len());
+        out.extend_from_slice(self.frame.get(..dest_end)?);
+        match self.frame.get(after)? {
+            b',' => out.extend_from_slice(self.frame.get(after..)?),
+            _ => out.put_u8(b']'),
+        }
+        Some(Packet {
+            frame: out.freeze(),
+            dest: self.dest.clone(),
+        })
+    }
+}
+
+/// Skips JSON whitespace from `i`.
+fn skip_ws(frame: &[u8], mut i: usize) -> usize {
+    while frame.get(i).is_some_and(|b| is_ws(*b)) {
+        i += 1;
+    }
+    i
+}
+
+/// The end (exclusive) of the JSON value starting at `i` of a frame the
+/// scanner validated (or built by [`Packet::encode`]).
+fn skip_value(frame: &[u8], i: usize) -> Option<usize> {
+    match *frame.get(i)? {
+        b'"' => skip_string(frame, i),
+        b'[' | b'{' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *frame.get(j)? {
+                    b'"' => {
+                        j = skip_string(frame, j)?;
+                        continue;
+                    }
+                    b'[' | b'{' => depth += 1,
+                    b']' | b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while let Some(b) = frame.get(j) {
+                if matches!(b, b',' | b']' | b'}') || is_ws(*b) {
+                    break;
+                }
+                j += 1;
+            }
+            Some(j)
+        }
+    }
+}
+
+/// The end (exclusive, after the closing quote) of the string at `i`.
+fn skip_string(frame: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', frame.get(j..)?)?;
+        if frame.get(k) == Some(&b'"') {
+            return Some(k + 1);
+        }
+        j = k + 2;
+    }
+}
+
+/// The end of the destination string (after its closing quote) and
+/// where the next element starts, if there is one (past the comma).
+fn dest_span_end(frame: &[u8]) -> Option<(usize, Option<usize>)> {
+    let open = skip_ws(frame, 0);
+    if frame.get(open) != Some(&b'[') {
+        return None;
+    }
+    let dest = skip_ws(frame, open + 1);
+    if frame.get(dest) != Some(&b'"') {
+        return None;
+    }
+    let end = skip_string(frame, dest)?;
+    let next = skip_ws(frame, end);
+    match frame.get(next)? {
+        b',' => Some((end, Some(skip_ws(frame, next + 1)))),
+        _ => Some((end, None)),
+    }
+}
+
+/// The byte range of the tag (the first element after the destination).
+fn tag_span(frame: &[u8]) -> Option<(usize, usize)> {
+    let (_, start) = dest_span_end(frame)?;
+    let start = start?;
+    Some((start, skip_value(frame, start)?))
+}
+
 /// Appends to `out` with `write`, which gets `out` and the length it had
 /// before; on error `out` is truncated back to that length (the framings'
 /// encoders append nothing on error).
@@ -325,6 +490,38 @@ mod tests {
             parse(r#"["x"]"#).unwrap().values().unwrap(),
             Vec::<Value>::new()
         );
+    }
+
+    #[test]
+    fn tags() {
+        let tag = |s: &str| parse(s).unwrap().tag().map(|t| t.into_owned());
+        assert_eq!(tag(r#"["p","a"]"#).as_deref(), Some("a"));
+        assert_eq!(tag(r#" [ "p" , "a" , 1 ] "#).as_deref(), Some("a"));
+        assert_eq!(tag(r#"["p\"q","a\"b",1]"#).as_deref(), Some("a\"b"));
+        assert_eq!(tag(r#"["p",-12,1]"#).as_deref(), Some("-12"));
+        assert_eq!(tag(r#"["p",1.5]"#).as_deref(), Some("1.5"));
+        assert_eq!(tag(r#"["p",false]"#).as_deref(), Some("0"));
+        assert_eq!(tag(r#"["p",null,2]"#).as_deref(), Some(""));
+        assert_eq!(tag(r#"["p",{"a":"]"},2]"#), None);
+        assert_eq!(tag(r#"["p"]"#), None);
+        assert_eq!(tag("[]"), None);
+        let rest = |s: &str| {
+            parse(s)
+                .unwrap()
+                .without_tag()
+                .map(|p| String::from_utf8(p.frame().to_vec()).unwrap())
+        };
+        assert_eq!(rest(r#"["p","a"]"#).as_deref(), Some(r#"["p"]"#));
+        assert_eq!(rest(r#"["p",[1,"]"],2]"#).as_deref(), Some(r#"["p",2]"#));
+        assert_eq!(
+            rest(r#"[ "p" , "a" , 3 ]"#).as_deref(),
+            Some(r#"[ "p", 3 ]"#)
+        );
+        assert_eq!(rest(r#"["p\"","a\\",3]"#).as_deref(), Some(r#"["p\"",3]"#));
+        assert_eq!(rest(r#"["p"]"#), None);
+        let p = parse(r#"["p\"","a",3]"#).unwrap().without_tag().unwrap();
+        assert_eq!(p.dest(), Some("p\""));
+        assert_eq!(p.values().unwrap(), vec![json!(3)]);
     }
 
     #[test]
