@@ -240,6 +240,36 @@ async fn a_monitored_port_that_dies_sends_kil0_with_its_reason() {
 }
 
 #[actix_rt::test]
+async fn shutdown_kills_every_port_with_the_shutdown_reason() {
+    // MP.pm 618: a kill-form monitor acts only on a reason, and the kil0
+    // uses the remote monitors up (Kernel.pm 606-611): the default
+    // shutdown must carry one.
+    let node = kernel_node("kern").await;
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    let (p, _rp) = node.port_channel();
+    let (q, _rq) = node.port_channel();
+    peer.send(json!(["", "mon1", q.name()])).await;
+    sync_raw(&mut peer).await;
+    let (cb, mut r) = reporter();
+    node.mon(&p, cb).forget();
+    let expected = vec![json!("shutdown"), json!("node kern is shutting down")];
+    assert_eq!(node.shutdown_reason(), expected);
+    node.shutdown();
+    assert_eq!(reason(&mut r).await, expected);
+    assert_eq!(
+        peer.recv().await,
+        json!(["", "kil0", q.name(), "shutdown", "node kern is shutting down"])
+    );
+}
+
+/// Makes sure the node handled what the raw peer sent before: a request
+/// whose reply comes after.
+async fn sync_raw(peer: &mut RawPeer) {
+    peer.send(json!(["", "snd", "raw#sync", "s"])).await;
+    assert_eq!(peer.recv().await, json!(["sync", "s"]));
+}
+
+#[actix_rt::test]
 async fn remote_monitors_are_reference_counted() {
     let node = kernel_node("kern").await;
     let mut peer = RawPeer::connect(&node, "raw").await;

@@ -537,11 +537,32 @@ impl Node {
         self.inner.events.subscribe()
     }
 
-    /// Stops listening and dialling, kills every local port (normal exit),
-    /// and closes every connection after writing what is queued on it.
-    /// Sends fail from now on.
+    /// Stops listening and dialling, kills every local port with
+    /// [`Node::shutdown_reason`] — `("shutdown", "node <id> is shutting
+    /// down")` — and closes every connection after writing what is queued
+    /// on it. Sends fail from now on.
+    ///
+    /// The reason is not empty on purpose: Perl's kill-form monitors
+    /// (`mon $port, $port2`) act only on a reason (MP.pm 618), and the
+    /// `kil0` a dying port sends uses the remote monitors up (Kernel.pm
+    /// 606–611), so a normal exit here would leave them never firing.
+    ///
+    /// ```no_run
+    /// # async fn f(node: aemp::Node) {
+    /// node.shutdown(); // same as node.shutdown_with(node.shutdown_reason())
+    /// # }
+    /// ```
     pub fn shutdown(&self) {
-        self.shutdown_with(Vec::new());
+        self.shutdown_with(self.shutdown_reason());
+    }
+
+    /// The reason [`Node::shutdown`] kills the ports with:
+    /// `["shutdown", "node <id> is shutting down"]`.
+    pub fn shutdown_reason(&self) -> Reason {
+        vec![
+            Value::from("shutdown"),
+            Value::from(format!("node {} is shutting down", self.id())),
+        ]
     }
 
     /// Like [`Node::shutdown`], killing the local ports with `reason` (so
