@@ -340,3 +340,41 @@ async fn a_seed_becomes_the_master_and_the_master_hears_of_lost_nodes() {
         json!([gseed, "find", "plain"])
     );
 }
+
+#[actix_rt::test]
+async fn a_remote_spawns_init_can_register_and_message_its_own_port() {
+    // in Perl the port exists once the init calls `rcv $SELF` (MP.pm
+    // 692-694, 728): inside the init, grp_reg and snd to $SELF work, for a
+    // remote spawn as for a local one
+    let a = Node::builder()
+        .node_id("sa")
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .init_fn("Test::self_reg", |ctx, args| {
+            let back = args
+                .first()
+                .and_then(serde_json::Value::as_str)
+                .ok_or("Test::self_reg needs a port")?
+                .to_owned();
+            ctx.node().grp_reg("spawned", ctx.port())?.forget();
+            ctx.snd(ctx.port().as_str(), &("hello self",))?;
+            Ok(aemp::PortBehaviour::handler(move |ctx, msg| {
+                ctx.snd(&back, &msg.values()?)?;
+                Ok(())
+            }))
+        })
+        .start()
+        .await
+        .unwrap();
+    let b = listening_node("sb").await;
+    b.connect(addr_of(&a)).await.unwrap();
+    let (back, mut rx) = b.port_channel();
+    let port = b.spawn("sa", "Test::self_reg", &(back.as_str(),)).unwrap();
+    assert_eq!(
+        recv(&mut rx).await.values().unwrap(),
+        vec![json!("hello self")]
+    );
+    everywhere(&[&a, &b], "spawned", &[&port]).await;
+    a.shutdown();
+    b.shutdown();
+}
