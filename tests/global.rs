@@ -378,3 +378,55 @@ async fn a_remote_spawns_init_can_register_and_message_its_own_port() {
     a.shutdown();
     b.shutdown();
 }
+
+#[actix_rt::test]
+async fn a_bare_node_id_is_a_group_member_until_unregistered_or_node_down() {
+    // the reference's eg/chat_server2 registers `$NODE`; unreg_groups
+    // matches bare ids at node-down (Global.pm 181)
+    let a = listening_node("ba").await;
+    let b = listening_node("bb").await;
+    b.connect(addr_of(&a)).await.unwrap();
+    let bare = PortId::from("ba");
+    let reg = a.grp_reg("chat", &bare).unwrap();
+    assert!(matches!(
+        a.grp_reg("chat", &bare),
+        Err(GroupError::AlreadyRegistered { .. })
+    ));
+    everywhere(&[&a, &b], "chat", &[&bare]).await;
+    drop(reg);
+    everywhere(&[&a, &b], "chat", &[]).await;
+    a.grp_reg("chat", &bare).unwrap().forget();
+    everywhere(&[&a, &b], "chat", &[&bare]).await;
+    a.shutdown();
+    until("ba's bare id to leave the group on bb", || {
+        b.grp_get("chat").is_empty()
+    })
+    .await;
+    b.shutdown();
+}
+
+#[actix_rt::test]
+async fn bare_node_ids_from_a_perl_peer_are_members_until_it_goes_down() {
+    // `spawn $members->[0]` of eg/chat_client2 line 32 needs them
+    let node = listening_node("glob").await;
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    let (gport, _) = opening(&mut peer, node.id()).await;
+    assert_eq!(peer.recv_any().await, json!([gport, "seedme1"]));
+    perl_style_opening(
+        &mut peer,
+        "raw",
+        "g.a",
+        "127.0.0.1:1",
+        json!({"chat": ["raw"]}),
+    )
+    .await;
+    until("raw's bare id in the group", || {
+        node.grp_get("chat") == vec![PortId::from("raw")]
+    })
+    .await;
+    drop(peer);
+    until("raw's bare id to leave the group", || {
+        node.grp_get("chat").is_empty()
+    })
+    .await;
+}

@@ -258,7 +258,13 @@ async fn shutdown_kills_every_port_with_the_shutdown_reason() {
     assert_eq!(reason(&mut r).await, expected);
     assert_eq!(
         peer.recv().await,
-        json!(["", "kil0", q.name(), "shutdown", "node kern is shutting down"])
+        json!([
+            "",
+            "kil0",
+            q.name(),
+            "shutdown",
+            "node kern is shutting down"
+        ])
     );
 }
 
