@@ -487,8 +487,9 @@ impl Node {
 
     /// Spawns a port on the node of `target` (a node id, or a port id whose
     /// node is meant) by running the init function `func` there with
-    /// `args` (anything that serializes to an array; `&()` for none). Returns the new
-    /// port's id at once, `<target node>#<runiq>.<counter>`; messages and
+    /// `args` (anything that serializes to an array; `&[(); 0]` for none —
+    /// `&()` is refused with [`SpawnError::Args`], as `snd` refuses it).
+    /// Returns the new port's id at once, `<target node>#<runiq>.<counter>`; messages and
     /// monitors may use it right away. A local init function runs only
     /// after this returns. If the init function is unknown or fails, no
     /// port is created and a monitor of the port fires with
