@@ -36,7 +36,10 @@ pub struct NodeConfig {
     /// binds: a listener-less node, which can only dial out.
     pub binds: Vec<String>,
     /// Seed addresses, `host:port`, dialled at start; the node id behind
-    /// each is learned from its greeting.
+    /// each is learned from its greeting. At start they are expanded as
+    /// the binds are (a number alone is `<hostname>:<number>`, `*` every
+    /// non-loopback address, each address of a name its own seed;
+    /// Kernel.pm 446), without the binds' 127.0.0.1 fallback.
     pub seeds: Vec<String>,
     /// Auth methods we send (reference default:
     /// `tls_md6_64_256,hmac_md6_64_256`).

@@ -617,6 +617,13 @@ impl NodeInner {
             config.node_id = format!("{ANON_NODE_ID}{}", alnum_random(12));
         }
         let listeners = listener::bind(&config.binds).await?;
+        // seeds are expanded once, as the binds are (Kernel.pm 446)
+        config.seeds = crate::transport::binds::resolve_seeds(
+            &config.seeds,
+            &crate::transport::binds::HostInfo::this_host(),
+        )
+        .await
+        .map_err(|e| StartError::Config(e.into()))?;
         let listen_addrs = listeners
             .iter()
             .map(|l| l.local_addr())
