@@ -430,3 +430,90 @@ async fn bare_node_ids_from_a_perl_peer_are_members_until_it_goes_down() {
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn a_node_restarted_on_a_new_port_is_dialled_at_its_new_address_first() {
+    // Global.pm 333: `addr` replaces; 442: forgotten at node-down; Node.pm
+    // 130: addresses learned while connecting are tried first
+    let b = listening_node("book").await;
+    let r1 = listening_node("rst").await;
+    let old = addr_of(&r1);
+    b.connect(old.clone()).await.unwrap();
+    until("rst's own addr to reach book", || {
+        b.addresses("rst") == vec![old.clone()]
+    })
+    .await;
+    r1.shutdown();
+    until("rst's addresses to be forgotten at node-down", || {
+        !b.node_is_up("rst") && b.addresses("rst").is_empty()
+    })
+    .await;
+
+    // the program still knows the dead address; a listener there counts
+    // the dials
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    let dials = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let d = dials.clone();
+    actix_rt::spawn(async move {
+        while let Ok((s, _)) = dead.accept().await {
+            d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    b.add_addresses("rst", [dead_addr.clone()]);
+    b.connect_node("rst");
+    until("a dial at the dead address", || {
+        dials.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .await;
+
+    // the node comes back elsewhere, and a Perl-style peer tells us so
+    let r2 = listening_node("rst").await;
+    let new = addr_of(&r2);
+    let mut peer = RawPeer::connect(&b, "raw").await;
+    let (gport, _) = opening(&mut peer, b.id()).await;
+    assert_eq!(peer.recv_any().await, json!([gport, "seedme1"]));
+    perl_style_opening(&mut peer, "raw", "g.a", "127.0.0.1:1", json!({})).await;
+    let dials_before = dials.load(std::sync::atomic::Ordering::SeqCst);
+    let told = std::time::Instant::now();
+    peer.send(json!(["g.a", "nodes", {"rst": [new.clone()]}]))
+        .await;
+    until("rst to be up again", || b.node_is_up("rst")).await;
+    // at once (the connector's pace is about 2 s), and not at the dead
+    // address first
+    assert!(
+        told.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        told.elapsed()
+    );
+    assert_eq!(
+        dials.load(std::sync::atomic::Ordering::SeqCst),
+        dials_before
+    );
+    assert_eq!(b.addresses("rst")[0], new);
+    r2.shutdown();
+    b.shutdown();
+}
+
+#[actix_rt::test]
+async fn anonymous_nodes_leave_no_address_or_provider_behind() {
+    let b = listening_node("host").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let anon = Node::builder().secret(SECRET).start().await.unwrap();
+        anon.connect(addr_of(&b)).await.unwrap();
+        let id = anon.id().to_owned();
+        until("the anon node up", || b.node_is_up(&id)).await;
+        assert!(b.provider_of(&id).is_some());
+        anon.shutdown();
+        until("the anon node down", || !b.node_is_up(&id)).await;
+        ids.push(id);
+    }
+    for id in &ids {
+        assert!(b.addresses(id).is_empty(), "{id}");
+        assert_eq!(b.provider_of(id), None, "{id}");
+        assert_eq!(b.peer_auth(id), None, "{id}");
+    }
+    b.shutdown();
+}
