@@ -71,6 +71,20 @@ pub struct NodeConfig {
     /// plain function, no arguments), `["Pkg::func", args…]`, or `"Pkg::"`
     /// (a package: some function of it must be registered).
     pub services: Vec<Value>,
+    /// Whether [`NodeConfig::services`] is inherited — set by
+    /// [`ConfigFile::node_config`] when the list comes from the file's
+    /// global section or a parent profile, not from the node's own profile
+    /// or the caller.
+    ///
+    /// aemp's policy for a configuration file shared with Perl nodes: a
+    /// service the node implements (a registered function or package, or
+    /// a built-in package) runs; one it does not implement (a Perl-only
+    /// `"MyApp::"`, say) refuses the start only when the node's own
+    /// profile (or the program) lists it — as Perl refuses an unloadable
+    /// service, Kernel.pm 448–458 — and is skipped with a warning when
+    /// inherited. Other failures (a service that fails, an init function
+    /// named as a service, a malformed entry) always refuse the start.
+    pub inherited_services: bool,
     /// Longest wait a peer may ask of us for a data connection (the
     /// timeout in its `AnyEvent::MP::DataConn::_expect`; the reference
     /// takes any value): larger ones are clamped to this. Default 300 s.
@@ -103,6 +117,7 @@ impl Default for NodeConfig {
             max_depth: DEFAULT_MAX_DEPTH,
             max_send_queue: 64 * 1024 * 1024,
             services: Vec::new(),
+            inherited_services: false,
             cert: None,
             dataconn_max_timeout: DEFAULT_DATACONN_MAX_TIMEOUT,
             dataconn_max_pending: DEFAULT_DATACONN_MAX_PENDING,
