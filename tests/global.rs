@@ -449,16 +449,18 @@ async fn a_node_restarted_on_a_new_port_is_dialled_at_its_new_address_first() {
     })
     .await;
 
-    // the program still knows the dead address; a listener there counts
-    // the dials
+    // the program still knows the old address, where now a black hole
+    // counts the dials (it holds them open and says nothing, so a dial
+    // there stays pending, as one to a host that went away)
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_addr = dead.local_addr().unwrap().to_string();
     let dials = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let d = dials.clone();
     actix_rt::spawn(async move {
+        let mut held = Vec::new();
         while let Ok((s, _)) = dead.accept().await {
             d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            drop(s);
+            held.push(s);
         }
     });
     b.add_addresses("rst", [dead_addr.clone()]);
