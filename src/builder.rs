@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::config::{ConfigError, ConfigFile, NodeConfig};
 use crate::dataconn::{DataInitFn, DataStream};
-use crate::error::{SettingError, StartError};
+use crate::error::{ServiceError, SettingError, StartError};
 use crate::kernel::{
     Function, Functions, HandlerError, InitFn, Node, NodeInner, PlainFn, PortBehaviour,
     PortContext, check_name,
@@ -28,6 +28,10 @@ impl Node {
     /// profile `profile` (default: the host name). Functions its
     /// `services` name must be registered first: use
     /// [`NodeBuilder::from_config`] and register them on the builder.
+    /// Services that the profile inherits (from the global section or a
+    /// parent profile) and this node does not implement — Perl-only ones
+    /// in a file shared with Perl nodes — are skipped with a warning; see
+    /// [`NodeConfig::inherited_services`].
     pub async fn from_config(profile: Option<&str>) -> Result<Node, StartError> {
         let file = ConfigFile::load_default()?;
         let profile = profile.map_or_else(crate::config::default_profile, str::to_owned);
@@ -219,8 +223,20 @@ impl NodeBuilder {
         crate::dataconn::DataConn::install(&node, self.dataconn_inits);
         crate::logcatcher::install(&node);
         node.start_listening(listeners);
+        let inherited = node.config().inherited_services;
         for service in node.config().services.clone() {
             if let Err(source) = node.start_service(&service) {
+                // a Perl-only service inherited from a shared file (see
+                // NodeConfig::inherited_services)
+                if inherited
+                    && matches!(
+                        source,
+                        ServiceError::UnknownFunction(_) | ServiceError::NoPackage(_)
+                    )
+                {
+                    tracing::warn!(node = node.id(), %service, %source, "inherited service not implemented by this node; skipped");
+                    continue;
+                }
                 node.shutdown();
                 return Err(StartError::Service {
                     service: service.to_string(),

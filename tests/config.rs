@@ -325,3 +325,88 @@ fn a_node_starts_from_a_profile() {
         Vec::<Value>::new()
     );
 }
+
+#[test]
+fn perl_only_services_are_skipped_when_inherited_and_refused_in_the_own_profile() {
+    // aemp's policy for a file shared with Perl nodes (NodeConfig::
+    // inherited_services; Perl refuses an unloadable service, Kernel.pm
+    // 448-458): "worker" inherits `services` from its parent "server"
+    let (_dir, path) = temp_rc(PERL_RC);
+    let mut file = ConfigFile::load(&path).unwrap();
+    // no dialling out of the test
+    file.profile_mut("worker").insert("seeds".into(), json!([]));
+    file.root_mut().insert("monitor_timeout".into(), json!("1"));
+    let (cfg, _) = file.node_config("worker", &Map::new()).unwrap();
+    assert!(cfg.inherited_services);
+    assert!(
+        !file
+            .node_config("server", &Map::new())
+            .unwrap()
+            .0
+            .inherited_services
+    );
+
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<Value>>();
+    actix_rt::System::new().block_on(async move {
+        let echo = |tx: std::sync::mpsc::Sender<Vec<Value>>| {
+            move |_: &Node, args: Vec<Value>| {
+                let _ = tx.send(args);
+                Ok(())
+            }
+        };
+        // inherited: the implemented one runs, the Perl-only Pkg::f is
+        // skipped
+        let node = NodeBuilder::from_config(&file, "worker")
+            .unwrap()
+            .plain_fn("Aemp::Echo::start", echo(tx.clone()))
+            .start()
+            .await
+            .expect("inherited unknown services are skipped");
+        node.shutdown();
+
+        // from the global section: skipped too
+        let mut global = file.clone();
+        global
+            .root_mut()
+            .insert("services".into(), json!(["MyApp::", "Aemp::Echo::start"]));
+        global
+            .profile_mut("lone")
+            .insert("binds".into(), json!(["127.0.0.1:0"]));
+        let node = NodeBuilder::from_config(&global, "lone")
+            .unwrap()
+            .plain_fn("Aemp::Echo::start", echo(tx.clone()))
+            .start()
+            .await
+            .expect("global unknown services are skipped");
+        node.shutdown();
+
+        // listed in the node's own profile: refused, as Perl does
+        let mut own = file.clone();
+        own.profile_mut("worker")
+            .insert("services".into(), json!(["MyApp::"]));
+        let err = NodeBuilder::from_config(&own, "worker")
+            .unwrap()
+            .start()
+            .await
+            .expect_err("an unknown service of the own profile");
+        assert!(err.to_string().contains("MyApp::"), "{err}");
+
+        // an inherited service that fails still refuses the start
+        let err = NodeBuilder::from_config(&file, "worker")
+            .unwrap()
+            .plain_fn("Aemp::Echo::start", |_, _| Err("broken".into()))
+            .start()
+            .await
+            .expect_err("a failing service");
+        assert!(err.to_string().contains("Aemp::Echo::start"), "{err}");
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Vec::<Value>::new()
+    );
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Vec::<Value>::new()
+    );
+    assert!(rx.try_recv().is_err());
+}

@@ -340,3 +340,182 @@ async fn a_seed_becomes_the_master_and_the_master_hears_of_lost_nodes() {
         json!([gseed, "find", "plain"])
     );
 }
+
+#[actix_rt::test]
+async fn a_remote_spawns_init_can_register_and_message_its_own_port() {
+    // in Perl the port exists once the init calls `rcv $SELF` (MP.pm
+    // 692-694, 728): inside the init, grp_reg and snd to $SELF work, for a
+    // remote spawn as for a local one
+    let a = Node::builder()
+        .node_id("sa")
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .init_fn("Test::self_reg", |ctx, args| {
+            let back = args
+                .first()
+                .and_then(serde_json::Value::as_str)
+                .ok_or("Test::self_reg needs a port")?
+                .to_owned();
+            ctx.node().grp_reg("spawned", ctx.port())?.forget();
+            ctx.snd(ctx.port().as_str(), &("hello self",))?;
+            Ok(aemp::PortBehaviour::handler(move |ctx, msg| {
+                ctx.snd(&back, &msg.values()?)?;
+                Ok(())
+            }))
+        })
+        .start()
+        .await
+        .unwrap();
+    let b = listening_node("sb").await;
+    b.connect(addr_of(&a)).await.unwrap();
+    let (back, mut rx) = b.port_channel();
+    let port = b.spawn("sa", "Test::self_reg", &(back.as_str(),)).unwrap();
+    assert_eq!(
+        recv(&mut rx).await.values().unwrap(),
+        vec![json!("hello self")]
+    );
+    everywhere(&[&a, &b], "spawned", &[&port]).await;
+    a.shutdown();
+    b.shutdown();
+}
+
+#[actix_rt::test]
+async fn a_bare_node_id_is_a_group_member_until_unregistered_or_node_down() {
+    // the reference's eg/chat_server2 registers `$NODE`; unreg_groups
+    // matches bare ids at node-down (Global.pm 181)
+    let a = listening_node("ba").await;
+    let b = listening_node("bb").await;
+    b.connect(addr_of(&a)).await.unwrap();
+    let bare = PortId::from("ba");
+    let reg = a.grp_reg("chat", &bare).unwrap();
+    assert!(matches!(
+        a.grp_reg("chat", &bare),
+        Err(GroupError::AlreadyRegistered { .. })
+    ));
+    everywhere(&[&a, &b], "chat", &[&bare]).await;
+    drop(reg);
+    everywhere(&[&a, &b], "chat", &[]).await;
+    a.grp_reg("chat", &bare).unwrap().forget();
+    everywhere(&[&a, &b], "chat", &[&bare]).await;
+    a.shutdown();
+    until("ba's bare id to leave the group on bb", || {
+        b.grp_get("chat").is_empty()
+    })
+    .await;
+    b.shutdown();
+}
+
+#[actix_rt::test]
+async fn bare_node_ids_from_a_perl_peer_are_members_until_it_goes_down() {
+    // `spawn $members->[0]` of eg/chat_client2 line 32 needs them
+    let node = listening_node("glob").await;
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    let (gport, _) = opening(&mut peer, node.id()).await;
+    assert_eq!(peer.recv_any().await, json!([gport, "seedme1"]));
+    perl_style_opening(
+        &mut peer,
+        "raw",
+        "g.a",
+        "127.0.0.1:1",
+        json!({"chat": ["raw"]}),
+    )
+    .await;
+    until("raw's bare id in the group", || {
+        node.grp_get("chat") == vec![PortId::from("raw")]
+    })
+    .await;
+    drop(peer);
+    until("raw's bare id to leave the group", || {
+        node.grp_get("chat").is_empty()
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn a_node_restarted_on_a_new_port_is_dialled_at_its_new_address_first() {
+    // Global.pm 333: `addr` replaces; 442: forgotten at node-down; Node.pm
+    // 130: addresses learned while connecting are tried first
+    let b = listening_node("book").await;
+    let r1 = listening_node("rst").await;
+    let old = addr_of(&r1);
+    b.connect(old.clone()).await.unwrap();
+    until("rst's own addr to reach book", || {
+        b.addresses("rst") == vec![old.clone()]
+    })
+    .await;
+    r1.shutdown();
+    until("rst's addresses to be forgotten at node-down", || {
+        !b.node_is_up("rst") && b.addresses("rst").is_empty()
+    })
+    .await;
+
+    // the program still knows the old address, where now a black hole
+    // counts the dials (it holds them open and says nothing, so a dial
+    // there stays pending, as one to a host that went away)
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    let dials = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let d = dials.clone();
+    actix_rt::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = dead.accept().await {
+            d.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    b.add_addresses("rst", [dead_addr.clone()]);
+    b.connect_node("rst");
+    until("a dial at the dead address", || {
+        dials.load(std::sync::atomic::Ordering::SeqCst) > 0
+    })
+    .await;
+
+    // the node comes back elsewhere, and a Perl-style peer tells us so
+    let r2 = listening_node("rst").await;
+    let new = addr_of(&r2);
+    let mut peer = RawPeer::connect(&b, "raw").await;
+    let (gport, _) = opening(&mut peer, b.id()).await;
+    assert_eq!(peer.recv_any().await, json!([gport, "seedme1"]));
+    perl_style_opening(&mut peer, "raw", "g.a", "127.0.0.1:1", json!({})).await;
+    let dials_before = dials.load(std::sync::atomic::Ordering::SeqCst);
+    let told = std::time::Instant::now();
+    peer.send(json!(["g.a", "nodes", {"rst": [new.clone()]}]))
+        .await;
+    until("rst to be up again", || b.node_is_up("rst")).await;
+    // at once (the connector's pace is about 2 s), and not at the dead
+    // address first
+    assert!(
+        told.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        told.elapsed()
+    );
+    assert_eq!(
+        dials.load(std::sync::atomic::Ordering::SeqCst),
+        dials_before
+    );
+    assert_eq!(b.addresses("rst")[0], new);
+    r2.shutdown();
+    b.shutdown();
+}
+
+#[actix_rt::test]
+async fn anonymous_nodes_leave_no_address_or_provider_behind() {
+    let b = listening_node("host").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let anon = Node::builder().secret(SECRET).start().await.unwrap();
+        anon.connect(addr_of(&b)).await.unwrap();
+        let id = anon.id().to_owned();
+        until("the anon node up", || b.node_is_up(&id)).await;
+        assert!(b.provider_of(&id).is_some());
+        anon.shutdown();
+        until("the anon node down", || !b.node_is_up(&id)).await;
+        ids.push(id);
+    }
+    for id in &ids {
+        assert!(b.addresses(id).is_empty(), "{id}");
+        assert_eq!(b.provider_of(id), None, "{id}");
+        assert_eq!(b.peer_auth(id), None, "{id}");
+    }
+    b.shutdown();
+}

@@ -240,6 +240,42 @@ async fn a_monitored_port_that_dies_sends_kil0_with_its_reason() {
 }
 
 #[actix_rt::test]
+async fn shutdown_kills_every_port_with_the_shutdown_reason() {
+    // MP.pm 618: a kill-form monitor acts only on a reason, and the kil0
+    // uses the remote monitors up (Kernel.pm 606-611): the default
+    // shutdown must carry one.
+    let node = kernel_node("kern").await;
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    let (p, _rp) = node.port_channel();
+    let (q, _rq) = node.port_channel();
+    peer.send(json!(["", "mon1", q.name()])).await;
+    sync_raw(&mut peer).await;
+    let (cb, mut r) = reporter();
+    node.mon(&p, cb).forget();
+    let expected = vec![json!("shutdown"), json!("node kern is shutting down")];
+    assert_eq!(node.shutdown_reason(), expected);
+    node.shutdown();
+    assert_eq!(reason(&mut r).await, expected);
+    assert_eq!(
+        peer.recv().await,
+        json!([
+            "",
+            "kil0",
+            q.name(),
+            "shutdown",
+            "node kern is shutting down"
+        ])
+    );
+}
+
+/// Makes sure the node handled what the raw peer sent before: a request
+/// whose reply comes after.
+async fn sync_raw(peer: &mut RawPeer) {
+    peer.send(json!(["", "snd", "raw#sync", "s"])).await;
+    assert_eq!(peer.recv().await, json!(["sync", "s"]));
+}
+
+#[actix_rt::test]
 async fn remote_monitors_are_reference_counted() {
     let node = kernel_node("kern").await;
     let mut peer = RawPeer::connect(&node, "raw").await;
@@ -332,7 +368,7 @@ async fn a_failed_spawn_leaves_no_port_and_the_monitor_hears_no_such_port() {
     b.connect(addr_of(&a)).await.unwrap();
     for func in ["No::such_init", "Test::fail", "Test::panic"] {
         let p = b
-            .spawn("a", func, &())
+            .spawn("a", func, &[(); 0])
             .unwrap_or_else(|e| panic!("{func}: {e}"));
         let (cb, mut died) = reporter();
         b.mon(&p, cb).forget();
@@ -348,7 +384,7 @@ async fn a_failed_spawn_leaves_no_port_and_the_monitor_hears_no_such_port() {
         assert!(!a.port_exists(&p));
     }
     assert!(matches!(
-        b.spawn("a", "noqualified", &()),
+        b.spawn("a", "noqualified", &[(); 0]),
         Err(SpawnError::InitName(_))
     ));
     assert!(matches!(
@@ -422,14 +458,14 @@ async fn a_local_spawn_runs_its_init_only_after_spawn_returns() {
         .await
         .unwrap();
     let (back, mut rx) = node.port_channel();
-    let p = node.spawn("solo", "Test::flagged", &()).unwrap();
+    let p = node.spawn("solo", "Test::flagged", &[(); 0]).unwrap();
     assert!(!ran.load(Ordering::SeqCst), "init ran inside spawn");
     // messages sent at once wait for the init
     node.snd(&p, &(&back,)).unwrap();
     assert_eq!(recv(&mut rx).await.values().unwrap(), vec![json!("pong")]);
     assert!(ran.load(Ordering::SeqCst));
     // a failing local init: its monitor hears no_such_port
-    let q = node.spawn("solo", "No::such", &()).unwrap();
+    let q = node.spawn("solo", "No::such", &[(); 0]).unwrap();
     let (cb, mut died) = reporter();
     node.mon(&q, cb).forget();
     assert_eq!(reason(&mut died).await[0], json!("no_such_port"));
@@ -613,6 +649,58 @@ async fn monitors_are_one_shot_and_can_be_removed() {
             json!("kern#ghost")
         ]
     );
+}
+
+#[actix_rt::test]
+async fn every_guard_removes_on_drop_and_forget_keeps() {
+    // Perl's rule (MP.pm 624-625, Global.pm 241/286): a held guard removes
+    // on destruction, void context keeps
+    let node = kernel_node("kern").await;
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    // a dropped Monitor of a local port never fires; a forgotten one does
+    let (p, _rx) = node.port_channel();
+    let (dropped_cb, mut dropped) = reporter();
+    let (kept_cb, mut kept) = reporter();
+    drop(node.mon(&p, dropped_cb));
+    node.mon(&p, kept_cb).forget();
+    node.kil(&p, vec![json!("x")]).unwrap();
+    assert_eq!(reason(&mut kept).await, vec![json!("x")]);
+    no_reason(&mut dropped, Duration::from_millis(100)).await;
+    // a dropped Monitor of a remote port sends mon0
+    let m = node.mon("raw#p", |_| {});
+    assert_eq!(peer.recv().await, json!(["", "mon1", "p"]));
+    drop(m);
+    assert_eq!(peer.recv().await, json!(["", "mon0", "p"]));
+    // mon_kil / mon_snd handles too
+    let (q, _rq) = node.port_channel();
+    let (victim, _rv) = node.port_channel();
+    drop(node.mon_kil(&q, &victim));
+    node.kil(&q, vec![json!("y")]).unwrap();
+    assert!(node.port_exists(&victim));
+    // group registrations and group monitors as before
+    let (g, _rg) = node.port_channel();
+    drop(node.grp_reg("grp", &g).unwrap());
+    assert!(node.grp_get("grp").is_empty());
+    node.grp_reg("grp", &g).unwrap().forget();
+    assert_eq!(node.grp_get("grp"), vec![g]);
+}
+
+#[actix_rt::test]
+async fn unit_is_not_a_message_for_snd_spawn_cal_or_mon_snd() {
+    let node = kernel_node("kern").await;
+    let (p, _rx) = node.port_channel();
+    assert!(matches!(node.snd(&p, &()), Err(SendError::Encode(_))));
+    assert!(matches!(
+        node.spawn("kern", "Test::echo", &()),
+        Err(SpawnError::Args(_))
+    ));
+    assert!(node.mon_snd(&p, &p, &()).is_err());
+    assert!(matches!(
+        node.cal(&p, &(), Some(Duration::from_millis(10))).await,
+        Err(CalError::Send(SendError::Encode(_)))
+    ));
+    // the empty list is a message
+    node.snd(&p, &[(); 0]).unwrap();
 }
 
 #[actix_rt::test]

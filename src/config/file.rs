@@ -289,7 +289,33 @@ impl ConfigFile {
         explicit: &Map<String, Value>,
     ) -> Result<(super::NodeConfig, Vec<String>), ConfigError> {
         let (values, overridden) = self.resolve(name, explicit)?;
-        Ok((super::NodeConfig::from_values(name, &values)?, overridden))
+        let mut config = super::NodeConfig::from_values(name, &values)?;
+        config.inherited_services = self.services_inherited(name);
+        Ok((config, overridden))
+    }
+
+    /// Whether the `services` profile `name` gets come from the global
+    /// section or a parent profile (see
+    /// [`NodeConfig::inherited_services`](super::NodeConfig::inherited_services)).
+    fn services_inherited(&self, name: &str) -> bool {
+        let own = self.profile(name);
+        if own.is_some_and(|p| p.contains_key("services")) {
+            return false;
+        }
+        let mut seen = vec![name];
+        let mut parent = own.and_then(|p| p.get("parent")).and_then(Value::as_str);
+        while let Some(n) = parent {
+            if seen.contains(&n) {
+                break;
+            }
+            seen.push(n);
+            let p = self.profile(n);
+            if p.is_some_and(|p| p.contains_key("services")) {
+                return true;
+            }
+            parent = p.and_then(|p| p.get("parent")).and_then(Value::as_str);
+        }
+        self.root.contains_key("services")
     }
 
     /// Saves atomically: `<file>~new~`, mode 0600, then the old file is

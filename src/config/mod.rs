@@ -36,7 +36,10 @@ pub struct NodeConfig {
     /// binds: a listener-less node, which can only dial out.
     pub binds: Vec<String>,
     /// Seed addresses, `host:port`, dialled at start; the node id behind
-    /// each is learned from its greeting.
+    /// each is learned from its greeting. At start they are expanded as
+    /// the binds are (a number alone is `<hostname>:<number>`, `*` every
+    /// non-loopback address, each address of a name its own seed;
+    /// Kernel.pm 446), without the binds' 127.0.0.1 fallback.
     pub seeds: Vec<String>,
     /// Auth methods we send (reference default:
     /// `tls_md6_64_256,hmac_md6_64_256`).
@@ -68,6 +71,20 @@ pub struct NodeConfig {
     /// plain function, no arguments), `["Pkg::func", args…]`, or `"Pkg::"`
     /// (a package: some function of it must be registered).
     pub services: Vec<Value>,
+    /// Whether [`NodeConfig::services`] is inherited — set by
+    /// [`ConfigFile::node_config`] when the list comes from the file's
+    /// global section or a parent profile, not from the node's own profile
+    /// or the caller.
+    ///
+    /// aemp's policy for a configuration file shared with Perl nodes: a
+    /// service the node implements (a registered function or package, or
+    /// a built-in package) runs; one it does not implement (a Perl-only
+    /// `"MyApp::"`, say) refuses the start only when the node's own
+    /// profile (or the program) lists it — as Perl refuses an unloadable
+    /// service, Kernel.pm 448–458 — and is skipped with a warning when
+    /// inherited. Other failures (a service that fails, an init function
+    /// named as a service, a malformed entry) always refuse the start.
+    pub inherited_services: bool,
     /// Longest wait a peer may ask of us for a data connection (the
     /// timeout in its `AnyEvent::MP::DataConn::_expect`; the reference
     /// takes any value): larger ones are clamped to this. Default 300 s.
@@ -100,6 +117,7 @@ impl Default for NodeConfig {
             max_depth: DEFAULT_MAX_DEPTH,
             max_send_queue: 64 * 1024 * 1024,
             services: Vec::new(),
+            inherited_services: false,
             cert: None,
             dataconn_max_timeout: DEFAULT_DATACONN_MAX_TIMEOUT,
             dataconn_max_pending: DEFAULT_DATACONN_MAX_PENDING,

@@ -100,7 +100,11 @@ pub(crate) fn register(
     if port.node() != node.id() {
         return Err(GroupError::NotLocal(port.to_string()));
     }
-    if !node.port_exists(port) {
+    // a bare node id (`grp_reg $group, $NODE`, the reference's
+    // eg/chat_server2) is a member like a port; it has nothing to die, so
+    // it goes only on unregistration or at node-down (Global.pm 181)
+    let bare = port.as_str() == node.id();
+    if !bare && !node.port_exists(port) {
         return Err(GroupError::NoSuchPort(port.to_string()));
     }
     {
@@ -114,6 +118,25 @@ pub(crate) fn register(
         }
         list.push(port.clone());
     }
+    if !bare && !watch_registered(g, node, group, port) {
+        return Ok(GroupRegistration::released(group, port));
+    }
+    let msg = GlobalMsg::Reg1 {
+        group: group.to_owned(),
+        port: port.as_str().to_owned(),
+    };
+    announce(g, node, msg);
+    change(g, node, group, vec![port.clone()], Vec::new());
+    Ok(GroupRegistration {
+        global: Arc::downgrade(g),
+        group: group.to_owned(),
+        port: port.clone(),
+    })
+}
+
+/// Monitors the freshly registered `port` so that its death unregisters
+/// it; false if it died already (then it is unregistered).
+fn watch_registered(g: &Arc<Global>, node: &Node, group: &str, port: &PortId) -> bool {
     // unregistered when the port dies (this may fire at once if it just did)
     let (weak, grp, p) = (Arc::downgrade(g), group.to_owned(), port.clone());
     let monitor = node.mon(port, move |_| {
@@ -128,20 +151,10 @@ pub(crate) fn register(
         } else {
             drop(st);
             monitor.unmon(); // fired already
-            return Ok(GroupRegistration::released(group, port));
+            return false;
         }
     }
-    let msg = GlobalMsg::Reg1 {
-        group: group.to_owned(),
-        port: port.as_str().to_owned(),
-    };
-    announce(g, node, msg);
-    change(g, node, group, vec![port.clone()], Vec::new());
-    Ok(GroupRegistration {
-        global: Arc::downgrade(g),
-        group: group.to_owned(),
-        port: port.clone(),
-    })
+    true
 }
 
 /// Withdraws a registration (once; later calls do nothing).
@@ -306,6 +319,12 @@ impl Node {
     /// and its group monitors. The registration is withdrawn when the
     /// returned guard drops (or use [`GroupRegistration::forget`]) and when
     /// the port dies.
+    ///
+    /// `port` may also be this node's bare id, as in the reference's
+    /// `grp_reg $group, $NODE` (`eg/chat_server2`): such a member has no
+    /// port to die, so it stays until unregistered, and other nodes drop
+    /// it when this node goes down (their `unreg_groups` matches bare ids,
+    /// Global.pm 181). Bare ids of other nodes arrive as members too.
     ///
     /// ```
     /// # actix_rt::System::new().block_on(async {

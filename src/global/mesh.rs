@@ -34,7 +34,8 @@ pub(crate) fn addr(g: &Arc<Global>, node: &Node, remote: &str, addresses: Vec<St
         "node told us its addresses"
     );
     g.lock().addr.insert(remote.to_owned(), addresses.clone());
-    node.add_addresses(remote, addresses.iter().cloned());
+    // replaced, not added to (Global.pm 333)
+    node.replace_addresses(remote, addresses.clone());
     let weak = Arc::downgrade(g);
     let remote = remote.to_owned();
     actix_rt::spawn(async move {
@@ -56,7 +57,8 @@ pub(crate) fn nodes(g: &Arc<Global>, node: &Node, known: Vec<(String, Vec<String
         if id == node.id() || id.is_empty() || id.contains('#') {
             continue;
         }
-        node.add_addresses(&id, addresses);
+        // tried first, also by a connector under way (Node.pm 130)
+        node.learn_addresses(&id, addresses);
         node.connect_node(&id);
         g.start_node(node, &id);
     }

@@ -70,6 +70,7 @@ impl NodeInner {
             node: node.to_owned(),
             error: error.clone(),
         });
+        self.remote.forget_node(node);
         self.remote.peers().end_failing(node);
     }
 
@@ -84,6 +85,7 @@ impl NodeInner {
         let error = crate::error::ConnectionError::UnableToConnect;
         let reason = transport_error(node, &error.to_string());
         self.fire_node_monitors(node, &reason);
+        self.remote.forget_node(node);
         self.remote.peers().end_failing(node);
     }
 
@@ -218,17 +220,31 @@ impl Node {
     }
 
     /// Adds listen addresses (`host:port`) of node `node`, where
-    /// connections to it are tried when messages wait for it (later: also
-    /// learned from the Global service).
+    /// connections to it are tried when messages wait for it. They are kept
+    /// for good (addresses learned from the Global service come and go).
     pub fn add_addresses(&self, node: &str, addrs: impl IntoIterator<Item = impl Into<String>>) {
         self.inner()
             .remote
             .add_addresses(node, addrs.into_iter().map(Into::into));
     }
 
-    /// The known listen addresses of `node`.
+    /// The known listen addresses of `node`: those Global taught us
+    /// (newest first; replaced when the node tells us its own, forgotten
+    /// when it goes down, as the reference's Global.pm 333/442), then those
+    /// given to [`Node::add_addresses`] (kept).
     pub fn addresses(&self, node: &str) -> Vec<String> {
         self.inner().addresses_of(node)
+    }
+
+    /// Addresses of `node` passed on by Global (`nodes`): tried first.
+    pub(crate) fn learn_addresses(&self, node: &str, addrs: Vec<String>) {
+        self.inner().remote.learn_addresses(node, addrs);
+    }
+
+    /// Addresses `node` told us itself (Global `addr`): they replace the
+    /// learned ones.
+    pub(crate) fn replace_addresses(&self, node: &str, addrs: Vec<String>) {
+        self.inner().remote.replace_addresses(node, addrs);
     }
 
     /// Starts connecting to `node` through its known addresses (as sending

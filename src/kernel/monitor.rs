@@ -27,20 +27,43 @@ pub(crate) enum Watched {
 
 /// A monitor set up with [`Node::mon`](crate::Node::mon) and friends.
 ///
-/// Monitors are one-shot. Dropping this handle leaves the monitor in
-/// place; [`Monitor::unmon`] removes it, and [`Monitor::guard`] turns it
-/// into a guard that removes it when dropped.
+/// Monitors are one-shot. This handle is a guard, as every guard of aemp
+/// is (group registrations, group and node monitors): **dropping it
+/// removes the monitor** (sending `mon0` if it was the last monitor of a
+/// remote port), [`Monitor::forget`] leaves it in place until it fires.
+/// That is Perl's rule: `mon` returns a guard that removes the monitor
+/// when it is destroyed, and a call in void context keeps the monitor
+/// (MP.pm 624–625; the same for `grp_reg` and `grp_mon`, Global.pm
+/// 241/286).
+///
+/// ```
+/// # actix_rt::System::new().block_on(async {
+/// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+/// let (port, _rx) = node.port_channel();
+/// let held = node.mon(&port, |_| println!("port died")); // until dropped
+/// node.mon(&port, |_| println!("also")).forget(); // Perl's void context
+/// drop(held); // that one is gone again
+/// # node.shutdown();
+/// # });
+/// ```
 #[derive(Debug)]
-#[must_use = "a Monitor does nothing when dropped; call unmon() or guard() to manage it"]
+#[must_use = "dropping a Monitor removes it; call forget() to keep it"]
 pub struct Monitor {
     node: Weak<NodeInner>,
     watched: Watched,
     id: u64,
+    /// Whether dropping this handle removes the monitor.
+    armed: bool,
 }
 
 impl Monitor {
     pub(crate) fn new(node: Weak<NodeInner>, watched: Watched, id: u64) -> Monitor {
-        Monitor { node, watched, id }
+        Monitor {
+            node,
+            watched,
+            id,
+            armed: true,
+        }
     }
 
     /// The monitored port (or node) id.
@@ -56,20 +79,33 @@ impl Monitor {
     }
 
     /// Removes the monitor (sending `mon0` if it was the last monitor of a
-    /// remote port). Nothing happens if it fired already.
+    /// remote port), as dropping the handle does. Nothing happens if it
+    /// fired already.
     pub fn unmon(self) {
-        if let Some(node) = self.node.upgrade() {
-            node.unmon(&self.watched, self.id);
-        }
+        drop(self);
     }
 
-    /// A guard that removes the monitor when dropped.
+    /// The monitor as a [`MonitorGuard`], which also removes it when
+    /// dropped (kept from before a `Monitor` was a guard itself).
     pub fn guard(self) -> MonitorGuard {
         MonitorGuard(Some(self))
     }
 
-    /// Leaves the monitor in place for good (until it fires).
-    pub fn forget(self) {}
+    /// Leaves the monitor in place for good (until it fires): Perl's `mon`
+    /// in void context.
+    pub fn forget(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        if self.armed
+            && let Some(node) = self.node.upgrade()
+        {
+            node.unmon(&self.watched, self.id);
+        }
+    }
 }
 
 /// Removes its monitor when dropped; see [`Monitor::guard`].

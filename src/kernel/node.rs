@@ -487,8 +487,9 @@ impl Node {
 
     /// Spawns a port on the node of `target` (a node id, or a port id whose
     /// node is meant) by running the init function `func` there with
-    /// `args` (anything that serializes to an array; `&()` for none). Returns the new
-    /// port's id at once, `<target node>#<runiq>.<counter>`; messages and
+    /// `args` (anything that serializes to an array; `&[(); 0]` for none —
+    /// `&()` is refused with [`SpawnError::Args`], as `snd` refuses it).
+    /// Returns the new port's id at once, `<target node>#<runiq>.<counter>`; messages and
     /// monitors may use it right away. A local init function runs only
     /// after this returns. If the init function is unknown or fails, no
     /// port is created and a monitor of the port fires with
@@ -537,11 +538,32 @@ impl Node {
         self.inner.events.subscribe()
     }
 
-    /// Stops listening and dialling, kills every local port (normal exit),
-    /// and closes every connection after writing what is queued on it.
-    /// Sends fail from now on.
+    /// Stops listening and dialling, kills every local port with
+    /// [`Node::shutdown_reason`] — `("shutdown", "node <id> is shutting
+    /// down")` — and closes every connection after writing what is queued
+    /// on it. Sends fail from now on.
+    ///
+    /// The reason is not empty on purpose: Perl's kill-form monitors
+    /// (`mon $port, $port2`) act only on a reason (MP.pm 618), and the
+    /// `kil0` a dying port sends uses the remote monitors up (Kernel.pm
+    /// 606–611), so a normal exit here would leave them never firing.
+    ///
+    /// ```no_run
+    /// # async fn f(node: aemp::Node) {
+    /// node.shutdown(); // same as node.shutdown_with(node.shutdown_reason())
+    /// # }
+    /// ```
     pub fn shutdown(&self) {
-        self.shutdown_with(Vec::new());
+        self.shutdown_with(self.shutdown_reason());
+    }
+
+    /// The reason [`Node::shutdown`] kills the ports with:
+    /// `["shutdown", "node <id> is shutting down"]`.
+    pub fn shutdown_reason(&self) -> Reason {
+        vec![
+            Value::from("shutdown"),
+            Value::from(format!("node {} is shutting down", self.id())),
+        ]
     }
 
     /// Like [`Node::shutdown`], killing the local ports with `reason` (so
@@ -595,6 +617,13 @@ impl NodeInner {
             config.node_id = format!("{ANON_NODE_ID}{}", alnum_random(12));
         }
         let listeners = listener::bind(&config.binds).await?;
+        // seeds are expanded once, as the binds are (Kernel.pm 446)
+        config.seeds = crate::transport::binds::resolve_seeds(
+            &config.seeds,
+            &crate::transport::binds::HostInfo::this_host(),
+        )
+        .await
+        .map_err(|e| StartError::Config(e.into()))?;
         let listen_addrs = listeners
             .iter()
             .map(|l| l.local_addr())

@@ -16,13 +16,42 @@ pub(crate) struct RemoteNodes {
     peers: Peers,
     monitors: Monitors,
     /// Known listen addresses of other nodes.
-    addresses: DashMap<Arc<str>, Vec<String>, ahash::RandomState>,
+    addresses: DashMap<Arc<str>, AddressBook, ahash::RandomState>,
     /// Bumped when addresses are learned (connectors waiting for some).
     address_changes: watch::Sender<u64>,
     /// What each peer's greeting gave as `provider` (`AE-1.30`, `aemp-…`).
     providers: DashMap<Arc<str>, String, ahash::RandomState>,
     /// How each peer authenticated its last connection.
     auth: DashMap<Arc<str>, PeerAuth, ahash::RandomState>,
+}
+
+/// The listen addresses known for one node.
+///
+/// The reference keeps no addresses in its kernel: Global's `%addr` is
+/// replaced on `addr` (Global.pm 333) and forgotten at node-down (Global.pm
+/// 442), the node record goes after a transport failure (Node.pm 83–85),
+/// and addresses learned while connecting are tried first (Node.pm 130).
+/// aemp's book does the same with what Global taught it (`learned`), and
+/// keeps the addresses the program gave ([`crate::Node::add_addresses`])
+/// for good.
+#[derive(Debug, Default)]
+struct AddressBook {
+    /// From Global, newest first; forgotten when the node goes down.
+    learned: Vec<String>,
+    /// Given by the program, in order; kept.
+    given: Vec<String>,
+}
+
+impl AddressBook {
+    fn all(&self) -> Vec<String> {
+        let mut all = self.learned.clone();
+        for a in &self.given {
+            if !all.contains(a) {
+                all.push(a.clone());
+            }
+        }
+        all
+    }
 }
 
 /// How a peer authenticated the connection we have (or last had) with it.
@@ -65,29 +94,83 @@ impl RemoteNodes {
         &self.monitors
     }
 
-    /// The known listen addresses of `node`.
+    /// The known listen addresses of `node`: those learned from Global
+    /// (newest first), then those the program gave.
     pub(crate) fn addresses_of(&self, node: &str) -> Vec<String> {
         self.addresses
             .get(node)
-            .map(|a| a.clone())
+            .map(|a| a.all())
             .unwrap_or_default()
     }
 
-    /// Adds listen addresses of `node`; wakes connectors if one is new.
+    fn changed(&self) {
+        self.address_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Adds listen addresses of `node` given by the program (kept for
+    /// good); wakes connectors if one is new.
     pub(crate) fn add_addresses(&self, node: &str, addrs: impl IntoIterator<Item = String>) {
         let mut added = false;
         {
             let mut known = self.addresses.entry(Arc::from(node)).or_default();
             for a in addrs {
-                if !known.contains(&a) {
-                    known.push(a);
+                if !known.given.contains(&a) {
+                    known.given.push(a);
                     added = true;
                 }
             }
         }
         if added {
-            self.address_changes.send_modify(|n| *n = n.wrapping_add(1));
+            self.changed();
         }
+    }
+
+    /// Addresses of `node` that Global passed on (`nodes`): put first, to
+    /// be tried before the older ones (Node.pm 130); wakes connectors.
+    pub(crate) fn learn_addresses(&self, node: &str, addrs: Vec<String>) {
+        if addrs.is_empty() {
+            return;
+        }
+        {
+            let mut known = self.addresses.entry(Arc::from(node)).or_default();
+            known.learned.retain(|a| !addrs.contains(a));
+            let mut learned = addrs;
+            learned.dedup();
+            learned.append(&mut known.learned);
+            known.learned = learned;
+        }
+        self.changed();
+    }
+
+    /// `node` told us its addresses itself (`addr`): they replace what was
+    /// learned before (Global.pm 333).
+    pub(crate) fn replace_addresses(&self, node: &str, addrs: Vec<String>) {
+        {
+            let mut known = self.addresses.entry(Arc::from(node)).or_default();
+            known.learned = addrs;
+        }
+        self.drop_empty(node);
+        self.changed();
+    }
+
+    /// `node` went down (or could not be reached): forget what Global
+    /// taught us of it (Global.pm 442, Node.pm 83–85); an `anon/` node,
+    /// which nobody can dial, leaves nothing behind (no address, provider
+    /// or auth record).
+    pub(crate) fn forget_node(&self, node: &str) {
+        if let Some(mut known) = self.addresses.get_mut(node) {
+            known.learned.clear();
+        }
+        self.drop_empty(node);
+        if node.starts_with(crate::config::ANON_NODE_ID) {
+            self.providers.remove(node);
+            self.auth.remove(node);
+        }
+    }
+
+    fn drop_empty(&self, node: &str) {
+        self.addresses
+            .remove_if(node, |_, b| b.learned.is_empty() && b.given.is_empty());
     }
 
     /// Bumped whenever addresses are learned.

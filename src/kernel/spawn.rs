@@ -2,12 +2,16 @@
 //!
 //! The spawner picks the new port's name, `<runiq>.<counter>`, and sends
 //! `["", "AnyEvent::MP::_spawn", name, initfunc, @initdata]` to the target
-//! node, which runs the init function; the init function creates the port
-//! (here: by returning its [`PortBehaviour`]). No port exists before that.
-//! An unknown init function, one that fails, or a name that is taken
-//! leaves no port, so the spawner's `mon1` (which the reference always
-//! sends right after) is answered with `no_such_port`. Perl silently
-//! replaces an existing port of the same name; aemp refuses.
+//! node, which runs the init function; the init function gives the port its
+//! behaviour (here: by returning its [`PortBehaviour`]). For the whole init
+//! the port exists, pending — messages and monitors are queued — locally
+//! and for a remote `_spawn` alike, so the init can register its own port
+//! in a group, monitor it or send to it (in Perl the port exists once the
+//! init calls `rcv $SELF`, MP.pm 692–694, 728). An unknown init function,
+//! one that fails, or a name that is taken leaves no port (the queued
+//! monitors fire with `no_such_port`), so the spawner's `mon1` (which the
+//! reference always sends right after) is answered with `no_such_port`.
+//! Perl silently replaces an existing port of the same name; aemp refuses.
 
 use serde_json::Value;
 
@@ -97,23 +101,27 @@ impl NodeInner {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn with an invalid port name refused");
             return;
         }
-        if self.ports.registry().contains(name) {
+        // as for a local spawn, a placeholder keeps messages and monitors
+        // while the init runs, so that the init can `grp_reg`, `mon` or
+        // `snd` to its own port: in Perl the port exists once the init
+        // calls `rcv $SELF` (MP.pm 692-694, 728)
+        if self
+            .ports
+            .registry()
+            .insert_new(name, PortTarget::Pending(Vec::new()))
+            .is_err()
+        {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn of an existing port's name refused");
             return;
         }
-        let target = match self.run_init(name, func, args) {
-            Ok(t) => t,
-            Err(error) => {
-                tracing::warn!(node = %self.id, remote = from, port = name, %error, "spawn created no port");
-                return;
-            }
-        };
-        if self.ports.registry().insert_new(name, target).is_err() {
-            tracing::warn!(node = %self.id, remote = from, port = name, "spawn lost a race for its port name");
-        }
+        // run at once: the packets after the `_spawn` (the spawner's mon1,
+        // its first messages) find the port complete
+        self.run_local_spawn(name, func, args);
     }
 
-    /// The deferred half of a local spawn.
+    /// Runs the init of the pending port `name` and completes it (the
+    /// deferred half of a local spawn, the whole of a remote one); kills
+    /// the placeholder with `no_such_port` when the init gives no port.
     fn run_local_spawn(&self, name: &str, func: &str, args: Vec<Value>) {
         match self.run_init(name, func, args) {
             Ok(target) => {
@@ -122,7 +130,7 @@ impl NodeInner {
                 }
             }
             Err(error) => {
-                tracing::warn!(node = %self.id, port = name, %error, "local spawn created no port");
+                tracing::warn!(node = %self.id, port = name, %error, "spawn created no port");
                 let id = PortId::new(&self.id, name);
                 self.kill_local(name, no_such_port(id.as_str()));
             }

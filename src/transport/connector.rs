@@ -70,8 +70,9 @@ pub(super) async fn dial(
 /// try after 0–50 ms, then one every `interval × (0.9 + 0.1·rand)`,
 /// cycling through the addresses, where `interval = min(connect_interval,
 /// (monitor_timeout − connect_interval) / #addresses)`, at least 0.4 s.
-/// The deadline is armed once. Addresses learned meanwhile are used; the
-/// first ones at once.
+/// The deadline is armed once. Addresses learned meanwhile are tried
+/// first, at once (the reference puts them in front, Node.pm 130): a node
+/// restarted on a new port is reached as soon as its new address arrives.
 pub(crate) fn spawn_node_connector(transport: Arc<Transport>, link: Arc<dyn Link>, id: Arc<str>) {
     let arbiter = transport.arbiter().clone();
     let spawned = arbiter.spawn(async move {
@@ -90,7 +91,9 @@ async fn run_node_connector(transport: &Arc<Transport>, link: &Arc<dyn Link>, id
     let mut next = start + Duration::from_millis(rand::rng().random_range(0..50));
     let mut cursor = 0usize;
     let mut in_flight: HashSet<String> = HashSet::new();
-    let mut awaiting_addresses = false;
+    // the addresses seen so far, and those that appeared since (tried next)
+    let mut seen: Vec<String> = link.addresses_of(id);
+    let mut fresh: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
     // woken when the node may have come up through another connection,
     // and when addresses are learned
@@ -111,19 +114,31 @@ async fn run_node_connector(transport: &Arc<Transport>, link: &Arc<dyn Link>, id
             link.unable_to_connect(id);
             return;
         }
-        if awaiting_addresses && !link.addresses_of(id).is_empty() {
-            // the first addresses (from Global, say): use them now, not
-            // after the pause an address-less attempt set
+        let current = link.addresses_of(id);
+        for a in current.iter().rev() {
+            if !seen.contains(a) {
+                fresh.push_front(a.clone());
+            }
+        }
+        fresh.retain(|a| current.contains(a));
+        seen = current;
+        if !fresh.is_empty() {
+            // new addresses (the first ones, or a restarted node's): use
+            // them now, not after the pause the last attempt set
             next = now;
         }
         if now >= next {
             let addrs = link.addresses_of(id);
-            awaiting_addresses = addrs.is_empty();
             let interval = if addrs.is_empty() {
                 cfg.connect_interval
             } else {
-                let addr = addrs[cursor % addrs.len()].clone();
-                cursor += 1;
+                let addr = match fresh.pop_front() {
+                    Some(a) => a,
+                    None => {
+                        cursor += 1;
+                        addrs[(cursor - 1) % addrs.len()].clone()
+                    }
+                };
                 if in_flight.insert(addr.clone()) {
                     tracing::debug!(node = %transport.local, remote = %id, %addr, "connecting");
                     let (t, l, tx) = (transport.clone(), link.clone(), done_tx.clone());
@@ -145,7 +160,7 @@ async fn run_node_connector(transport: &Arc<Transport>, link: &Arc<dyn Link>, id
             _ = tokio::time::sleep_until(next.min(deadline)) => {}
             _ = transport.shutdown_token().cancelled() => {}
             _ = slots.changed() => {}
-            _ = addresses.changed(), if awaiting_addresses => {}
+            _ = addresses.changed() => {}
             Some((addr, result)) = done.recv() => {
                 in_flight.remove(&addr);
                 if collided(&result) && *transport.local < **id {

@@ -355,12 +355,13 @@ where
 }
 
 /// A message as the list of its values (what follows the destination in
-/// a packet): the elements of whatever serializes to an array; `()` is the
-/// empty message.
+/// a packet): the elements of whatever serializes to an array. As for
+/// [`Packet::encode`] and every framing, `()` (JSON `null`) is not a
+/// message: spawn arguments, `cal` and `mon_snd` messages follow the same
+/// rule as `snd`; the empty list is `&[(); 0]` (or `json!([])`).
 pub(crate) fn message_values<M: Serialize + ?Sized>(msg: &M) -> Result<Vec<Value>, EncodeError> {
     match serde_json::to_value(msg)? {
         Value::Array(a) => Ok(a),
-        Value::Null => Ok(Vec::new()),
         _ => Err(EncodeError::NotAnArray),
     }
 }

@@ -54,11 +54,7 @@ pub fn run(args: Vec<Value>) -> CliResult<()> {
         );
         wait_for_signal().await;
         tracing::info!(node = %node.id(), "shutting down");
-        let reason = vec![
-            Value::from("shutdown"),
-            Value::from(format!("node {} is shutting down", node.id())),
-        ];
-        node.shutdown_gracefully(reason, Duration::from_secs(5))
+        node.shutdown_gracefully(node.shutdown_reason(), Duration::from_secs(5))
             .await;
         outln!("node {} stopped", node.id());
         Ok(())
