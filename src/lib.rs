@@ -77,10 +77,10 @@ pub use error::{
     NodeIdError, PortError, RcvError, SendError, ServiceError, SettingError, SpawnError,
     StartError,
 };
-pub use global::{GroupError, GroupMonitor, GroupRegistration};
+pub use global::{GroupChange, GroupChanges, GroupError, GroupMonitor, GroupRegistration};
 pub use kernel::{
-    HandlerError, Monitor, MonitorGuard, NO_CALLBACK, Node, NodeChange, NodeEvent, PeerAuth,
-    PortBehaviour, PortContext, PortId, Rcv, Reason,
+    HandlerError, Monitor, MonitorFuture, MonitorGuard, NO_CALLBACK, Node, NodeChange, NodeChanges,
+    NodeEvent, NodeUpdate, PeerAuth, PortBehaviour, PortContext, PortId, Rcv, Reason,
 };
 pub use transport::binds::resolve as resolve_binds;
 pub use wire::{Lenient, Packet, Tagged, TaggedError};

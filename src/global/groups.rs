@@ -7,6 +7,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 use thiserror::Error;
 
@@ -363,8 +367,135 @@ impl Node {
         monitor(&Global::of(self), self, group, Arc::new(callback))
     }
 
+    /// Waits until `group` has at least one member, for at most
+    /// `timeout`, and returns its members then; at once if it has members
+    /// already. Built on [`Node::grp_mon`] (the reference's `grp_mon`,
+    /// Global.pm 286), so nothing polls.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// use std::time::Duration;
+    /// let a = aemp::Node::builder().node_id("a").secret("s").bind("127.0.0.1:0").start().await.unwrap();
+    /// let addr = a.listen_addrs()[0].to_string();
+    /// let b = aemp::Node::builder().node_id("b").secret("s").seed(addr).start().await.unwrap();
+    /// let (svc, _rx) = a.port_channel();
+    /// a.grp_reg("echo", &svc).unwrap().forget();
+    /// let members = b.wait_group("echo", Duration::from_secs(10)).await.unwrap();
+    /// assert_eq!(members, vec![svc]);
+    /// # a.shutdown(); b.shutdown();
+    /// # });
+    /// ```
+    pub async fn wait_group(
+        &self,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<Vec<PortId>, tokio::time::error::Elapsed> {
+        let members = self.grp_get(group);
+        if !members.is_empty() {
+            return Ok(members);
+        }
+        let (tx, rx) = oneshot::channel();
+        let tx = Mutex::new(Some(tx));
+        // its first call brings the members it finds when installed, so a
+        // registration after the check above is not missed
+        let _watch = self.grp_mon(group, move |all, _, _| {
+            if !all.is_empty()
+                && let Some(tx) = tx.lock().take()
+            {
+                let _ = tx.send(all.to_vec());
+            }
+        });
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, rx).await? {
+            Ok(members) => Ok(members),
+            // the watcher could not be installed (the node's arbiter is
+            // gone): no member can arrive, so the time runs out
+            Err(_) => tokio::time::timeout_at(deadline, std::future::pending()).await,
+        }
+    }
+
+    /// Changes of `group` as a stream of [`GroupChange`]s, built on
+    /// [`Node::grp_mon`] (Global.pm 286): first, soon after this call,
+    /// the members it has then (all of them as `added`) if it has any,
+    /// then every change. Dropping the stream stops the watching. Reads
+    /// are unbounded; bound them with [`tokio::time::timeout`].
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// use std::time::Duration;
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let mut changes = node.group_changes("chat");
+    /// let (p, _rx) = node.port_channel();
+    /// let reg = node.grp_reg("chat", &p).unwrap();
+    /// let t = Duration::from_secs(5);
+    /// let change = tokio::time::timeout(t, changes.recv()).await.unwrap().unwrap();
+    /// assert_eq!(change.added, vec![p.clone()]);
+    /// drop(reg);
+    /// let change = tokio::time::timeout(t, changes.recv()).await.unwrap().unwrap();
+    /// assert_eq!((change.members, change.removed), (vec![], vec![p]));
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn group_changes(&self, group: &str) -> GroupChanges {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let watch = self.grp_mon(group, move |all, added, removed| {
+            let _ = tx.send(GroupChange {
+                members: all.to_vec(),
+                added: added.to_vec(),
+                removed: removed.to_vec(),
+            });
+        });
+        GroupChanges { rx, _watch: watch }
+    }
+
     /// The node this node currently asks for network updates.
     pub fn master(&self) -> Option<String> {
         Global::of(self).lock().master.clone()
+    }
+}
+
+/// One change of a group, as [`GroupChanges`] yields it: the arguments of
+/// a [`Node::grp_mon`] callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupChange {
+    /// All members after the change.
+    pub members: Vec<PortId>,
+    /// Members that joined.
+    pub added: Vec<PortId>,
+    /// Members that left.
+    pub removed: Vec<PortId>,
+}
+
+/// Changes of a group as a stream (see [`Node::group_changes`]); none
+/// lost (the buffer is unbounded, so read it). Dropping it stops the
+/// watching, as dropping a [`GroupMonitor`] does.
+#[must_use = "a stream does nothing unless read"]
+pub struct GroupChanges {
+    rx: mpsc::UnboundedReceiver<GroupChange>,
+    _watch: GroupMonitor,
+}
+
+impl GroupChanges {
+    /// The next change; `None` once the node is gone. Unbounded: wrap it
+    /// in [`tokio::time::timeout`].
+    pub async fn recv(&mut self) -> Option<GroupChange> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_core::Stream for GroupChanges {
+    type Item = GroupChange;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<GroupChange>> {
+        self.get_mut().rx.poll_recv(cx)
+    }
+}
+
+impl std::fmt::Debug for GroupChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupChanges").finish_non_exhaustive()
     }
 }

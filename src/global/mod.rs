@@ -26,7 +26,7 @@ use crate::kernel::{
 };
 use crate::wire::{GlobalMsg, GlobalMsgError};
 
-pub use groups::{GroupError, GroupMonitor, GroupRegistration};
+pub use groups::{GroupChange, GroupChanges, GroupError, GroupMonitor, GroupRegistration};
 
 /// The init function each node spawns on every other node.
 pub const CONNECT_FUNCTION: &str = crate::wire::CONNECT_FUNCTION;
