@@ -69,6 +69,31 @@ proptest! {
     }
 }
 
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+enum PerlMsg {
+    #[serde(rename = "seq")]
+    Seq(aemp::wire::Lenient<u64>, String),
+}
+
+#[test]
+fn lenient_fields_normalise_perl_strings_on_the_way_back() {
+    // a number Perl once used as a string arrives as "1" and leaves as 1
+    let p = Packet::parse(bytes::Bytes::from_static(br#"["x","seq","1","1"]"#)).unwrap();
+    let m: PerlMsg = p.decode_tagged().unwrap();
+    assert_eq!(m, PerlMsg::Seq(aemp::wire::Lenient(1), "1".into()));
+    assert_eq!(
+        Packet::to_frame("x", &Tagged(&m)).unwrap().as_ref(),
+        br#"["x","seq",1,"1"]"#
+    );
+    // what was a number already comes back byte for byte
+    let frame = bytes::Bytes::from_static(br#"["x","seq",1,"1"]"#);
+    let m: PerlMsg = Packet::parse(frame.clone())
+        .unwrap()
+        .decode_tagged()
+        .unwrap();
+    assert_eq!(Packet::to_frame("x", &Tagged(&m)).unwrap(), frame);
+}
+
 #[test]
 fn unknown_tags_are_typed_errors() {
     let p = Packet::parse(bytes::Bytes::from_static(br#"["x","pang",1]"#)).unwrap();

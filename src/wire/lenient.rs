@@ -20,6 +20,19 @@ use serde::{Deserialize, Serialize, Serializer};
 /// assert_eq!((v.0.0, v.1.0), (1, 2));
 /// assert!(serde_json::from_str::<Lenient<u64>>(r#""x""#).is_err());
 /// ```
+///
+/// Round trips: a message that decodes encodes back to the same array,
+/// but not byte for byte where Perl sent a number as a string — a
+/// `Lenient` field normalises it, so `"1"` comes back as `1` (in a
+/// [`Tagged`](crate::wire::Tagged) message too):
+///
+/// ```
+/// use aemp::wire::{Lenient, Tagged};
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// enum Msg { #[serde(rename = "seq")] Seq(Lenient<u32>) }
+/// let m: Tagged<Msg> = serde_json::from_str(r#"["seq","1"]"#).unwrap();
+/// assert_eq!(serde_json::to_string(&m).unwrap(), r#"["seq",1]"#);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
 pub struct Lenient<T>(pub T);
 
