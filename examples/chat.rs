@@ -15,6 +15,8 @@ use std::time::Duration;
 use aemp::{Node, PortId};
 use clap::Parser;
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
 
 #[derive(Parser)]
 #[command(about = "chat through the global group 'chat'")]
@@ -41,7 +43,7 @@ async fn participant(
     bind: Option<String>,
     seeds: &[String],
     secret: &str,
-) -> Result<(Node, PortId), String> {
+) -> Result<(Node, PortId, mpsc::UnboundedReceiver<()>), String> {
     let mut b = Node::builder().node_id(nick).secret(secret);
     if let Some(bind) = bind {
         b = b.bind(bind);
@@ -51,6 +53,7 @@ async fn participant(
     }
     let node = b.start().await.map_err(|e| e.to_string())?;
     let me = nick.to_owned();
+    let (heard, heard_rx) = mpsc::unbounded_channel();
     let port = node
         .port_fn_named(GROUP, move |_, msg| {
             match msg.values()?.as_slice() {
@@ -63,6 +66,7 @@ async fn participant(
                 }
                 other => println!("[{me}] {other:?}"),
             }
+            let _ = heard.send(());
             Ok(())
         })
         .map_err(|e| e.to_string())?;
@@ -79,7 +83,7 @@ async fn participant(
         }
     })
     .forget();
-    Ok((node, port))
+    Ok((node, port, heard_rx))
 }
 
 /// Sends `text` to every member of the group but `me`.
@@ -94,33 +98,65 @@ fn say(node: &Node, me: &PortId, text: &str) {
 }
 
 async fn demo(secret: &str) -> Result<(), String> {
-    let (alice, pa) = participant("alice", Some("127.0.0.1:0".into()), &[], secret).await?;
+    let (alice, pa, mut ha) = participant("alice", Some("127.0.0.1:0".into()), &[], secret).await?;
     let seed = vec![alice.listen_addrs()[0].to_string()];
-    let (bob, pb) = participant("bob", Some("127.0.0.1:0".into()), &seed, secret).await?;
-    let (carol, pc) = participant("carol", None, &seed, secret).await?;
+    let (bob, pb, mut hb) = participant("bob", Some("127.0.0.1:0".into()), &seed, secret).await?;
+    let (carol, pc, mut hc) = participant("carol", None, &seed, secret).await?;
     let all = [(&alice, &pa), (&bob, &pb), (&carol, &pc)];
-    // wait until everybody sees everybody
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while all.iter().any(|(n, _)| n.grp_get(GROUP).len() < 3) {
-        if tokio::time::Instant::now() > deadline {
-            return Err("the chat group did not form".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let wait = Duration::from_secs(10);
+    // wait until everybody sees everybody: each node's group changes
+    for (node, _) in all {
+        members_reach(node, wait, |n| n == 3)
+            .await
+            .map_err(|_| format!("{} did not see the whole chat group", node.id()))?;
     }
     for (node, port) in all {
         say(node, port, &format!("hello from {}", node.id()));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // everybody hears the two others
+    for heard in [&mut ha, &mut hb, &mut hc] {
+        for _ in 0..2 {
+            timeout(wait, heard.recv())
+                .await
+                .map_err(|_| "a greeting did not arrive")?;
+        }
+    }
     carol.shutdown();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // alice and bob see carol leave
+    for node in [&alice, &bob] {
+        members_reach(node, wait, |n| n == 2)
+            .await
+            .map_err(|_| format!("{} did not see carol leave", node.id()))?;
+    }
     alice.shutdown();
     bob.shutdown();
     Ok(())
 }
 
+/// Waits (at most `wait`) until the number of members of the group on
+/// `node` satisfies `ok`, reading its group changes.
+async fn members_reach(
+    node: &Node,
+    wait: Duration,
+    ok: impl Fn(usize) -> bool,
+) -> Result<(), tokio::time::error::Elapsed> {
+    let mut changes = node.group_changes(GROUP);
+    if ok(node.grp_get(GROUP).len()) {
+        return Ok(());
+    }
+    timeout(wait, async {
+        while let Some(change) = changes.recv().await {
+            if ok(change.members.len()) {
+                break;
+            }
+        }
+    })
+    .await
+}
+
 async fn interactive(args: Args) -> Result<(), String> {
     let nick = args.nodeid.clone().unwrap_or_default();
-    let (node, port) = participant(&nick, args.bind, &args.seed, &args.secret).await?;
+    let (node, port, _heard) = participant(&nick, args.bind, &args.seed, &args.secret).await?;
     println!("{nick}: type lines to send them to everybody in '{GROUP}'");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {

@@ -89,13 +89,9 @@ async fn ping(args: Args, addr: String) -> Result<(), String> {
     let (inbox, mut rx) = node.port_channel();
     let target = PortId::from("pong#pong");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !node.node_is_up("pong") {
-        if Instant::now() > deadline {
-            return Err(format!("node pong at {addr} did not come up"));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    node.wait_node_up("pong", Duration::from_secs(10))
+        .await
+        .map_err(|_| format!("node pong at {addr} did not come up"))?;
     println!(
         "ping: connected to pong at {addr}; {} round trips",
         args.count

@@ -54,7 +54,7 @@ async fn closed_after_auth(
         .await
         .unwrap()
         .stream;
-    until("the client node to be up", || node.node_is_up(id)).await;
+    node_up(&node, id).await;
     client.write_all(bytes).await.unwrap();
     read_to_close(&mut client).await;
     let error = wait_event(&mut events, |ev| match ev {
@@ -319,7 +319,7 @@ async fn garbage_after_a_good_handshake_closes_the_connection() {
         .await
         .unwrap()
         .stream;
-    until("garbler up", || node.node_is_up("garbler")).await;
+    node_up(&node, "garbler").await;
     client.write_all(b"[1,2").await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     client.write_all(b"}}}").await.unwrap();

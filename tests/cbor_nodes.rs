@@ -69,7 +69,7 @@ async fn exchange(a: &Node, b: &Node) {
     // connection is there (Framing::encode_frame)
     b.snd(&pa, &awkward()).unwrap();
     assert_eq!(b.connect(addr_of(a)).await.unwrap(), a.id());
-    until("a sees b", || a.node_is_up(b.id())).await;
+    node_up(&a, b.id()).await;
 
     b.snd(&pa, &awkward()).unwrap();
     a.snd(&pb, &awkward()).unwrap();
@@ -126,7 +126,7 @@ async fn perl_style_bytes_arrive_and_bad_cbor_closes_the_connection() {
     let mut cfg = client_cfg("raw", SECRET);
     cfg.framings = vec![Framing::Cbor];
     let mut client = raw_handshake(&addr_of(&victim), cfg).await.unwrap().stream;
-    until("raw is up", || victim.node_is_up("raw")).await;
+    node_up(&victim, "raw").await;
     // ["inbox", "hi", \1, 2**40 as Perl writes it], a keepalive, then junk
     client
         .write_all(

@@ -46,10 +46,7 @@ async fn the_connect_port_serves_a_perl_style_peer() {
         json!({"echo": ["raw#echo"]}),
     )
     .await;
-    until("raw's registration", || {
-        node.grp_get("echo") == vec![PortId::from("raw#echo")]
-    })
-    .await;
+    group_is(&node, "echo", &[PortId::from("raw#echo")]).await;
 
     // seedme1 is answered at once with every known address, the asker's too
     peer.send(json!(["g.a", "seedme1"])).await;
@@ -60,12 +57,9 @@ async fn the_connect_port_serves_a_perl_style_peer() {
 
     // reg1 / reg0
     peer.send(json!(["g.a", "reg1", "svc", "raw#svc"])).await;
-    until("reg1", || {
-        node.grp_get("svc") == vec![PortId::from("raw#svc")]
-    })
-    .await;
+    group_is(&node, "svc", &[PortId::from("raw#svc")]).await;
     peer.send(json!(["g.a", "reg0", "svc", "raw#svc"])).await;
-    until("reg0", || node.grp_get("svc").is_empty()).await;
+    group_is(&node, "svc", &[]).await;
 
     // find: answered only for known nodes
     peer.send(json!(["g.a", "find", "nobody"])).await;
@@ -243,10 +237,13 @@ async fn everywhere(nodes: &[&Node], group: &str, want: &[&PortId]) {
         w.sort();
         w
     };
-    until(&format!("group {group} = {want:?} everywhere"), || {
-        nodes.iter().all(|n| n.grp_get(group) == want)
-    })
-    .await;
+    for n in nodes {
+        group_is(n, group, &want).await;
+    }
+    assert!(
+        nodes.iter().all(|n| n.grp_get(group) == want),
+        "group {group} = {want:?} everywhere"
+    );
 }
 
 #[actix_rt::test]
@@ -398,10 +395,7 @@ async fn a_bare_node_id_is_a_group_member_until_unregistered_or_node_down() {
     a.grp_reg("chat", &bare).unwrap().forget();
     everywhere(&[&a, &b], "chat", &[&bare]).await;
     a.shutdown();
-    until("ba's bare id to leave the group on bb", || {
-        b.grp_get("chat").is_empty()
-    })
-    .await;
+    group_is(&b, "chat", &[]).await;
     b.shutdown();
 }
 
@@ -420,15 +414,9 @@ async fn bare_node_ids_from_a_perl_peer_are_members_until_it_goes_down() {
         json!({"chat": ["raw"]}),
     )
     .await;
-    until("raw's bare id in the group", || {
-        node.grp_get("chat") == vec![PortId::from("raw")]
-    })
-    .await;
+    group_is(&node, "chat", &[PortId::from("raw")]).await;
     drop(peer);
-    until("raw's bare id to leave the group", || {
-        node.grp_get("chat").is_empty()
-    })
-    .await;
+    group_is(&node, "chat", &[]).await;
 }
 
 #[actix_rt::test]
@@ -481,7 +469,7 @@ async fn a_node_restarted_on_a_new_port_is_dialled_at_its_new_address_first() {
     let told = std::time::Instant::now();
     peer.send(json!(["g.a", "nodes", {"rst": [new.clone()]}]))
         .await;
-    until("rst to be up again", || b.node_is_up("rst")).await;
+    node_up(&b, "rst").await;
     // at once (the connector's pace is about 2 s), and not at the dead
     // address first
     assert!(
@@ -506,10 +494,10 @@ async fn anonymous_nodes_leave_no_address_or_provider_behind() {
         let anon = Node::builder().secret(SECRET).start().await.unwrap();
         anon.connect(addr_of(&b)).await.unwrap();
         let id = anon.id().to_owned();
-        until("the anon node up", || b.node_is_up(&id)).await;
+        node_up(&b, &id).await;
         assert!(b.provider_of(&id).is_some());
         anon.shutdown();
-        until("the anon node down", || !b.node_is_up(&id)).await;
+        node_down(&b, &id).await;
         ids.push(id);
     }
     for id in &ids {

@@ -167,12 +167,12 @@ async fn mon_nodes_sees_up_and_down_alternate() {
     let log = log_mon_nodes(&a);
     let b = listening_node("b").await;
     b.connect(addr_of(&a)).await.unwrap();
-    until("a sees b", || a.node_is_up("b")).await;
+    node_up(&a, "b").await;
     b.shutdown();
-    until("a loses b", || !a.node_is_up("b")).await;
+    node_down(&a, "b").await;
     let b2 = listening_node("b").await;
     b2.connect(addr_of(&a)).await.unwrap();
-    until("a sees b again", || a.node_is_up("b")).await;
+    node_up(&a, "b").await;
     let log = log.lock().unwrap().clone();
     let states: Vec<(&str, bool)> = log.iter().map(|(n, up, _)| (n.as_str(), *up)).collect();
     assert_eq!(states, [("b", true), ("b", false), ("b", true)]);

@@ -171,7 +171,7 @@ async fn a_perl_style_peer_dialling_us_while_we_dial_it_completes_one_connection
             1,
             "round {round}: the peer completed {completed:?}"
         );
-        until("the peer to be up", || node.node_is_up(&id)).await;
+        node_up(&node, &id).await;
         // and it stays up: no connection of it went down
         let down = tokio::time::timeout(Duration::from_millis(300), async {
             loop {
@@ -236,6 +236,6 @@ async fn a_waiting_handshake_gets_the_slot_when_its_holder_goes() {
     let est = hs.advance_granting(&mut input, &mut out).unwrap();
     assert_eq!(est.map(|e| e.remote_node).as_deref(), Some("victim"));
     polite.write_all(&out).await.unwrap();
-    until("x5 to be up", || node.node_is_up("x5")).await;
+    node_up(&node, "x5").await;
     node.shutdown();
 }

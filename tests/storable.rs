@@ -969,7 +969,7 @@ async fn two_nodes_talk_storable_both_ways() {
     // queued before the connection: these go out as re-encoded JSON frames
     b.snd(&pa, &("early", 1)).unwrap();
     assert_eq!(b.connect(common::addr_of(&a)).await.unwrap(), "a");
-    common::until("a sees b", || a.node_is_up("b")).await;
+    common::node_up(&a, "b").await;
     assert_eq!(a.send_framing("b"), Some(Framing::Storable));
     assert_eq!(b.send_framing("a"), Some(Framing::Storable));
 
@@ -1020,7 +1020,7 @@ async fn one_way_storable_the_other_json() {
     let (pa, mut ra) = a.port_channel_named("inbox").unwrap();
     let (pb, mut rb) = b.port_channel_named("inbox").unwrap();
     assert_eq!(a.connect(common::addr_of(&b)).await.unwrap(), "b");
-    common::until("b sees a", || b.node_is_up("a")).await;
+    common::node_up(&b, "a").await;
     assert_eq!(a.send_framing("b"), Some(Framing::Json));
     assert_eq!(b.send_framing("a"), Some(Framing::Storable));
 

@@ -275,7 +275,7 @@ async fn all_four_combinations_of_dialler_and_tls_client_work() {
         let id = format!("dialler{peer_is_client}");
         let (client, _conn) = raw_tls_peer(s, &id, &pem, nonce).await.unwrap();
         assert_eq!(client, peer_is_client);
-        until("the dialler to be up", || node.node_is_up(&id)).await;
+        node_up(&node, &id).await;
         node.shutdown();
 
         // the node dials the peer

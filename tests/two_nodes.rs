@@ -23,7 +23,7 @@ async fn messages_flow_both_ways_typed_and_untyped() {
     let (pb, mut rb) = b.port_channel();
     assert_eq!(b.connect(addr_of(&a)).await.unwrap(), "a");
     assert!(b.node_is_up("a"));
-    until("a sees b", || a.node_is_up("b")).await;
+    node_up(&a, "b").await;
 
     b.snd(&pa, &Order("pizza".into(), 2, vec!["x".into()]))
         .unwrap();
@@ -96,7 +96,7 @@ async fn seeds_are_dialled_and_their_node_id_learned() {
         matches!(e, NodeEvent::Up { node, outbound: false, .. } if node == "joiner").then_some(())
     })
     .await;
-    until("joiner sees seed-a", || b.node_is_up("seed-a")).await;
+    node_up(&b, "seed-a").await;
 }
 
 #[actix_rt::test]
@@ -119,8 +119,8 @@ async fn a_seed_is_redialled_until_it_answers() {
         .start()
         .await
         .unwrap();
-    until("patient reaches the late seed", || b.node_is_up("late")).await;
-    until("late sees patient", || a.node_is_up("patient")).await;
+    node_up(&b, "late").await;
+    node_up(&a, "patient").await;
 }
 
 #[actix_rt::test]

@@ -117,7 +117,48 @@ pub async fn assert_silent(rx: &mut mpsc::UnboundedReceiver<Packet>, d: Duration
     }
 }
 
-/// Polls `cond` every 10 ms until it holds, or panics after [`WAIT`].
+/// Waits for `node` to be up on `on` (an event, not polling), or panics
+/// after [`WAIT`].
+pub async fn node_up(on: &Node, node: impl AsRef<str>) {
+    let node = node.as_ref();
+    if on.wait_node_up(node, WAIT).await.is_err() {
+        panic!("timed out waiting for {node} to be up on {}", on.id());
+    }
+}
+
+/// Waits for `node` to be down on `on` (an event, not polling), or panics
+/// after [`WAIT`].
+pub async fn node_down(on: &Node, node: impl AsRef<str>) {
+    let node = node.as_ref();
+    if on.wait_node_down(node, WAIT).await.is_err() {
+        panic!("timed out waiting for {node} to be down on {}", on.id());
+    }
+}
+
+/// Waits until `on.grp_get(group) == want`, re-checking at each change of
+/// the group (no polling), or panics after [`WAIT`].
+pub async fn group_is(on: &Node, group: &str, want: &[aemp::PortId]) {
+    let mut changes = on.group_changes(group);
+    let reached = tokio::time::timeout(WAIT, async {
+        while on.grp_get(group) != want {
+            if changes.recv().await.is_none() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        reached == Ok(true),
+        "timed out waiting for group {group} = {want:?} on {} (have {:?})",
+        on.id(),
+        on.grp_get(group)
+    );
+}
+
+/// Polls `cond` every 10 ms until it holds, or panics after [`WAIT`]: for
+/// state no event announces (port counts, address books, logs); nodes and
+/// groups have [`node_up`], [`node_down`] and [`group_is`].
 pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !cond() {
