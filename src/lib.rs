@@ -79,8 +79,8 @@ pub use error::{
 };
 pub use global::{GroupChange, GroupChanges, GroupError, GroupMonitor, GroupRegistration};
 pub use kernel::{
-    HandlerError, Monitor, MonitorFuture, MonitorGuard, NO_CALLBACK, Node, NodeChange, NodeChanges,
-    NodeEvent, NodeUpdate, PeerAuth, PortBehaviour, PortContext, PortId, Rcv, Reason,
+    After, HandlerError, Monitor, MonitorFuture, MonitorGuard, NO_CALLBACK, Node, NodeChange,
+    NodeChanges, NodeEvent, NodeUpdate, PeerAuth, PortBehaviour, PortContext, PortId, Rcv, Reason,
 };
 pub use transport::binds::resolve as resolve_binds;
 pub use wire::{Lenient, Packet, Tagged, TaggedError};

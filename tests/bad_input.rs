@@ -54,7 +54,7 @@ async fn closed_after_auth(
         .await
         .unwrap()
         .stream;
-    node_up(&node, id).await;
+    node_up(node, id).await;
     client.write_all(bytes).await.unwrap();
     read_to_close(&mut client).await;
     let error = wait_event(&mut events, |ev| match ev {

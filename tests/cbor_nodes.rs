@@ -69,7 +69,7 @@ async fn exchange(a: &Node, b: &Node) {
     // connection is there (Framing::encode_frame)
     b.snd(&pa, &awkward()).unwrap();
     assert_eq!(b.connect(addr_of(a)).await.unwrap(), a.id());
-    node_up(&a, b.id()).await;
+    node_up(a, b.id()).await;
 
     b.snd(&pa, &awkward()).unwrap();
     a.snd(&pb, &awkward()).unwrap();

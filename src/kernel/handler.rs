@@ -83,6 +83,13 @@ impl PortContext {
     /// Kills this port at once: with an empty reason a normal exit, else
     /// an error exit. Messages already queued for it are dropped.
     pub fn kil(&self, reason: Reason) {
+        if self.port.node() != self.node.id() {
+            // a context for another node's port (see `Node::peval`)
+            if let Err(error) = self.node.kil(&self.port, reason) {
+                tracing::warn!(node = self.node.id(), port = %self.port, %error, "kil failed");
+            }
+            return;
+        }
         self.killed.store(true, Ordering::Release);
         self.node.inner().kill_now(self.port.name(), reason);
     }

@@ -12,7 +12,9 @@
 //! after it: `monitor.rs`, `node_port.rs`, `spawn.rs`, `cal.rs`,
 //! `lifecycle.rs` (nodes up and down), `link.rs` (what the transport calls),
 //! `handler.rs` (handler ports), `rcv.rs` (their tag dispatch), `calls.rs` (plain functions and
-//! configured services) and `user_code.rs` (running user code). Parts
+//! configured services) `user_code.rs` (running user code), `awaiting.rs` (futures and
+//! streams to wait on) and `port_work.rs` (`psub`, `peval`, `mon_guard`,
+//! `after`). Parts
 //! import no behaviour; the one circle left is of types: the callbacks in
 //! the function table receive the [`Node`] that holds the table.
 
@@ -29,6 +31,7 @@ mod node;
 mod node_port;
 mod peers;
 mod port;
+mod port_work;
 mod ports;
 mod rcv;
 mod registry;
@@ -47,6 +50,7 @@ pub use monitors::Reason;
 pub use node::{Node, NodeEvent};
 pub use node_port::EVAL_REFUSED;
 pub use port::{PortId, alnum_random};
+pub use port_work::After;
 pub use rcv::{NO_CALLBACK, Rcv};
 pub use remote::PeerAuth;
 pub use watchers::NodeChange;
