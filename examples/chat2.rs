@@ -58,13 +58,18 @@ struct Args {
 const GROUP: &str = "eg_chat_server2";
 const CONNECT: &str = "::client_connect";
 
+/// A value as Perl interpolates it into a string.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        v => v.to_string(),
+    }
+}
+
 /// The first element of a message as text (Perl's `$_[0]`).
 fn first_text(values: &[Value]) -> String {
-    match values.first() {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(v) => v.to_string(),
-    }
+    values.first().map(text).unwrap_or_default()
 }
 
 /// Relays `text` to every client (`sub msg` of chat_server2).
@@ -94,10 +99,7 @@ async fn server(args: Args) -> Result<(), String> {
                 .and_then(Value::as_str)
                 .map(PortId::from)
                 .ok_or("client_connect: no client port")?;
-            let nick = initargs
-                .get(1)
-                .map(|v| first_text(&[v.clone()]))
-                .unwrap_or_default();
+            let nick = initargs.get(1).map(|v| text(v)).unwrap_or_default();
             let node = ctx.node().clone();
             // mon $client: the bridge head dies with its client
             ctx.mon(&client).forget();
@@ -112,7 +114,7 @@ async fn server(args: Args) -> Result<(), String> {
                 if let Ok(mut c) = quit_clients.lock() {
                     c.remove(&key);
                 }
-                let why: Vec<String> = reason.iter().map(|v| first_text(&[v.clone()])).collect();
+                let why: Vec<String> = reason.iter().map(|v| text(v)).collect();
                 relay(
                     &quit_node,
                     &quit_clients,
@@ -169,7 +171,7 @@ async fn server_connect(node: &Node, nick: &str, server: Arc<Mutex<Option<PortId
     println!("connecting...");
     let client = node.port_fn(|_, msg| {
         let values = msg.values()?;
-        let words: Vec<String> = values.iter().map(|v| first_text(&[v.clone()])).collect();
+        let words: Vec<String> = values.iter().map(|v| text(v)).collect();
         println!("{}", words.join(" "));
         Ok(())
     });
