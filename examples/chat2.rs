@@ -99,7 +99,7 @@ async fn server(args: Args) -> Result<(), String> {
                 .and_then(Value::as_str)
                 .map(PortId::from)
                 .ok_or("client_connect: no client port")?;
-            let nick = initargs.get(1).map(|v| text(v)).unwrap_or_default();
+            let nick = initargs.get(1).map(text).unwrap_or_default();
             let node = ctx.node().clone();
             // mon $client: the bridge head dies with its client
             ctx.mon(&client).forget();
@@ -114,7 +114,7 @@ async fn server(args: Args) -> Result<(), String> {
                 if let Ok(mut c) = quit_clients.lock() {
                     c.remove(&key);
                 }
-                let why: Vec<String> = reason.iter().map(|v| text(v)).collect();
+                let why: Vec<String> = reason.iter().map(text).collect();
                 relay(
                     &quit_node,
                     &quit_clients,
@@ -171,7 +171,7 @@ async fn server_connect(node: &Node, nick: &str, server: Arc<Mutex<Option<PortId
     println!("connecting...");
     let client = node.port_fn(|_, msg| {
         let values = msg.values()?;
-        let words: Vec<String> = values.iter().map(|v| text(v)).collect();
+        let words: Vec<String> = values.iter().map(text).collect();
         println!("{}", words.join(" "));
         Ok(())
     });
