@@ -228,10 +228,8 @@ async fn client(args: Args) -> Result<(), String> {
     });
     while let Some(line) = lines.recv().await {
         let target = server.lock().ok().and_then(|s| s.clone());
-        if let Some(target) = target {
-            if let Err(e) = node.snd(&target, &[line]) {
-                eprintln!("send: {e}");
-            }
+        if let Some(Err(e)) = target.map(|t| node.snd(&t, &[line])) {
+            eprintln!("send: {e}");
         }
     }
     match args.linger {
