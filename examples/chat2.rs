@@ -161,12 +161,12 @@ async fn server(args: Args) -> Result<(), String> {
 /// `server_connect` of chat_client2: finds a server, makes the client
 /// port, spawns the bridge head; the returned id is the bridge head.
 async fn server_connect(node: &Node, nick: &str, server: Arc<Mutex<Option<PortId>>>) {
+    // chat_client2 retries every second (`after 1, \&server_connect`);
+    // here the group's changes wake us, a minute at a time
     let servers = loop {
-        let members = node.grp_get(GROUP);
-        if !members.is_empty() {
+        if let Ok(members) = node.wait_group(GROUP, Duration::from_secs(60)).await {
             break members;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await; // `after 1, \&server_connect`
     };
     println!("connecting...");
     let client = node.port_fn(|_, msg| {
