@@ -82,7 +82,7 @@ async fn connected(a: &str, b: &str) -> (Node, Node) {
     let a = listening_node(a).await;
     let b = listening_node(b).await;
     b.connect(addr_of(&a)).await.unwrap();
-    node_up(&a, b.id()).await;
+    until("a sees b", || a.node_is_up(b.id())).await;
     (a, b)
 }
 
