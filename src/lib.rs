@@ -79,8 +79,8 @@ pub use error::{
 };
 pub use global::{GroupError, GroupMonitor, GroupRegistration};
 pub use kernel::{
-    HandlerError, Monitor, MonitorGuard, NO_CALLBACK, Node, NodeChange, NodeEvent, PeerAuth,
-    PortBehaviour, PortContext, PortId, Rcv, Reason,
+    ActorPort, HandlerError, Monitor, MonitorGuard, NO_CALLBACK, Node, NodeChange, NodeEvent,
+    PeerAuth, PortBehaviour, PortContext, PortId, PortKilled, Rcv, Reason,
 };
 pub use transport::binds::resolve as resolve_binds;
 pub use wire::{Lenient, Packet, Tagged, TaggedError};

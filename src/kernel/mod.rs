@@ -16,6 +16,7 @@
 //! import no behaviour; the one circle left is of types: the callbacks in
 //! the function table receive the [`Node`] that holds the table.
 
+mod actor;
 mod cal;
 mod calls;
 mod functions;
@@ -37,6 +38,7 @@ mod spawn;
 mod user_code;
 mod watchers;
 
+pub use actor::{ActorPort, PortKilled};
 pub use functions::{InitFn, PlainFn};
 pub use handler::{HandlerError, HandlerFn, PortBehaviour, PortContext};
 pub use lifecycle::MonNodesGuard;

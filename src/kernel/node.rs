@@ -279,6 +279,9 @@ impl NodeInner {
             return;
         }
         self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
+        if let PortTarget::ActorPort { killed, .. } = &target {
+            killed.do_send(super::actor::PortKilled { reason });
+        }
     }
 
     /// Kills local port `name` and runs its monitors now: a handler killing
@@ -291,6 +294,9 @@ impl NodeInner {
                 control.do_send(Control::Stop);
             }
             self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
+            if let PortTarget::ActorPort { killed, .. } = &target {
+                killed.do_send(super::actor::PortKilled { reason });
+            }
         }
     }
 
