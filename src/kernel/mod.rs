@@ -35,6 +35,7 @@ mod registry;
 mod remote;
 mod services;
 mod spawn;
+mod src_node;
 mod user_code;
 mod watchers;
 
