@@ -246,6 +246,8 @@ impl Node {
     /// `Handler<E>`; anything else — an unknown tag, a known tag whose
     /// fields do not decode, no tag — to its `Handler<Packet>`, whole, as
     /// a Perl port's default callback gets it (MP.pm 429–434).
+    /// A typed message does not carry its source node; a handler that
+    /// needs `$SRCNODE` reads [`Packet::src_node`] in `Handler<Packet>`.
     ///
     /// ```
     /// use actix::prelude::*;
