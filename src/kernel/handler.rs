@@ -207,7 +207,7 @@ impl PortBehaviour {
     ///     .await
     ///     .unwrap();
     /// let (out, mut rx) = node.port_channel();
-    /// let counter = node.spawn(node.id(), "My::counter", &()).unwrap();
+    /// let counter = node.spawn(node.id(), "My::counter", &[(); 0]).unwrap();
     /// node.snd(&counter, &("unknown tag",)).unwrap(); // ignored
     /// node.snd(&counter, &("get", &out)).unwrap();
     /// assert_eq!(rx.recv().await.unwrap().tag().as_deref(), Some("count"));
