@@ -110,6 +110,63 @@ impl PortContext {
     ) -> Result<(), SendError> {
         self.node.snd(port, msg)
     }
+
+    /// The reference's `$SRCNODE` (Kernel.pm 167) while this port's
+    /// handler, tag callback or init function runs: the id of the node
+    /// whose connection delivered the message (or the `_spawn` request) —
+    /// the immediate peer, not the originator of a relayed `snd` — or this
+    /// node's id for a local send or spawn. Same as [`Node::src_node`].
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// let port = node.port_fn(move |ctx, _| {
+    ///     ctx.snd(&out, &(ctx.src_node(),))?;
+    ///     Ok(())
+    /// });
+    /// node.snd(&port, &("hi",)).unwrap();
+    /// let (src,): (String,) = rx.recv().await.unwrap().decode().unwrap();
+    /// assert_eq!(src, "n");
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn src_node(&self) -> Option<String> {
+        super::src_node::current()
+    }
+}
+
+impl Node {
+    /// The reference's `$SRCNODE` (Kernel.pm 167) for the code the node is
+    /// running on this thread: a handler or tag callback (the node whose
+    /// connection delivered its message), a plain function called through
+    /// the node port or an init function (the node whose request it is;
+    /// this node for local ones). `None` outside such code — in an actix
+    /// actor use [`Packet::src_node`] of the message.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder()
+    ///     .node_id("n")
+    ///     .plain_fn("My::whoami", |node, args| {
+    ///         let reply = args[0].as_str().unwrap_or_default();
+    ///         node.snd(reply, &(node.src_node(),))?;
+    ///         Ok(())
+    ///     })
+    ///     .start()
+    ///     .await
+    ///     .unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// node.snd("n", &("My::whoami", &out)).unwrap();
+    /// let (src,): (String,) = rx.recv().await.unwrap().decode().unwrap();
+    /// assert_eq!(src, "n");
+    /// assert_eq!(node.src_node(), None);
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn src_node(&self) -> Option<String> {
+        super::src_node::current()
+    }
 }
 
 /// What receives a port's messages: returned by init functions (see
@@ -238,7 +295,9 @@ impl Handler<Packet> for HandlerPort {
             // the Stop (or an earlier outside kil's Die) ends the actor
             return;
         }
-        let Err(failure) = super::rcv::dispatch(&self.ctx, msg) else {
+        let src = msg.src_shared();
+        let result = super::src_node::with_src(src, || super::rcv::dispatch(&self.ctx, msg));
+        let Err(failure) = result else {
             return;
         };
         tracing::debug!(node = %self.ctx.node.id(), port = %self.ctx.port, error = %failure, "port handler failed");

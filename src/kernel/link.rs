@@ -18,7 +18,7 @@ impl Link for NodeInner {
         self.remote.peers()
     }
 
-    fn route(&self, from: &str, packet: Packet) {
+    fn route(&self, from: &Arc<str>, packet: Packet) {
         NodeInner::route(self, from, packet)
     }
 

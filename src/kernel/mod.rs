@@ -18,6 +18,7 @@
 //! import no behaviour; the one circle left is of types: the callbacks in
 //! the function table receive the [`Node`] that holds the table.
 
+mod actor;
 mod awaiting;
 mod cal;
 mod calls;
@@ -38,9 +39,11 @@ mod registry;
 mod remote;
 mod services;
 mod spawn;
+mod src_node;
 mod user_code;
 mod watchers;
 
+pub use actor::{ActorPort, PortKilled};
 pub use awaiting::{MonitorFuture, NodeChanges, NodeUpdate};
 pub use functions::{InitFn, PlainFn};
 pub use handler::{HandlerError, HandlerFn, PortBehaviour, PortContext};

@@ -178,11 +178,13 @@ impl NodeInner {
             }
             return Ok(());
         }
-        let packet = Packet::from_encoded(Packet::to_frame(name, msg)?, name);
+        let mut packet = Packet::from_encoded(Packet::to_frame(name, msg)?, name);
         if name.is_empty() {
             self.local_node_port_request(&packet);
             return Ok(());
         }
+        // a local send: $SRCNODE is this node (Node.pm 216/236)
+        packet.set_src(self.id.clone());
         self.deliver(&self.id, packet);
         Ok(())
     }
@@ -209,7 +211,7 @@ impl NodeInner {
         }
         let _level = Level(depth);
         NESTING.with(|n| n.set(depth + 1));
-        self.node_port_request(&self.id, packet);
+        self.node_port_request(&self.id.clone(), packet);
     }
 
     /// Hands a packet to its local port.
@@ -226,22 +228,27 @@ impl NodeInner {
 
     /// Routes a packet that arrived from node `from`: keepalives are
     /// dropped, node-port requests run at once, the rest goes to its port.
-    pub(crate) fn route(&self, from: &str, packet: Packet) {
+    pub(crate) fn route(&self, from: &Arc<str>, mut packet: Packet) {
         let Some(dest) = packet.dest() else {
             return; // keepalive
         };
         if dest.is_empty() {
             return self.node_port_request(from, &packet);
         }
+        // $SRCNODE: the connection's peer (Transport.pm 333/344)
+        packet.set_src(from.clone());
         self.deliver(from, packet);
     }
 
     /// A request to the node port `""`, from node `from`.
-    pub(crate) fn node_port_request(&self, from: &str, packet: &Packet) {
+    pub(crate) fn node_port_request(&self, from: &Arc<str>, packet: &Packet) {
         match packet.values() {
-            Ok(values) => self.node_port_values(from, values),
+            // plain and init functions see $SRCNODE = from (Kernel.pm 167)
+            Ok(values) => super::src_node::with_src(Some(from.clone()), || {
+                self.node_port_values(from, values)
+            }),
             Err(error) => {
-                tracing::warn!(node = %self.id, remote = from, %error, "undecodable node-port request ignored")
+                tracing::warn!(node = %self.id, remote = %from, %error, "undecodable node-port request ignored")
             }
         }
     }
@@ -279,6 +286,9 @@ impl NodeInner {
             return;
         }
         self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
+        if let PortTarget::ActorPort { killed, .. } = &target {
+            killed.do_send(super::actor::PortKilled { reason });
+        }
     }
 
     /// Kills local port `name` and runs its monitors now: a handler killing
@@ -291,6 +301,9 @@ impl NodeInner {
                 control.do_send(Control::Stop);
             }
             self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
+            if let PortTarget::ActorPort { killed, .. } = &target {
+                killed.do_send(super::actor::PortKilled { reason });
+            }
         }
     }
 

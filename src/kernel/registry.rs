@@ -50,6 +50,15 @@ pub(crate) enum PortTarget {
         /// Its callbacks by tag (for `Node::rcv` from outside).
         dispatch: SharedDispatch,
     },
+    /// An actor made for its port ([`crate::Node::port_actor`]): its
+    /// guard kills the port when the actor ends, so the port is never
+    /// "closed" from outside; a kil is told to the actor.
+    ActorPort {
+        /// Hands a message to the actor (typed or whole).
+        deliver: super::actor::DeliverFn,
+        /// Tells the actor its port was killed.
+        killed: Recipient<super::actor::PortKilled>,
+    },
     /// A local spawn whose init function has not run yet: messages wait.
     Pending(Vec<Packet>),
 }
@@ -61,7 +70,8 @@ impl PortTarget {
             PortTarget::Actor(r) => !r.connected(),
             PortTarget::Channel(tx) => tx.is_closed(),
             PortTarget::Handler { packets, .. } => !packets.connected(),
-            PortTarget::Pending(_) => false,
+            // its guard kills the port, with the right reason
+            PortTarget::ActorPort { .. } | PortTarget::Pending(_) => false,
         }
     }
 
@@ -71,6 +81,7 @@ impl PortTarget {
         match self {
             PortTarget::Actor(r) => r.do_send(packet),
             PortTarget::Handler { packets, .. } => packets.do_send(packet),
+            PortTarget::ActorPort { deliver, .. } => deliver(packet),
             // a receiver dropped since the liveness check loses this packet,
             // as an actor stopping at that moment would
             PortTarget::Channel(tx) => drop(tx.send(packet)),

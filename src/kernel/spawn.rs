@@ -82,7 +82,12 @@ impl NodeInner {
             None => return Err(InitError::Unknown(func.to_owned())),
         };
         let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
-        match super::user_code::run(|| init(&ctx, args)) {
+        // a local spawn runs deferred: $SRCNODE is this node; a remote
+        // one runs inside its node-port request, which set the requester
+        let src = super::src_node::current()
+            .map(std::sync::Arc::<str>::from)
+            .or_else(|| Some(self.id.clone()));
+        match super::src_node::with_src(src, || super::user_code::run(|| init(&ctx, args))) {
             Ok(Ok(behaviour)) => Ok(behaviour.into_target(ctx)),
             Ok(Err(error)) => Err(InitError::Failed {
                 func: func.to_owned(),

@@ -40,7 +40,7 @@ pub(crate) trait Link: Send + Sync + 'static {
     /// The node's handshake slots.
     fn slots(&self) -> &dyn SlotTable;
     /// A packet that arrived from node `from` (keepalives included).
-    fn route(&self, from: &str, packet: Packet);
+    fn route(&self, from: &Arc<str>, packet: Packet);
     /// Makes `outbox` the node's live connection; fails if the connection
     /// does not hold the node's slot (or the node shut down). Whatever
     /// waited for the node goes into the outbox first.

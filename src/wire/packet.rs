@@ -9,6 +9,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
@@ -32,6 +33,9 @@ use super::error::{EncodeError, FrameError};
 pub struct Packet {
     frame: Bytes,
     dest: Dest,
+    /// The node whose connection delivered it, or this node for a local
+    /// send; `None` until the node delivers it.
+    src: Option<Arc<str>>,
 }
 
 /// Where the scanner found a frame's destination.
@@ -90,7 +94,11 @@ impl Packet {
                 Dest::Owned(s.into_boxed_str())
             }
         };
-        Ok(Packet { frame, dest })
+        Ok(Packet {
+            frame,
+            dest,
+            src: None,
+        })
     }
 
     /// Wraps a frame this process just made with [`Packet::encode`] for
@@ -104,7 +112,11 @@ impl Packet {
             (true, Ok(end)) => Dest::Span(2, end),
             _ => Dest::Owned(dest.into()),
         };
-        Packet { frame, dest }
+        Packet {
+            frame,
+            dest,
+            src: None,
+        }
     }
 
     /// Whether this is the keepalive packet `[]`.
@@ -246,6 +258,7 @@ impl Packet {
         Some(Packet {
             frame: out.freeze(),
             dest: self.dest.clone(),
+            src: self.src.clone(),
         })
     }
 }
@@ -388,6 +401,37 @@ fn encode_inner<M: Serialize + ?Sized>(
     }
     debug_assert!(out.len() > start);
     Ok(())
+}
+
+impl Packet {
+    /// The id of the node whose connection delivered this message — the
+    /// immediate peer, not the originator of a relayed `snd` — or this
+    /// node's own id for a local send: the reference's `$SRCNODE`
+    /// (Kernel.pm 167, Transport.pm 333/344, Node.pm 216/236). `None` for
+    /// a packet the node has not delivered (one made by [`Packet::parse`]).
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let (port, mut rx) = node.port_channel();
+    /// node.snd(&port, &("hi",)).unwrap();
+    /// assert_eq!(rx.recv().await.unwrap().src_node(), Some("n"));
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn src_node(&self) -> Option<&str> {
+        self.src.as_deref()
+    }
+
+    /// The source node, shared.
+    pub(crate) fn src_shared(&self) -> Option<Arc<str>> {
+        self.src.clone()
+    }
+
+    /// Marks the packet as delivered by node `src`.
+    pub(crate) fn set_src(&mut self, src: Arc<str>) {
+        self.src = Some(src);
+    }
 }
 
 impl fmt::Debug for Packet {
