@@ -147,22 +147,7 @@ impl Node {
         node: &str,
         timeout: Duration,
     ) -> Result<(), tokio::time::error::Elapsed> {
-        let (tx, rx) = oneshot::channel();
-        let tx = Mutex::new(Some(tx));
-        let target = node.to_owned();
-        // installed before the check, so an up in between is not missed
-        let _guard = self.on_node_change(move |c| {
-            if c.is_up()
-                && c.node() == target
-                && let Some(tx) = tx.lock().take()
-            {
-                let _ = tx.send(());
-            }
-        });
-        if self.node_is_up(node) {
-            return Ok(());
-        }
-        tokio::time::timeout(timeout, rx).await.map(|_| ())
+        self.wait_node_state(node, true, timeout).await
     }
 
     /// Waits until `node` is down (not connected), for at most
@@ -185,18 +170,29 @@ impl Node {
         node: &str,
         timeout: Duration,
     ) -> Result<(), tokio::time::error::Elapsed> {
+        self.wait_node_state(node, false, timeout).await
+    }
+
+    /// Waits until `node` is up (`up`) or down, for at most `timeout`.
+    async fn wait_node_state(
+        &self,
+        node: &str,
+        up: bool,
+        timeout: Duration,
+    ) -> Result<(), tokio::time::error::Elapsed> {
         let (tx, rx) = oneshot::channel();
         let tx = Mutex::new(Some(tx));
         let target = node.to_owned();
+        // installed before the check, so a change in between is not missed
         let _guard = self.on_node_change(move |c| {
-            if !c.is_up()
+            if c.is_up() == up
                 && c.node() == target
                 && let Some(tx) = tx.lock().take()
             {
                 let _ = tx.send(());
             }
         });
-        if !self.node_is_up(node) {
+        if self.node_is_up(node) == up {
             return Ok(());
         }
         tokio::time::timeout(timeout, rx).await.map(|_| ())
