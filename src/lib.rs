@@ -79,9 +79,9 @@ pub use error::{
 };
 pub use global::{GroupChange, GroupChanges, GroupError, GroupMonitor, GroupRegistration};
 pub use kernel::{
-    ActorPort, After, HandlerError, Monitor, MonitorFuture, MonitorGuard, NO_CALLBACK, Node,
-    NodeChange, NodeChanges, NodeEvent, NodeUpdate, PeerAuth, PortBehaviour, PortContext, PortId,
-    PortKilled, Rcv, Reason,
+    ActorPort, HandlerError, Monitor, MonitorFuture, MonitorGuard, NO_CALLBACK, Node, NodeChange,
+    NodeChanges, NodeEvent, NodeUpdate, PeerAuth, PortBehaviour, PortContext, PortId, PortKilled,
+    Rcv, Reason, Task,
 };
 pub use transport::binds::resolve as resolve_binds;
 pub use wire::{Lenient, Packet, Tagged, TaggedError};

@@ -4,19 +4,24 @@
 //! Each handler port is a small actix actor on the node's arbiter. A
 //! handler that returns an error or panics kills its port with
 //! `("die", <message>)`, as a Perl callback that dies does; messages still
-//! in the mailbox of a killed port are dropped.
+//! in the mailbox of a killed port are dropped. An async handler
+//! ([`Node::port_async`]) runs its future to the end before the port takes
+//! its next message (see the `rcv` module for the rules).
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
+use tokio_util::sync::CancellationToken;
 
 use super::monitor::Monitor;
 use super::monitors::{Action, Reason};
 use super::node::Node;
 use super::port::PortId;
-use super::rcv::{DefaultCb, Dispatch, Rcv, SharedDispatch};
+use super::rcv::{Callback, DefaultCb, Dispatch, Outcome, Rcv, SharedDispatch};
 use super::registry::{Control, PortTarget};
 use crate::error::PortError;
 use crate::error::SendError;
@@ -27,6 +32,11 @@ pub use crate::error::HandlerError;
 /// A port's message handler (see [`Node::port_fn`]).
 pub type HandlerFn = Box<dyn FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send>;
 
+/// A port's async message handler (see [`Node::port_async`]): makes the
+/// future that handles one message.
+pub type AsyncHandlerFn =
+    Box<dyn FnMut(PortContext, Packet) -> LocalBoxFuture<'static, Result<(), HandlerError>> + Send>;
+
 /// Who a handler runs for: its node and its own port (the reference's
 /// `$SELF`).
 #[derive(Clone)]
@@ -36,6 +46,9 @@ pub struct PortContext {
     /// Set when the port was killed through this context (its handler
     /// drops whatever is still queued).
     killed: Arc<AtomicBool>,
+    /// Cancelled when the port dies, however it dies: ends an async
+    /// callback's future (see `rcv.rs`).
+    dead: CancellationToken,
     /// The port's callbacks by tag and its default (see `rcv.rs`).
     dispatch: SharedDispatch,
 }
@@ -61,6 +74,7 @@ impl PortContext {
             node,
             port,
             killed: Arc::new(AtomicBool::new(false)),
+            dead: CancellationToken::new(),
             dispatch,
         }
     }
@@ -175,6 +189,9 @@ pub enum PortBehaviour {
     /// A handler function run by the node: the port's default callback
     /// (tags the init function registered through its context stay).
     Handler(HandlerFn),
+    /// An async handler function (see [`Node::port_async`]), as
+    /// [`PortBehaviour::Handler`] otherwise.
+    AsyncHandler(AsyncHandlerFn),
     /// Callbacks by tag, and optionally a default (see [`Rcv`]): added to
     /// whatever the init function registered through its context.
     Tags(Rcv),
@@ -188,6 +205,46 @@ impl PortBehaviour {
         f: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
     ) -> PortBehaviour {
         PortBehaviour::Handler(Box::new(f))
+    }
+
+    /// An async handler function: the port runs the future it makes for
+    /// each message to its end before it takes the next (see
+    /// [`Node::port_async`]).
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// use std::time::Duration;
+    /// use aemp::PortBehaviour;
+    /// let node = aemp::Node::builder()
+    ///     .node_id("n")
+    ///     .init_fn("My::slow_echo", |_ctx, _args| {
+    ///         Ok(PortBehaviour::handler_async(|ctx, msg| async move {
+    ///             let (reply, text): (String, String) = msg.decode()?;
+    ///             tokio::time::sleep(Duration::from_millis(5)).await;
+    ///             Ok(ctx.snd(&reply, &(text,))?)
+    ///         }))
+    ///     })
+    ///     .start()
+    ///     .await
+    ///     .unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// let echo = node.spawn(node.id(), "My::slow_echo", &[(); 0]).unwrap();
+    /// node.snd(&echo, &(&out, "one")).unwrap();
+    /// node.snd(&echo, &(&out, "two")).unwrap();
+    /// assert_eq!(rx.recv().await.unwrap().decode::<(String,)>().unwrap().0, "one");
+    /// assert_eq!(rx.recv().await.unwrap().decode::<(String,)>().unwrap().0, "two");
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn handler_async<F, Fut>(f: F) -> PortBehaviour
+    where
+        F: FnMut(PortContext, Packet) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + 'static,
+    {
+        match Callback::of_async(f) {
+            Callback::Async(f) => PortBehaviour::AsyncHandler(f),
+            Callback::Sync(f) => PortBehaviour::Handler(f),
+        }
     }
 
     /// Tag dispatch: an init function returning this makes a port whose
@@ -238,7 +295,13 @@ impl PortBehaviour {
             PortBehaviour::Handler(handler) => {
                 ctx.dispatch
                     .lock()
-                    .set_default(DefaultCb::Call(Some(handler)));
+                    .set_default(DefaultCb::Call(Some(Callback::Sync(handler))));
+                start_handler(ctx)
+            }
+            PortBehaviour::AsyncHandler(handler) => {
+                ctx.dispatch
+                    .lock()
+                    .set_default(DefaultCb::Call(Some(Callback::Async(handler))));
                 start_handler(ctx)
             }
             PortBehaviour::Tags(rcv) => {
@@ -253,11 +316,13 @@ impl PortBehaviour {
 fn start_handler(ctx: PortContext) -> PortTarget {
     let arbiter = ctx.node.inner().transport.arbiter().clone();
     let dispatch = ctx.dispatch.clone();
+    let dead = ctx.dead.clone();
     let addr = HandlerPort::start_in_arbiter(&arbiter, move |_| HandlerPort { ctx });
     PortTarget::Handler {
         packets: addr.clone().recipient(),
         control: addr.recipient(),
         dispatch,
+        dead,
     }
 }
 
@@ -265,6 +330,7 @@ impl fmt::Debug for PortBehaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PortBehaviour::Handler(_) => f.write_str("PortBehaviour::Handler"),
+            PortBehaviour::AsyncHandler(_) => f.write_str("PortBehaviour::AsyncHandler"),
             PortBehaviour::Tags(rcv) => write!(f, "PortBehaviour::Tags({rcv:?})"),
             PortBehaviour::Actor(_) => f.write_str("PortBehaviour::Actor"),
         }
@@ -289,21 +355,46 @@ impl Actor for HandlerPort {
 impl Handler<Packet> for HandlerPort {
     type Result = ();
 
-    fn handle(&mut self, msg: Packet, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Packet, actx: &mut Context<Self>) {
         if self.ctx.killed.load(Ordering::Acquire) {
             // killed through its context: what was queued is dropped until
             // the Stop (or an earlier outside kil's Die) ends the actor
             return;
         }
         let src = msg.src_shared();
-        let result = super::src_node::with_src(src, || super::rcv::dispatch(&self.ctx, msg));
-        let Err(failure) = result else {
-            return;
-        };
+        let outcome =
+            super::src_node::with_src(src.clone(), || super::rcv::dispatch(&self.ctx, msg));
+        match outcome {
+            Outcome::Done(Ok(())) => {}
+            Outcome::Done(Err(failure)) => self.fail(&failure),
+            Outcome::Wait(future) => {
+                // the mailbox waits until the future is done or the port dead
+                let dead = self.ctx.dead.clone();
+                let run = super::user_code::for_port_async(src, future);
+                let run = async move {
+                    tokio::select! {
+                        biased;
+                        _ = dead.cancelled() => Ok(()),
+                        result = run => result,
+                    }
+                };
+                actx.wait(run.into_actor(self).map(|result, port, _| {
+                    if let Err(failure) = result {
+                        port.fail(&failure);
+                    }
+                }));
+            }
+        }
+    }
+}
+
+impl HandlerPort {
+    /// A callback failed: the port dies now; if an outside kil got there
+    /// first, its Die (with the monitors) is still queued and ends the
+    /// actor.
+    fn fail(&self, failure: &str) {
         tracing::debug!(node = %self.ctx.node.id(), port = %self.ctx.port, error = %failure, "port handler failed");
-        // the port dies now; if an outside kil got there first, its Die
-        // (with the monitors) is still queued and ends the actor
-        self.ctx.kil(die_reason(&failure));
+        self.ctx.kil(die_reason(failure));
     }
 }
 
@@ -344,7 +435,47 @@ impl Node {
         &self,
         handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
     ) -> PortId {
-        self.handler_port(Dispatch::shared(DefaultCb::Call(Some(Box::new(handler)))))
+        self.handler_port(Dispatch::shared(DefaultCb::Call(Some(Callback::sync(
+            handler,
+        )))))
+    }
+
+    /// Like [`Node::port_fn`], with an async handler: for each message it
+    /// makes a future, which the port runs to its end before it takes the
+    /// next message — so a handler can `.await` (a [`Node::cal`], a timer)
+    /// while messages keep their order. An error or panic of the future
+    /// kills the port with `("die", message)`; the port's death ends a
+    /// future still running at its next await.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// use std::time::Duration;
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// let delayed = node.port_async(move |ctx, msg| {
+    ///     let out = out.clone();
+    ///     async move {
+    ///         let (ms,): (u64,) = msg.decode()?;
+    ///         tokio::time::sleep(Duration::from_millis(ms)).await;
+    ///         ctx.snd(&out, &(ms,))?;
+    ///         Ok(())
+    ///     }
+    /// });
+    /// node.snd(&delayed, &(30,)).unwrap(); // the slow one first
+    /// node.snd(&delayed, &(1,)).unwrap();
+    /// assert_eq!(rx.recv().await.unwrap().decode::<(u64,)>().unwrap(), (30,));
+    /// assert_eq!(rx.recv().await.unwrap().decode::<(u64,)>().unwrap(), (1,));
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn port_async<F, Fut>(&self, handler: F) -> PortId
+    where
+        F: FnMut(PortContext, Packet) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + 'static,
+    {
+        self.handler_port(Dispatch::shared(DefaultCb::Call(Some(Callback::of_async(
+            handler,
+        )))))
     }
 
     /// A handler port with a fresh id and the callbacks `dispatch`.
@@ -386,7 +517,7 @@ impl Node {
     ) -> Result<PortId, PortError> {
         let me = self.clone();
         self.named_port(name, move |port| {
-            let dispatch = Dispatch::shared(DefaultCb::Call(Some(Box::new(handler))));
+            let dispatch = Dispatch::shared(DefaultCb::Call(Some(Callback::sync(handler))));
             start_handler(PortContext::with_dispatch(me, port, dispatch))
         })
     }

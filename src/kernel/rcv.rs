@@ -29,14 +29,27 @@
 //! callback runs it is out of the table, so it may add, replace or remove
 //! any tag, its own included, without deadlock: a callback that removed
 //! or replaced itself is not put back.
+//!
+//! A callback may be *async* ([`Rcv::tag_async`], [`Node::port_async`],
+//! …): it returns a future, which the port runs to its end before it
+//! takes the next message, so messages keep their order while a callback
+//! awaits (a [`Node::cal`], a timer). The callback itself is back in the
+//! table once it has made its future; the future's error or panic kills
+//! the port as a callback's would. When the port dies — killed from
+//! anywhere, or by its own failure — a future still running is dropped at
+//! its next await, and the futures of messages still queued are never
+//! polled.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
 
 use parking_lot::Mutex;
 
-use super::handler::{HandlerError, HandlerFn, PortContext};
+use super::handler::{AsyncHandlerFn, HandlerError, HandlerFn, PortContext};
 use super::node::Node;
 use super::port::{PortId, split_port};
 use super::registry::Lookup;
@@ -48,6 +61,53 @@ use crate::wire::Packet;
 /// ` at …/MP.pm line 338.`, so compare by prefix).
 pub const NO_CALLBACK: &str = "received message on port without callback";
 
+/// A callback of a handler port: run to its end at once, or making a
+/// future the port runs before its next message.
+pub(crate) enum Callback {
+    /// Done when it returns.
+    Sync(HandlerFn),
+    /// Done when its future is.
+    Async(AsyncHandlerFn),
+}
+
+impl Callback {
+    /// A synchronous callback.
+    pub(crate) fn sync(
+        f: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
+    ) -> Callback {
+        Callback::Sync(Box::new(f))
+    }
+
+    /// An async callback: `f` makes the future the port runs.
+    pub(crate) fn of_async<F, Fut>(mut f: F) -> Callback
+    where
+        F: FnMut(PortContext, Packet) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + 'static,
+    {
+        Callback::Async(Box::new(move |ctx, packet| Box::pin(f(ctx, packet))))
+    }
+
+    /// Hands `packet` to the callback.
+    fn call(&mut self, ctx: &PortContext, packet: Packet) -> Outcome {
+        match self {
+            Callback::Sync(f) => Outcome::Done(super::user_code::for_port(|| f(ctx, packet))),
+            Callback::Async(f) => match super::user_code::run(|| f(ctx.clone(), packet)) {
+                Ok(future) => Outcome::Wait(future),
+                Err(panic) => Outcome::Done(Err(panic)),
+            },
+        }
+    }
+}
+
+/// What handing a message to its callback gave.
+pub(crate) enum Outcome {
+    /// Handled; the text of the failure that kills the port, if any.
+    Done(Result<(), String>),
+    /// An async callback's future, to run before the next message (see
+    /// `user_code::for_port_async`).
+    Wait(LocalBoxFuture<'static, Result<(), HandlerError>>),
+}
+
 /// What a handler port does with a message no tag matches.
 pub(crate) enum DefaultCb {
     /// Nothing (a port whose behaviour named only tags).
@@ -55,14 +115,14 @@ pub(crate) enum DefaultCb {
     /// Die with [`NO_CALLBACK`] (a port made without any callback).
     Kill,
     /// Call this (taken out while it runs).
-    Call(Option<HandlerFn>),
+    Call(Option<Callback>),
 }
 
 /// One tag's callback, with the generation it was registered in (to tell
 /// a callback that replaced itself while running from one that did not).
 struct TagSlot {
     generation: u64,
-    callback: Option<HandlerFn>,
+    callback: Option<Callback>,
 }
 
 /// A handler port's callbacks.
@@ -94,7 +154,7 @@ impl Dispatch {
     }
 
     /// Registers (or replaces) the callback of `tag`.
-    pub(crate) fn set_tag(&mut self, tag: String, callback: HandlerFn) {
+    pub(crate) fn set_tag(&mut self, tag: String, callback: Callback) {
         let generation = self.generation();
         self.tags.insert(
             tag,
@@ -127,9 +187,8 @@ impl Dispatch {
     }
 }
 
-/// Hands one message to the callback it is for; the text of the failure
-/// that kills the port, if any.
-pub(crate) fn dispatch(ctx: &PortContext, packet: Packet) -> Result<(), String> {
+/// Hands one message to the callback it is for.
+pub(crate) fn dispatch(ctx: &PortContext, packet: Packet) -> Outcome {
     let table = ctx.dispatch();
     let mut t = table.lock();
     if !t.tags.is_empty()
@@ -142,7 +201,7 @@ pub(crate) fn dispatch(ctx: &PortContext, packet: Packet) -> Result<(), String> 
         drop(t);
         // a message with a tag has a first element to strip
         let rest = packet.without_tag().unwrap_or(packet);
-        let result = super::user_code::for_port(|| callback(ctx, rest));
+        let outcome = callback.call(ctx, rest);
         let mut t = table.lock();
         if let Some(slot) = t.tags.get_mut(&tag)
             && slot.generation == generation
@@ -150,27 +209,27 @@ pub(crate) fn dispatch(ctx: &PortContext, packet: Packet) -> Result<(), String> 
         {
             slot.callback = Some(callback);
         }
-        return result;
+        return outcome;
     }
     let generation = t.default_generation;
     let mut callback = match &mut t.default {
-        DefaultCb::Ignore => return Ok(()),
-        DefaultCb::Kill => return Err(NO_CALLBACK.to_owned()),
+        DefaultCb::Ignore => return Outcome::Done(Ok(())),
+        DefaultCb::Kill => return Outcome::Done(Err(NO_CALLBACK.to_owned())),
         DefaultCb::Call(slot) => match slot.take() {
             Some(callback) => callback,
             // only while it runs, and callbacks run one at a time
-            None => return Ok(()),
+            None => return Outcome::Done(Ok(())),
         },
     };
     drop(t);
-    let result = super::user_code::for_port(|| callback(ctx, packet));
+    let outcome = callback.call(ctx, packet);
     let mut t = table.lock();
     if t.default_generation == generation
         && let DefaultCb::Call(slot @ None) = &mut t.default
     {
         *slot = Some(callback);
     }
-    result
+    outcome
 }
 
 /// A port's callbacks by tag, and optionally a default: the behaviour of
@@ -209,8 +268,8 @@ pub(crate) fn dispatch(ctx: &PortContext, packet: Packet) -> Result<(), String> 
 /// # });
 /// ```
 pub struct Rcv {
-    tags: Vec<(String, HandlerFn)>,
-    default: Option<HandlerFn>,
+    tags: Vec<(String, Callback)>,
+    default: Option<Callback>,
 }
 
 impl fmt::Debug for Rcv {
@@ -243,13 +302,59 @@ impl Rcv {
     /// Adds (or replaces) the callback for messages whose first element
     /// is `tag`; it gets the message without the tag (MP.pm 418–419).
     pub fn tag(
-        mut self,
+        self,
         tag: impl Into<String>,
         callback: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
     ) -> Rcv {
-        let tag = tag.into();
+        self.with_tag(tag.into(), Callback::sync(callback))
+    }
+
+    /// Like [`Rcv::tag`], with an async callback: the port runs the future
+    /// it makes to its end before it takes its next message, so messages
+    /// keep their order while the callback awaits (see the [module
+    /// docs](self)). Its error or panic kills the port with `("die",
+    /// text)`.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// use std::time::Duration;
+    /// use aemp::Rcv;
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let square = node.port_fn(|ctx, msg| {
+    ///     let (n, reply): (i64, String) = msg.decode()?; // cal appends the reply port
+    ///     Ok(ctx.snd(&reply, &(n * n,))?)
+    /// });
+    /// let (out, mut rx) = node.port_channel();
+    /// let asker = node.port_rcv(Rcv::new().tag_async("ask", move |ctx, msg| {
+    ///     let (square, out) = (square.clone(), out.clone());
+    ///     async move {
+    ///         let (n,): (i64,) = msg.decode()?;
+    ///         // awaits the answer; the next "ask" waits for this one
+    ///         let answer = ctx.node().cal(&square, &(n,), Some(Duration::from_secs(5))).await?;
+    ///         ctx.snd(&out, &(n, answer.decode::<(i64,)>()?.0))?;
+    ///         Ok(())
+    ///     }
+    /// }));
+    /// for n in 1..=3 {
+    ///     node.snd(&asker, &("ask", n)).unwrap();
+    /// }
+    /// for n in 1..=3 {
+    ///     assert_eq!(rx.recv().await.unwrap().decode::<(i64, i64)>().unwrap(), (n, n * n));
+    /// }
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn tag_async<F, Fut>(self, tag: impl Into<String>, callback: F) -> Rcv
+    where
+        F: FnMut(PortContext, Packet) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + 'static,
+    {
+        self.with_tag(tag.into(), Callback::of_async(callback))
+    }
+
+    fn with_tag(mut self, tag: String, callback: Callback) -> Rcv {
         self.tags.retain(|(t, _)| *t != tag);
-        self.tags.push((tag, Box::new(callback)));
+        self.tags.push((tag, callback));
         self
     }
 
@@ -259,7 +364,38 @@ impl Rcv {
         mut self,
         callback: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
     ) -> Rcv {
-        self.default = Some(Box::new(callback));
+        self.default = Some(Callback::sync(callback));
+        self
+    }
+
+    /// Like [`Rcv::default`], with an async callback (see
+    /// [`Rcv::tag_async`]).
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// use std::time::Duration;
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// let slow = node.port_rcv(aemp::Rcv::new().default_async(move |ctx, msg| {
+    ///     let out = out.clone();
+    ///     async move {
+    ///         tokio::time::sleep(Duration::from_millis(5)).await;
+    ///         Ok(ctx.snd(&out, &msg.values()?)?)
+    ///     }
+    /// }));
+    /// node.snd(&slow, &("a",)).unwrap();
+    /// node.snd(&slow, &("b",)).unwrap();
+    /// assert_eq!(rx.recv().await.unwrap().tag().as_deref(), Some("a"));
+    /// assert_eq!(rx.recv().await.unwrap().tag().as_deref(), Some("b"));
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn default_async<F, Fut>(mut self, callback: F) -> Rcv
+    where
+        F: FnMut(PortContext, Packet) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + 'static,
+    {
+        self.default = Some(Callback::of_async(callback));
         self
     }
 }
@@ -367,7 +503,19 @@ impl PortContext {
     ) {
         self.dispatch()
             .lock()
-            .set_tag(tag.into(), Box::new(callback));
+            .set_tag(tag.into(), Callback::sync(callback));
+    }
+
+    /// Like [`PortContext::rcv`], with an async callback (see
+    /// [`Rcv::tag_async`]).
+    pub fn rcv_async<F, Fut>(&self, tag: impl Into<String>, callback: F)
+    where
+        F: FnMut(PortContext, Packet) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + 'static,
+    {
+        self.dispatch()
+            .lock()
+            .set_tag(tag.into(), Callback::of_async(callback));
     }
 
     /// Removes the callback for `tag` on this port (Perl's
@@ -417,7 +565,7 @@ impl PortContext {
     ) {
         self.dispatch()
             .lock()
-            .set_default(DefaultCb::Call(Some(Box::new(callback))));
+            .set_default(DefaultCb::Call(Some(Callback::sync(callback))));
     }
 }
 
@@ -488,7 +636,43 @@ impl Node {
     ) -> Result<(), RcvError> {
         self.dispatch_of(port)?
             .lock()
-            .set_tag(tag.into(), Box::new(callback));
+            .set_tag(tag.into(), Callback::sync(callback));
+        Ok(())
+    }
+
+    /// Like [`Node::rcv`], with an async callback (see [`Rcv::tag_async`]).
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// let (out, mut rx) = node.port_channel();
+    /// let port = node.port_bare();
+    /// node.rcv_async(&port, "later", move |ctx, msg| {
+    ///     let out = out.clone();
+    ///     async move {
+    ///         tokio::task::yield_now().await;
+    ///         Ok(ctx.snd(&out, &msg.values()?)?)
+    ///     }
+    /// })
+    /// .unwrap();
+    /// node.snd(&port, &("later", 7)).unwrap();
+    /// assert_eq!(rx.recv().await.unwrap().values().unwrap(), [serde_json::json!(7)]);
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn rcv_async<F, Fut>(
+        &self,
+        port: &PortId,
+        tag: impl Into<String>,
+        callback: F,
+    ) -> Result<(), RcvError>
+    where
+        F: FnMut(PortContext, Packet) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + 'static,
+    {
+        self.dispatch_of(port)?
+            .lock()
+            .set_tag(tag.into(), Callback::of_async(callback));
         Ok(())
     }
 
@@ -531,7 +715,7 @@ impl Node {
     ) -> Result<(), RcvError> {
         self.dispatch_of(port)?
             .lock()
-            .set_default(DefaultCb::Call(Some(Box::new(callback))));
+            .set_default(DefaultCb::Call(Some(Callback::sync(callback))));
         Ok(())
     }
 

@@ -49,6 +49,8 @@ pub(crate) enum PortTarget {
         control: Recipient<Control>,
         /// Its callbacks by tag (for `Node::rcv` from outside).
         dispatch: SharedDispatch,
+        /// Cancelled when it dies (ends an async callback still running).
+        dead: tokio_util::sync::CancellationToken,
     },
     /// An actor made for its port ([`crate::Node::port_actor`]): its
     /// guard kills the port when the actor ends, so the port is never

@@ -7,7 +7,13 @@
 //! which have no port, it is logged, as `AnyEvent::MP::Kernel` does
 //! (Kernel.pm 552–553).
 
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::LocalBoxFuture;
 
 use crate::error::HandlerError;
 
@@ -33,6 +39,24 @@ pub(crate) fn for_port<R>(f: impl FnOnce() -> Result<R, HandlerError>) -> Result
         Ok(Err(e)) => Err(e.to_string()),
         Err(text) => Err(text),
     }
+}
+
+/// Runs the future of async code that runs for a port (an async callback,
+/// a task spawned for a port), with `$SRCNODE` = `src` while it is polled:
+/// the text of its error or panic (the port's `die` reason), if any.
+pub(crate) fn for_port_async(
+    src: Option<Arc<str>>,
+    future: LocalBoxFuture<'static, Result<(), HandlerError>>,
+) -> impl Future<Output = Result<(), String>> {
+    let mut future = AssertUnwindSafe(future).catch_unwind();
+    futures_util::future::poll_fn(move |cx| {
+        super::src_node::with_src(src.clone(), || Pin::new(&mut future).poll(cx))
+    })
+    .map(|result| match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(payload) => Err(panic_text(payload.as_ref())),
+    })
 }
 
 /// Runs a callback that has no port (`what` names it in the log): a
