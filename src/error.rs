@@ -241,9 +241,10 @@ pub enum RcvError {
     /// callbacks.
     #[error("{0}: rcv can only be called on message matching ports")]
     NotMatching(String),
-    /// A spawned port whose init function has not returned yet (its init
-    /// function registers tags through its `PortContext`).
-    #[error("{0}: the port's init function is still running")]
+    /// A port that is being created and is not a spawned one (a spawned
+    /// port takes `rcv` while its init function runs); try again once its
+    /// creator returned its id.
+    #[error("{0}: the port is still being created")]
     Pending(String),
 }
 

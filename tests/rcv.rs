@@ -325,3 +325,51 @@ async fn a_remotely_spawned_tag_port_dispatches_and_ignores_unknown_tags() {
     a.shutdown();
     b.shutdown();
 }
+
+#[actix_rt::test]
+async fn rcv_on_a_local_spawn_works_while_its_init_runs() {
+    // the init waits until the test has called rcv on the spawned port
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = std::sync::Mutex::new(go_rx);
+    let n = Node::builder()
+        .node_id("pend")
+        .init_fn("Test::slow_init", move |_, args| {
+            let back = args
+                .first()
+                .and_then(Value::as_str)
+                .ok_or("needs a port")?
+                .to_owned();
+            go_rx
+                .lock()
+                .map_err(|_| "poisoned")?
+                .recv_timeout(WAIT)
+                .map_err(|_| "not released")?;
+            Ok(PortBehaviour::rcv(Rcv::new().tag(
+                "from_init",
+                move |ctx, _| {
+                    ctx.snd(&back, &("from_init",))?;
+                    Ok(())
+                },
+            )))
+        })
+        .start()
+        .await
+        .unwrap();
+    let (out, mut rx) = n.port_channel();
+    let port = n.spawn(n.id(), "Test::slow_init", &(&out,)).unwrap();
+    // the init has not returned (it waits for go): rcv still works
+    let o = out.clone();
+    n.rcv(&port, "from_outside", move |ctx, _| {
+        ctx.snd(&o, &("from_outside",))?;
+        Ok(())
+    })
+    .unwrap();
+    n.snd(&port, &("from_outside",)).unwrap();
+    n.snd(&port, &("from_init",)).unwrap();
+    go_tx.send(()).unwrap();
+    assert_eq!(recv(&mut rx).await.tag().as_deref(), Some("from_outside"));
+    assert_eq!(recv(&mut rx).await.tag().as_deref(), Some("from_init"));
+    // the port's own callbacks stay usable from outside
+    assert_eq!(n.unrcv(&port, "from_outside"), Ok(true));
+    n.shutdown();
+}

@@ -353,7 +353,7 @@ impl Node {
     pub(crate) fn reserve_port_name(&self) -> String {
         loop {
             let name = self.inner().ports.new_port_name();
-            let reserved = PortTarget::Pending(Vec::new());
+            let reserved = PortTarget::pending(None);
             if self
                 .inner()
                 .ports

@@ -291,7 +291,12 @@ impl PortBehaviour {
     /// The registry target for this behaviour on port `ctx.port()`.
     pub(crate) fn into_target(self, ctx: PortContext) -> PortTarget {
         match self {
-            PortBehaviour::Actor(r) => PortTarget::Actor(r),
+            PortBehaviour::Actor(r) => {
+                if ctx.dispatch.lock().has_callbacks() {
+                    tracing::warn!(node = ctx.node.id(), port = %ctx.port, "init made an actor port: the callbacks registered with rcv while it ran are dropped");
+                }
+                PortTarget::Actor(r)
+            }
             PortBehaviour::Handler(handler) => {
                 ctx.dispatch
                     .lock()
@@ -481,21 +486,8 @@ impl Node {
     /// A handler port with a fresh id and the callbacks `dispatch`.
     pub(crate) fn handler_port(&self, dispatch: SharedDispatch) -> PortId {
         // the handler's context names its port, so the name is reserved
-        // before the handler exists (a user may have taken a name of this
-        // shape with port_named)
-        let name = loop {
-            let name = self.inner().ports.new_port_name();
-            let reserved = PortTarget::Pending(Vec::new());
-            if self
-                .inner()
-                .ports
-                .registry()
-                .insert_new(&name, reserved)
-                .is_ok()
-            {
-                break name;
-            }
-        };
+        // before the handler exists
+        let name = self.reserve_port_name();
         let port = PortId::new(&self.inner().id, &name);
         let target = start_handler(PortContext::with_dispatch(
             self.clone(),

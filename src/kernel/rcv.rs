@@ -176,6 +176,12 @@ impl Dispatch {
         self.default = default;
     }
 
+    /// Whether any callback is set (a tag, or a default other than
+    /// ignoring).
+    pub(crate) fn has_callbacks(&self) -> bool {
+        !self.tags.is_empty() || !matches!(self.default, DefaultCb::Ignore)
+    }
+
     /// Adds what a [`Rcv`] names: its tags, and its default if it has one.
     pub(crate) fn merge(&mut self, rcv: Rcv) {
         for (tag, callback) in rcv.tags {
@@ -609,6 +615,12 @@ impl Node {
     /// MP.pm 436–447). A port made by [`Node::port_fn`] keeps its handler
     /// as the default. Fails for ports of other nodes and ports whose
     /// messages go to an actor or a channel.
+    ///
+    /// A port spawned on this node whose init function has not returned
+    /// yet takes the callback too (in Perl a local spawn's init has run
+    /// when `spawn` returns): it goes into the table the init fills
+    /// through its context; tags of the [`Rcv`] the init returns are
+    /// added over it when the init returns.
     ///
     /// ```
     /// # actix_rt::System::new().block_on(async {

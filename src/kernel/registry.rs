@@ -61,11 +61,26 @@ pub(crate) enum PortTarget {
         /// Tells the actor its port was killed.
         killed: Recipient<super::actor::PortKilled>,
     },
-    /// A local spawn whose init function has not run yet: messages wait.
-    Pending(Vec<Packet>),
+    /// A port whose target is not in place yet (a spawn whose init
+    /// function has not returned, a name reserved for a new port):
+    /// messages wait.
+    Pending {
+        /// The messages, in order.
+        queue: Vec<Packet>,
+        /// A spawned port's callbacks, filled by `rcv` while its init runs.
+        dispatch: Option<SharedDispatch>,
+    },
 }
 
 impl PortTarget {
+    /// A placeholder for a port whose target comes later.
+    pub(crate) fn pending(dispatch: Option<SharedDispatch>) -> PortTarget {
+        PortTarget::Pending {
+            queue: Vec::new(),
+            dispatch,
+        }
+    }
+
     /// Whether whoever receives the messages is gone.
     fn is_closed(&self) -> bool {
         match self {
@@ -73,7 +88,7 @@ impl PortTarget {
             PortTarget::Channel(tx) => tx.is_closed(),
             PortTarget::Handler { packets, .. } => !packets.connected(),
             // its guard kills the port, with the right reason
-            PortTarget::ActorPort { .. } | PortTarget::Pending(_) => false,
+            PortTarget::ActorPort { .. } | PortTarget::Pending { .. } => false,
         }
     }
 
@@ -87,7 +102,7 @@ impl PortTarget {
             // a receiver dropped since the liveness check loses this packet,
             // as an actor stopping at that moment would
             PortTarget::Channel(tx) => drop(tx.send(packet)),
-            PortTarget::Pending(_) => return Err(packet),
+            PortTarget::Pending { .. } => return Err(packet),
         }
         Ok(())
     }
@@ -101,7 +116,8 @@ pub(crate) enum Lookup {
     Missing,
     /// An actor or channel port.
     NotHandler,
-    /// A port whose init function has not returned.
+    /// A port whose target is not in place yet, without callbacks of its
+    /// own.
     Pending,
 }
 
@@ -151,7 +167,11 @@ impl Registry {
     pub(crate) fn dispatch_of(&self, name: &str) -> Lookup {
         match self.ports.get(name).as_deref().map(|e| &e.target) {
             Some(PortTarget::Handler { dispatch, .. }) => Lookup::Found(dispatch.clone()),
-            Some(PortTarget::Pending(_)) => Lookup::Pending,
+            Some(PortTarget::Pending {
+                dispatch: Some(dispatch),
+                ..
+            }) => Lookup::Found(dispatch.clone()),
+            Some(PortTarget::Pending { .. }) => Lookup::Pending,
             Some(_) => Lookup::NotHandler,
             None => Lookup::Missing,
         }
@@ -185,7 +205,7 @@ impl Registry {
         };
         Ok(match self.ports.get_mut(name) {
             Some(mut entry) => match &mut entry.target {
-                PortTarget::Pending(queue) => {
+                PortTarget::Pending { queue, .. } => {
                     queue.push(packet);
                     Delivery::Delivered
                 }
@@ -261,7 +281,7 @@ impl Registry {
             return false;
         };
         let waiting = match &mut entry.target {
-            PortTarget::Pending(queue) => std::mem::take(queue),
+            PortTarget::Pending { queue, .. } => std::mem::take(queue),
             _ => return false,
         };
         for packet in waiting {

@@ -19,6 +19,7 @@ use super::functions::{Function, check_name};
 use super::handler::PortContext;
 use super::node::NodeInner;
 use super::port::{PortId, split_port};
+use super::rcv::{DefaultCb, Dispatch, SharedDispatch};
 use super::registry::PortTarget;
 use crate::error::{InitError, SpawnError};
 use crate::wire::NodeRequest;
@@ -42,18 +43,13 @@ impl NodeInner {
         let port = PortId::new(node, &name);
         if node == &*self.id {
             // a placeholder keeps messages and monitors until init has run
-            if self
-                .ports
-                .registry()
-                .insert_new(&name, PortTarget::Pending(Vec::new()))
-                .is_err()
-            {
+            let Some(dispatch) = self.reserve_spawned(&name) else {
                 return Err(SpawnError::NameTaken(name));
-            }
+            };
             let me = self.handle();
             let func = func.to_owned();
             let spawned = self.transport.arbiter().spawn(async move {
-                me.inner().run_local_spawn(&name, &func, args);
+                me.inner().run_local_spawn(&name, &func, args, dispatch);
             });
             if !spawned {
                 self.kill_local(port.name(), no_such_port(port.as_str()));
@@ -70,10 +66,30 @@ impl NodeInner {
         Ok(port)
     }
 
+    /// Reserves `name` for a spawned port: a placeholder that keeps
+    /// messages and monitors while its init runs, with the callback table
+    /// the init's context and [`crate::Node::rcv`] fill meanwhile (in Perl
+    /// a local spawn's init has run when `spawn` returns, so `rcv` on the
+    /// new port works at once). `None` if the name is taken.
+    fn reserve_spawned(&self, name: &str) -> Option<SharedDispatch> {
+        let dispatch = Dispatch::shared(DefaultCb::Ignore);
+        self.ports
+            .registry()
+            .insert_new(name, PortTarget::pending(Some(dispatch.clone())))
+            .ok()
+            .map(|()| dispatch)
+    }
+
     /// Runs init function `func` for the port `name`: the port's target,
-    /// whose handler (if any) gets the same context the init function had,
-    /// or why there is none.
-    fn run_init(&self, name: &str, func: &str, args: Vec<Value>) -> Result<PortTarget, InitError> {
+    /// whose handler (if any) gets the same context (and callbacks) the
+    /// init function had, or why there is none.
+    fn run_init(
+        &self,
+        name: &str,
+        func: &str,
+        args: Vec<Value>,
+        dispatch: SharedDispatch,
+    ) -> Result<PortTarget, InitError> {
         let init = match self.ports.functions().get(func) {
             Some(Function::Init(f)) => f,
             Some(Function::Plain(_) | Function::Sourced(_)) => {
@@ -81,7 +97,7 @@ impl NodeInner {
             }
             None => return Err(InitError::Unknown(func.to_owned())),
         };
-        let ctx = PortContext::new(self.handle(), PortId::new(&self.id, name));
+        let ctx = PortContext::with_dispatch(self.handle(), PortId::new(&self.id, name), dispatch);
         // a local spawn runs deferred: $SRCNODE is this node; a remote
         // one runs inside its node-port request, which set the requester
         let src = super::src_node::current()
@@ -110,25 +126,20 @@ impl NodeInner {
         // while the init runs, so that the init can `grp_reg`, `mon` or
         // `snd` to its own port: in Perl the port exists once the init
         // calls `rcv $SELF` (MP.pm 692-694, 728)
-        if self
-            .ports
-            .registry()
-            .insert_new(name, PortTarget::Pending(Vec::new()))
-            .is_err()
-        {
+        let Some(dispatch) = self.reserve_spawned(name) else {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn of an existing port's name refused");
             return;
-        }
+        };
         // run at once: the packets after the `_spawn` (the spawner's mon1,
         // its first messages) find the port complete
-        self.run_local_spawn(name, func, args);
+        self.run_local_spawn(name, func, args, dispatch);
     }
 
     /// Runs the init of the pending port `name` and completes it (the
     /// deferred half of a local spawn, the whole of a remote one); kills
     /// the placeholder with `no_such_port` when the init gives no port.
-    fn run_local_spawn(&self, name: &str, func: &str, args: Vec<Value>) {
-        match self.run_init(name, func, args) {
+    fn run_local_spawn(&self, name: &str, func: &str, args: Vec<Value>, dispatch: SharedDispatch) {
+        match self.run_init(name, func, args, dispatch) {
             Ok(target) => {
                 if !self.ports.registry().complete_pending(name, target) {
                     tracing::debug!(node = %self.id, port = name, "spawned port was killed before its init ran");
