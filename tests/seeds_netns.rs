@@ -21,7 +21,7 @@
 //! print why and pass; set `AEMP_NETNS_REQUIRED=1` to make that a failure.
 
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -73,8 +73,9 @@ struct Netns {
     peer: Option<String>,
     /// `/etc/netns/<name>`, when the host name resolves through it.
     etc_dir: Option<PathBuf>,
-    /// The namespace's addresses: the first is the host name's.
-    addrs: [Ipv4Addr; 2],
+    /// The namespace's addresses: two IPv4 ones (the first is the host
+    /// name's), then an IPv6 unique local one where IPv6 works.
+    addrs: Vec<IpAddr>,
     /// The host name the nodes run with (their own UTS namespace).
     hostname: String,
     /// How the interface was made, for the log.
@@ -93,9 +94,9 @@ impl Netns {
             name: name.clone(),
             peer: None,
             etc_dir: None,
-            addrs: [
-                Ipv4Addr::new(198, 18, third, 1),
-                Ipv4Addr::new(198, 18, third, 2),
+            addrs: vec![
+                IpAddr::V4(Ipv4Addr::new(198, 18, third, 1)),
+                IpAddr::V4(Ipv4Addr::new(198, 18, third, 2)),
             ],
             hostname: format!("aemp-seeds-{pid}-{n}.test"),
             link_kind: "dummy",
@@ -105,7 +106,8 @@ impl Netns {
         let host: Vec<IpAddr> = if_addrs::get_if_addrs()
             .map(|v| v.iter().map(|i| i.ip()).collect())
             .unwrap_or_default();
-        if ns.addrs.iter().any(|a| host.contains(&IpAddr::V4(*a))) {
+        let v6 = IpAddr::V6(Ipv6Addr::new(0xfdae, 0x5eed, third.into(), 0, 0, 0, 0, 1));
+        if ns.addrs.iter().chain([&v6]).any(|a| host.contains(a)) {
             return Err(format!("{:?} is an address of this machine", ns.addrs));
         }
         ip(&["-n", &name, "link", "set", "lo", "up"])?;
@@ -122,16 +124,16 @@ impl Netns {
             ])?;
             ip(&["-n", &peer, "link", "set", "aemp1", "up"])?;
         }
-        for a in ns.addrs {
-            ip(&[
-                "-n",
-                &name,
-                "addr",
-                "add",
-                &format!("{a}/24"),
-                "dev",
-                "aemp0",
-            ])?;
+        for a in ns.addrs.clone() {
+            let net = format!("{a}/24");
+            ip(&["-n", &name, "addr", "add", &net, "dev", "aemp0"])?;
+        }
+        // IPv6 is optional (a kernel may have it off); `nodad`: usable
+        // at once, not tentative
+        let v6_net = format!("{v6}/64");
+        match ip(&["-n", &name, "addr", "add", &v6_net, "dev", "aemp0", "nodad"]) {
+            Ok(()) => ns.addrs.push(v6),
+            Err(e) => eprintln!("seeds_netns: without IPv6: {e}"),
         }
         ip(&["-n", &name, "link", "set", "aemp0", "up"])?;
         ns.name_the_host();
@@ -194,7 +196,10 @@ impl Netns {
 
     /// `addr:PORT` for each address.
     fn at_port(&self) -> Vec<String> {
-        self.addrs.iter().map(|a| format!("{a}:{PORT}")).collect()
+        self.addrs
+            .iter()
+            .map(|a| SocketAddr::new(*a, PORT).to_string())
+            .collect()
     }
 }
 
@@ -413,7 +418,9 @@ fn check(
         .unwrap_or_else(|| panic!("{test}: unexpected first line of a: {line:?}"));
     let mut listen: Vec<&str> = listen.split(' ').collect();
     listen.sort_unstable();
-    assert_eq!(listen, expect_listen, "{test}: a binds {bind:?}");
+    let mut expected: Vec<&str> = expect_listen.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(listen, expected, "{test}: a binds {bind:?}");
 
     let mut b = NodeProc::start(ns, &rc, "b");
     assert_eq!(b.first_line(), "node b running, listening on []");
@@ -443,13 +450,14 @@ fn seed_written_as_digits_dials_the_hostname() {
     let Some(ns) = namespace_or_skip(test) else {
         return;
     };
-    let first = vec![format!("{}:{PORT}", ns.addrs[0])];
+    let first = ns.at_port()[..1].to_vec();
     let port = PORT.to_string();
     check(test, &ns, &port, &port, &first, &first);
 }
 
 /// `*:PORT` is every non-loopback address of the host, for the bind and
-/// the seed alike: both addresses of the namespace, never loopback.
+/// the seed alike: every address of the namespace (IPv4 and the unique
+/// local IPv6 one), never loopback nor the link-local IPv6 address.
 #[test]
 fn seed_written_star_port_dials_every_own_address() {
     let test = "seed_written_star_port_dials_every_own_address";
@@ -477,4 +485,18 @@ fn connected_lines_are_parsed() {
         })
     );
     assert_eq!(Connected::parse("… connection closed node=b peer=x"), None);
+}
+
+/// Each address `*` stands for is a seed of its own: with node `a` on
+/// the namespace's last address only (IPv6 where it works), `b` with the
+/// seed `*:PORT` still finds it, the other seeds refusing.
+#[test]
+fn seed_written_star_port_finds_a_node_on_its_last_address_only() {
+    let test = "seed_written_star_port_finds_a_node_on_its_last_address_only";
+    let Some(ns) = namespace_or_skip(test) else {
+        return;
+    };
+    let all = ns.at_port();
+    let last = all[all.len() - 1..].to_vec();
+    check(test, &ns, &last[0], &format!("*:{PORT}"), &last, &last);
 }
