@@ -174,11 +174,14 @@ impl Netns {
                 self.etc_dir = Some(dir);
             }
             Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                if !existed {
+                    let _ = std::fs::remove_dir(&base);
+                }
                 eprintln!(
                     "seeds_netns: cannot write {}: {e}; the host name is the address itself",
                     dir.display()
                 );
-                let _ = std::fs::remove_dir(&dir);
                 self.hostname = self.addrs[0].to_string();
             }
         }
@@ -188,7 +191,12 @@ impl Netns {
     fn exec(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.name, "unshare", "--uts", "--"])
-            .args(["sh", "-c", "hostname \"$0\" && exec \"$@\""])
+            // sethostname(2) without needing the `hostname` command
+            .args([
+                "sh",
+                "-c",
+                "printf %s \"$0\" > /proc/sys/kernel/hostname && exec \"$@\"",
+            ])
             .args([&self.hostname, program])
             .stdin(Stdio::null());
         c
