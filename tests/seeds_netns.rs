@@ -64,8 +64,9 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 /// A network namespace of this test, with `lo` up and one interface
-/// holding two private addresses of its own; removed (with what it
-/// needed) on drop, also when the test panics.
+/// holding private addresses of its own (two IPv4, one IPv6 unique local
+/// where IPv6 works); removed (with what it needed) on drop, also when
+/// the test panics.
 struct Netns {
     /// The namespace's name, `aemp-seeds-<pid>-<n>`.
     name: String,
