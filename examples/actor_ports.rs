@@ -11,9 +11,12 @@
 //! monitor, makes it count, then panic; a second counter is killed by the
 //! boss and hears of it.
 //!
-//! With `--serve 127.0.0.1:4300` it runs only node `rustA` with one
-//! counter (printing `PORT <id>`) that panics `--panic-after` seconds
-//! later — for a Perl node to watch (`mon $port, $victim`).
+//! With `--serve 127.0.0.1:4300` it runs only node `rustA` with two
+//! counters (printing `PORT <id>` for each), for a Perl node to watch
+//! (`mon $port, $victim`): the first panics `--panic-after` seconds later
+//! (reason `("die", "counter … crashed at 0")`), the second is still there
+//! when the node shuts down 2 s after that (reason `("shutdown", "node
+//! rustA is shutting down")`).
 
 use std::time::Duration;
 
@@ -181,7 +184,9 @@ async fn serve(args: &Args, addr: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let c = counter(&node);
+    let survivor = counter(&node);
     println!("PORT {c}");
+    println!("PORT {survivor}");
     tokio::time::sleep(Duration::from_secs(args.panic_after)).await;
     node.snd(&c, &("crash",)).map_err(|e| e.to_string())?;
     tokio::time::sleep(Duration::from_secs(2)).await;

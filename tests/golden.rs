@@ -20,6 +20,7 @@ const B_SPAWN: &str = include_str!("fixtures/b-spawn-mon-kil.txt");
 const C_GLOBAL: &str = include_str!("fixtures/c-global-join.txt");
 const F_CLEARTEXT: &str = include_str!("fixtures/f-simple-cleartext.txt");
 const G_KEEPALIVE: &str = include_str!("fixtures/g-listenerless-keepalive.txt");
+const I_SPAWN_RUST: &str = include_str!("fixtures/i-perl-spawns-rust-init.txt");
 
 #[test]
 fn md6_256_of_abc() {
@@ -327,4 +328,113 @@ fn f_simple_cleartext_token() {
             json!(["echo", "ping", "pysimple#reply", 1])
         ]
     );
+}
+
+/// The aemp node of recording i: `My::init` registers its own port in
+/// `rgrp` inside the init; the port answers `["ping", $reply, @a]` with
+/// `["pong", $SRCNODE, @a]` and dies on `["die"]`.
+async fn i_node() -> aemp::Node {
+    aemp::Node::builder()
+        .node_id("rustR")
+        .secret(common::SECRET)
+        .bind("127.0.0.1:0")
+        .init_fn("My::init", |ctx, _| {
+            ctx.node().grp_reg("rgrp", ctx.port())?.forget();
+            Ok(aemp::PortBehaviour::handler(|ctx, msg| {
+                let v = msg.values()?;
+                match v.first().and_then(Value::as_str) {
+                    Some("ping") => {
+                        let reply = v.get(1).and_then(Value::as_str).ok_or("no reply port")?;
+                        let mut out = vec![json!("pong"), json!(ctx.src_node())];
+                        out.extend(v.iter().skip(2).cloned());
+                        ctx.snd(reply, &out)?;
+                        Ok(())
+                    }
+                    Some("die") => Err("asked to die".into()),
+                    _ => Ok(()),
+                }
+            }))
+        })
+        .start()
+        .await
+        .unwrap()
+}
+
+/// What a node sent besides its Global opening and mesh chatter: its
+/// `reg1`/`reg0`, application messages and node-port replies, with its
+/// Global connect port renamed `gport`.
+fn i_answers(packets: &[Value], gport: &str) -> Vec<Value> {
+    let mut own = None;
+    let mut out = Vec::new();
+    for p in packets {
+        if p[0] == "" && p[1] == "AnyEvent::MP::_spawn" && p[3] == "AnyEvent::MP::Global::connect" {
+            own = p[2].as_str().map(str::to_owned);
+            continue;
+        }
+        let to_global = own.is_some() && p[0].as_str() == own.as_deref();
+        if to_global && !matches!(p[1].as_str(), Some("reg1" | "reg0")) {
+            continue;
+        }
+        if p[0] == "" && p[1] == "mon1" && p[2].as_str() == own.as_deref() {
+            continue;
+        }
+        let mut p = p.clone();
+        if to_global {
+            p[0] = json!(gport);
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn i_a_perl_spawn_of_an_init_that_registers_its_port_replays_exactly() {
+    // the bytes perlP sent (after its handshake lines), in its segments,
+    // to a live node with the same init: it answers what rustR answered
+    let chunks = tr::parse(I_SPAWN_RUST);
+    let c2s = tr::stream(&chunks, 1, Dir::C2S);
+    let (_, perl_packets) = tr::lines(&c2s, 3);
+    let handshake = c2s.len() - perl_packets.len();
+    let (_, rust_packets) = tr::lines(&tr::stream(&chunks, 1, Dir::S2C), 3);
+    let recorded = as_json(&decode_all(&rust_packets));
+    let gport = recorded[0][2].as_str().unwrap().to_owned();
+    let want = i_answers(&recorded, &gport);
+    let spawned = "rustR#7hdrx0p7XjO5nYsX8.c";
+    assert_eq!(
+        want,
+        vec![
+            json!([gport, "reg1", "rgrp", spawned]),
+            json!(["SBCXIPFo.b", "pong", "perlP", "x", 42]),
+            json!([gport, "reg0", "rgrp", spawned]),
+            json!(["", "kil0", "7hdrx0p7XjO5nYsX8.c", "die", "asked to die"]),
+        ]
+    );
+    // _spawn and mon1 came in one segment
+    assert!(chunks.iter().any(|c| {
+        let s = String::from_utf8_lossy(&c.bytes);
+        c.dir == Dir::C2S && s.contains("\"My::init\"") && s.contains("\"mon1\"")
+    }));
+
+    let node = i_node().await;
+    let mut peer = common::RawPeer::connect(&node, "perlP").await;
+    for c in chunks.iter().filter(|c| c.dir == Dir::C2S) {
+        let skip = handshake.saturating_sub(c.offset).min(c.bytes.len());
+        if skip < c.bytes.len() {
+            tokio::io::AsyncWriteExt::write_all(&mut peer.stream, &c.bytes[skip..])
+                .await
+                .unwrap();
+        }
+    }
+    let mut live = Vec::new();
+    loop {
+        let p = peer.recv_any().await;
+        let last = p[1] == "kil0";
+        live.push(p);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(i_answers(&live, &gport), want);
+    assert_eq!(node.grp_get("rgrp"), Vec::<aemp::PortId>::new());
+    node.shutdown();
 }

@@ -440,6 +440,91 @@ async fn a_spawned_port_exists_before_the_next_packet_is_routed() {
     peer.assert_silent(Duration::from_millis(300)).await;
 }
 
+/// A node whose init `Test::watched(back, victim)` monitors its own,
+/// still pending, port: a callback monitor reporting to `back` and a
+/// kill-form one killing `victim`; the port dies on `["die"]`. With a
+/// third argument the init then fails.
+async fn watched_node(id: &str) -> Node {
+    Node::builder()
+        .node_id(id)
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .init_fn("Test::watched", |ctx, args| {
+            let (back, victim) = match (args.first(), args.get(1)) {
+                (Some(Value::String(b)), Some(Value::String(v))) => (b.clone(), v.clone()),
+                _ => return Err("Test::watched needs two ports".into()),
+            };
+            let node = ctx.node().clone();
+            ctx.node()
+                .mon(ctx.port(), move |reason| {
+                    let _ = node.snd(&back, &("self_mon", reason));
+                })
+                .forget();
+            ctx.node()
+                .mon_kil(ctx.port(), &PortId::from(victim.as_str()))
+                .forget();
+            if args.len() > 2 {
+                return Err("init failed after monitoring".into());
+            }
+            Ok(PortBehaviour::handler(|_, msg| {
+                if msg.values()?.first() == Some(&json!("die")) {
+                    return Err("asked to die".into());
+                }
+                Ok(())
+            }))
+        })
+        .start()
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn monitors_a_remote_spawns_init_set_on_its_pending_port_fire_later() {
+    // seen against Perl for issue 12: `spawn` of an init that monitors its
+    // own port, `mon` from the spawner right after the spawn, then the
+    // port dies — all three monitors hear its reason
+    let a = watched_node("a").await;
+    let b = watched_node("b").await;
+    b.connect(addr_of(&a)).await.unwrap();
+    let (back, mut rx) = b.port_channel();
+    let victim = b.port_fn(|_, _| Ok(()));
+    let (cb, mut victim_died) = reporter();
+    b.mon(&victim, cb).forget();
+    let p = b.spawn("a", "Test::watched", &(&back, &victim)).unwrap();
+    let (cb, mut died) = reporter();
+    b.mon(&p, cb).forget();
+    b.snd(&p, &("die",)).unwrap();
+    let want = vec![json!("die"), json!("asked to die")];
+    assert_eq!(reason(&mut died).await, want);
+    assert_eq!(reason(&mut victim_died).await, want);
+    assert_eq!(
+        recv(&mut rx).await.values().unwrap(),
+        vec![json!("self_mon"), json!(want)]
+    );
+
+    // an init that fails after monitoring its port: the monitors it
+    // queued fire with no_such_port, and the port never existed
+    let victim = b.port_fn(|_, _| Ok(()));
+    let (cb, mut victim_died) = reporter();
+    b.mon(&victim, cb).forget();
+    let q = b
+        .spawn("a", "Test::watched", &(&back, &victim, "fail"))
+        .unwrap();
+    let gone = vec![
+        json!("no_such_port"),
+        json!("cannot monitor nonexistent port"),
+        json!(q.as_str()),
+    ];
+    assert_eq!(reason(&mut victim_died).await, gone);
+    assert_eq!(
+        recv(&mut rx).await.values().unwrap(),
+        vec![json!("self_mon"), json!(gone)]
+    );
+    assert!(!a.port_exists(&q));
+    a.shutdown();
+    b.shutdown();
+}
+
 #[actix_rt::test]
 async fn a_local_spawn_runs_its_init_only_after_spawn_returns() {
     let ran = Arc::new(AtomicBool::new(false));

@@ -111,3 +111,31 @@ async fn a_relayed_snd_comes_from_the_relaying_node() {
     b.shutdown();
     c.shutdown();
 }
+
+#[actix_rt::test]
+async fn a_port_that_re_sends_is_the_source_of_what_it_sends() {
+    // as seen against Perl for issue 12 (Perl A → a Rust port that
+    // re-sends → Perl C): each hop sees only its immediate peer
+    let a = reporting_node("a").await;
+    let b = reporting_node("b").await;
+    let c = reporting_node("c").await;
+    a.connect(addr_of(&b)).await.unwrap();
+    b.connect(addr_of(&c)).await.unwrap();
+    let (inbox, mut rx) = c.port_channel();
+    let relay = b.port_fn(move |ctx, msg| {
+        let (text,): (String,) = msg.decode()?;
+        ctx.snd(&inbox, &(text, ctx.src_node(), msg.src_node()))?;
+        Ok(())
+    });
+    a.snd(&relay, &("from a",)).unwrap();
+    let got = recv(&mut rx).await;
+    // b saw a, c sees b
+    assert_eq!(
+        got.values().unwrap(),
+        vec![json!("from a"), json!("a"), json!("a")]
+    );
+    assert_eq!(got.src_node(), Some("b"));
+    a.shutdown();
+    b.shutdown();
+    c.shutdown();
+}

@@ -25,7 +25,12 @@ use crate::kernel::Node;
 use crate::wire::{GlobalMsg, HandshakeError};
 
 /// `addr` from `remote`: its listen addresses. Recorded, and passed on to
-/// every node that asked to be seeded, after 2–3 s.
+/// every node that asked to be seeded, after 2–3 s — if they are still
+/// `remote`'s then. The reference passes them on regardless (Global.pm
+/// 337), also when the node went down meanwhile (its `%addr` entry is
+/// deleted, Global.pm 442): its slaves then dial a dead address, also one
+/// where the node no longer is after a restart on another port; what
+/// replaced them was or will be passed on by its own `addr`.
 pub(crate) fn addr(g: &Arc<Global>, node: &Node, remote: &str, addresses: Vec<String>) {
     tracing::debug!(
         node = node.id(),
@@ -43,7 +48,19 @@ pub(crate) fn addr(g: &Arc<Global>, node: &Node, remote: &str, addresses: Vec<St
         let Some((g, node)) = alive(&weak) else {
             return;
         };
-        let slaves: Vec<String> = g.lock().seedme.iter().cloned().collect();
+        let slaves: Vec<String> = {
+            let st = g.lock();
+            if st.addr.get(&remote) != Some(&addresses) {
+                tracing::debug!(
+                    node = node.id(),
+                    remote,
+                    ?addresses,
+                    "addresses no longer current; not passed on"
+                );
+                return;
+            }
+            st.seedme.iter().cloned().collect()
+        };
         let nodes = GlobalMsg::Nodes(vec![(remote, addresses)]);
         for slave in slaves {
             g.to_node(&node, &slave, &nodes);
