@@ -84,6 +84,7 @@ pub use kernel::{
     Rcv, Reason, Task,
 };
 pub use transport::binds::resolve as resolve_binds;
+pub use transport::limits::Limit;
 pub use wire::{Lenient, Packet, Tagged, TaggedError};
 
 /// The README's example, compiled and run as a doctest.

@@ -428,6 +428,15 @@ async fn pending_expects_per_peer_are_bounded_and_bad_requests_refused() {
             "too many pending data connections"
         ])
     );
+    // counted as a limit hit of that peer
+    assert_eq!(
+        t.limit_hit_count("rawp", aemp::Limit::DataconnExpectations),
+        1
+    );
+    assert_eq!(
+        t.limit_hits(),
+        vec![("rawp".to_owned(), aemp::Limit::DataconnExpectations, 1)]
+    );
     // an unknown init function is refused at once
     let mut rb = RawPeer::connect(&t, "rawq").await;
     send_expect(&mut rb, "rawq", "1@rawq", json!(30), "T::nope").await;

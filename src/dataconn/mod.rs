@@ -365,6 +365,7 @@ impl DataConn {
             let replaces = t.expects.contains_key(&key);
             if !replaces && pending >= self.max_pending {
                 drop(t);
+                node.count_limit_hit(from, crate::Limit::DataconnExpectations);
                 refuse("too many pending data connections".to_owned());
                 return Err("_expect: too many pending data connections from this node".into());
             }

@@ -450,6 +450,32 @@ impl Node {
         port.node() == self.id() && self.inner.ports.registry().contains(port.name())
     }
 
+    /// Every limit a peer hit on this node, with how often: `(peer,
+    /// limit, count)`, sorted; a peer is a node id, or `addr:<ip>` for one
+    /// not yet authenticated. Limits that were never hit are left out.
+    pub fn limit_hits(&self) -> Vec<(String, crate::Limit, u64)> {
+        self.inner.transport.limit_hits().snapshot()
+    }
+
+    /// How often `peer` (a node id, or `addr:<ip>` for a peer not yet
+    /// authenticated) hit `limit` on this node.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// assert_eq!(node.limit_hit_count("other", aemp::Limit::SendQueue), 0);
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn limit_hit_count(&self, peer: &str, limit: crate::Limit) -> u64 {
+        self.inner.transport.limit_hits().count(peer, limit)
+    }
+
+    /// Counts a hit of `limit` by `peer` (see [`Node::limit_hits`]).
+    pub(crate) fn count_limit_hit(&self, peer: &str, limit: crate::Limit) {
+        self.inner.transport.limit_hits().hit(peer, limit);
+    }
+
     /// Number of local ports.
     pub fn port_count(&self) -> usize {
         self.inner.ports.registry().len()

@@ -14,6 +14,7 @@ pub(crate) mod connection;
 pub(crate) mod connector;
 pub(crate) mod dataconn;
 pub(crate) mod handshake;
+pub(crate) mod limits;
 pub(crate) mod listener;
 pub(crate) mod outbox;
 pub(crate) mod stream;
@@ -149,6 +150,8 @@ pub(crate) struct Transport {
     shutdown: CancellationToken,
     connections: TaskTracker,
     next_conn: AtomicU64,
+    /// Limits hit, per peer.
+    limit_hits: limits::LimitHits,
 }
 
 impl Transport {
@@ -160,7 +163,13 @@ impl Transport {
             shutdown: CancellationToken::new(),
             connections: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
+            limit_hits: limits::LimitHits::default(),
         }
+    }
+
+    /// Limits hit, per peer (every refusing limit counts here).
+    pub(crate) fn limit_hits(&self) -> &limits::LimitHits {
+        &self.limit_hits
     }
 
     /// A fresh connection id.
