@@ -259,8 +259,9 @@ fn main() -> Result<(), String> {
             if baseline.is_none() && start.elapsed() >= Duration::from_secs(args.warmup) {
                 baseline = Some(rss);
             }
+            let ports: Vec<String> = nodes.iter().map(|n| n.port_count().to_string()).collect();
             println!(
-                "t={:>6.0}s sent={} received={} lost={} disorder={} churn={} (failed {}) rate={:.0} msg/s rss={} KiB",
+                "t={:>6.0}s sent={} received={} lost={} disorder={} churn={} (failed {}) rate={:.0} msg/s rss={} KiB ports={}",
                 start.elapsed().as_secs_f64(),
                 stats.sent.load(Ordering::Relaxed),
                 received,
@@ -269,7 +270,8 @@ fn main() -> Result<(), String> {
                 stats.churn.load(Ordering::Relaxed),
                 stats.churn_failed.load(Ordering::Relaxed),
                 rate,
-                rss
+                rss,
+                ports.join("/")
             );
         }
         // what is still in flight arrives
