@@ -305,11 +305,13 @@ impl Packet {
     /// [`Packet::values`] and [`Packet::tag`] skip the tag as they read;
     /// only [`Packet::frame`] makes the shorter frame (and keeps it).
     pub fn without_tag(&self) -> Option<Packet> {
-        let (from, elements) = match self.cut {
-            Some(cut) => (cut.from as usize, cut.elements),
-            None => (dest_span_end(&self.frame)?.0, 0),
+        let (from, start, elements) = match self.cut {
+            Some(cut) => (cut.from as usize, self.first_element()?, cut.elements),
+            None => {
+                let (from, start) = dest_span_end(&self.frame)?;
+                (from, start?, 0)
+            }
         };
-        let start = self.first_element()?;
         let end = skip_value(&self.frame, start)?;
         let to = skip_ws(&self.frame, end);
         let cut = match (u32::try_from(from), u32::try_from(to)) {
