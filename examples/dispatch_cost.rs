@@ -15,6 +15,9 @@
 //!   dispatch table);
 //! * `actor` — an actix actor port (`port_actor`), no dispatch table;
 //! * `channel` — a `port_channel`;
+//! * `packet` / `packet4k` — no node: what a tag callback's message
+//!   costs by itself, `tag()`, `without_tag()` and the typed body of a
+//!   parsed `["sink", "msg", i, payload]` (40-byte or 4 KiB payload);
 //! * `mutex` / `nomutex` — no node: the take-out/put-back of a callback
 //!   under a `parking_lot` mutex that a handler port's dispatch does per
 //!   message (two uncontended lock/unlock pairs), and the same call
@@ -73,6 +76,26 @@ impl Handler<PortKilled> for Sink {
 struct Slot {
     callback: Option<Box<dyn FnMut(u64) + Send>>,
     generation: u64,
+}
+
+fn packet_loop(n: u64, payload: usize) -> Duration {
+    let payload = "x".repeat(payload);
+    let frame = Packet::to_frame("sink", &("msg", 12345u64, payload.as_str())).expect("encodes");
+    let p = Packet::parse(frame).expect("parses");
+    let start = Instant::now();
+    let mut sum = 0u64;
+    for _ in 0..n {
+        let p = std::hint::black_box(&p);
+        std::hint::black_box(p.tag());
+        let Some(rest) = p.without_tag() else {
+            continue;
+        };
+        if let Ok((i, s)) = rest.decode::<(u64, &str)>() {
+            sum += i + s.len() as u64;
+        }
+    }
+    std::hint::black_box(sum);
+    start.elapsed()
 }
 
 fn mutex_loop(n: u64, with_mutex: bool) -> Duration {
@@ -186,6 +209,8 @@ fn main() -> Result<(), String> {
         .map_or(Ok(100_000), |s| s.parse())
         .map_err(|e| format!("count: {e}"))?;
     let elapsed = match kind.as_str() {
+        "packet" => packet_loop(n, PAYLOAD.len()),
+        "packet4k" => packet_loop(n, 4096),
         "mutex" => mutex_loop(n, true),
         "nomutex" => mutex_loop(n, false),
         _ => actix_rt::System::new().block_on(run(&kind, n))?,
