@@ -229,5 +229,28 @@ fn cbor(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handshake, packets, storable, cbor);
+/// What a tag callback's message costs (MP.pm 417–423): the tag, the
+/// message without it ([`Packet::without_tag`]) and its typed body, for
+/// the plain message and for one with a 4 KiB payload.
+fn tagged(c: &mut Criterion) {
+    let small = Packet::parse(frame(Framing::Json, &MSG)).unwrap();
+    let payload = "x".repeat(4096);
+    let big = Packet::parse(frame(Framing::Json, &("msg", 12345u64, payload.as_str()))).unwrap();
+    let mut g = c.benchmark_group("tagged");
+    g.throughput(Throughput::Elements(1));
+    for (name, p) in [("small", &small), ("4k", &big)] {
+        g.bench_function(format!("without_tag_decode_{name}"), |b| {
+            b.iter(|| {
+                let p = black_box(p);
+                black_box(p.tag().unwrap());
+                let rest = p.without_tag().unwrap();
+                let (i, s): (u64, &str) = rest.decode().unwrap();
+                s.len() as u64 + i
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, handshake, packets, storable, cbor, tagged);
 criterion_main!(benches);

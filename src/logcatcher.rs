@@ -31,13 +31,35 @@
 //!
 //! # Which events a node forwards
 //!
-//! A `tracing` subscriber is process-wide, while catchers connect to one
-//! node: an event with a `node` field is forwarded only to the catchers
-//! that connected to that node; an event without one (the application's
-//! own logs) to every catcher of the process, as Perl's `@WARN` is
-//! process-wide. The text is the event's message followed by its other
-//! fields as ` name=value` (the `node` field is left out: the catcher
-//! prints the node), at most [`MAX_TEXT`] bytes.
+//! A `tracing` subscriber sees the events of every node whose code runs
+//! on its threads, while a catcher connects to one node. Each [`layer()`]
+//! keeps its own table of catchers: `connect` registers the catcher with
+//! the layer of the subscriber that is current where the node runs it
+//! (the node's thread). An event the layer sees is forwarded to catchers
+//! of that table only:
+//!
+//! * an event with a `node` field only to the catchers that connected to
+//!   that node;
+//! * an event without one (the application's own logs, other crates') to
+//!   every catcher of the table. A process running one node is Perl's
+//!   case, where every log line of the process goes to its catchers
+//!   (`@WARN` is process-wide). Nodes that share a process *and* a
+//!   subscriber cannot tell whose such an event is, so each of their
+//!   catchers gets it, under its own node's name; give the event a
+//!   `node` field, or give the nodes separate subscribers (a thread-local
+//!   default on each node's thread, as each integration test does): the
+//!   layer of one subscriber never forwards what another one sees. The
+//!   `node` field of an enclosing span is not looked at.
+//!
+//! With one global subscriber, as the `aemp` binary has, the table is the
+//! whole process's. [`catchers_of`], [`catchers`] and [`wait_catchers`]
+//! look at the table of the subscriber current on the calling thread. A
+//! node whose subscriber has no [`layer()`] refuses `connect` with an
+//! error (it would forward nothing).
+//!
+//! The text is the event's message followed by its other fields as
+//! ` name=value` (the `node` field is left out: the catcher prints the
+//! node), at most [`MAX_TEXT`] bytes.
 //!
 //! # No feedback, bounded
 //!
@@ -74,9 +96,8 @@
 //!         let _ = tx.send(c.clone());
 //!     });
 //!     // wait until a has the catcher, then log on a
-//!     while aemp::logcatcher::catchers_of("a") == 0 {
-//!         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-//!     }
+//!     let wait = std::time::Duration::from_secs(10);
+//!     aemp::logcatcher::wait_catchers("a", wait, |ports| ports.len() == 1).await.unwrap();
 //!     tracing::warn!(node = "a", disk = "full", "trouble");
 //!     let caught = rx.recv().await.unwrap();
 //!     assert_eq!((caught.node.as_str(), caught.level), ("a", 2));
@@ -89,12 +110,15 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::error::Elapsed;
 use tokio_util::sync::CancellationToken;
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -181,7 +205,7 @@ fn level_arg(v: Option<&Value>) -> i64 {
 // The answering side: catchers and the layer
 
 thread_local! {
-    /// Set while the forwarder sends (and while the catcher table is
+    /// Set while the forwarder sends (and while a catcher table is
     /// locked): events then are not forwarded.
     static QUIET: Cell<bool> = const { Cell::new(false) };
 }
@@ -207,18 +231,93 @@ struct Catcher {
     id: u64,
     /// The node it connected to.
     node: Arc<str>,
+    /// The port it forwards to.
+    rport: String,
     /// The most verbose Perl level it wants.
     level: i64,
     /// To the task that sends to its port.
     tx: mpsc::Sender<(i64, String)>,
 }
 
-/// Every catcher of the process.
-static CATCHERS: RwLock<Vec<Arc<Catcher>>> = RwLock::new(Vec::new());
-/// The most verbose level any catcher wants (-1: no catcher).
-static MAX_LEVEL: AtomicI64 = AtomicI64::new(-1);
+/// The catchers of one [`layer()`]: those whose `connect` ran while the
+/// layer's subscriber was the current one.
+struct Table {
+    catchers: RwLock<Vec<Arc<Catcher>>>,
+    /// The most verbose level any catcher wants (-1: no catcher).
+    max_level: AtomicI64,
+    /// Bumped at each change of `catchers`, for [`wait_catchers`].
+    changes: watch::Sender<u64>,
+}
+
+impl Table {
+    fn new() -> Table {
+        Table {
+            catchers: RwLock::new(Vec::new()),
+            max_level: AtomicI64::new(-1),
+            changes: watch::Sender::new(0),
+        }
+    }
+
+    /// The ports node `node` forwards to, in connection order.
+    fn ports_of(&self, node: &str) -> Vec<String> {
+        quiet(|| {
+            self.catchers
+                .read()
+                .iter()
+                .filter(|c| &*c.node == node)
+                .map(|c| c.rport.clone())
+                .collect()
+        })
+    }
+
+    /// Adds `catcher` unless its node has [`MAX_CATCHERS_PER_NODE`].
+    fn add(&self, catcher: Arc<Catcher>) -> bool {
+        let added = quiet(|| {
+            let mut list = self.catchers.write();
+            if list.iter().filter(|c| c.node == catcher.node).count() >= MAX_CATCHERS_PER_NODE {
+                return false;
+            }
+            list.push(catcher);
+            true
+        });
+        if added {
+            self.changed();
+        }
+        added
+    }
+
+    fn remove(&self, id: u64) {
+        let removed = quiet(|| {
+            let mut list = self.catchers.write();
+            let before = list.len();
+            list.retain(|c| c.id != id);
+            before != list.len()
+        });
+        if removed {
+            self.changed();
+        }
+    }
+
+    /// Recomputes `max_level` after a change, has `tracing` ask the
+    /// layer's filter again, and wakes [`wait_catchers`].
+    fn changed(&self) {
+        let max = quiet(|| self.catchers.read().iter().map(|c| c.level).max());
+        let max = max.unwrap_or(-1);
+        if self.max_level.swap(max, Ordering::Relaxed) != max {
+            tracing::callsite::rebuild_interest_cache();
+        }
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The catcher table of the [`layer()`] in the subscriber current on this
+/// thread, if it has one.
+fn current_table() -> Option<Arc<Table>> {
+    tracing::dispatcher::get_default(|d| d.downcast_ref::<Forwarder>().map(|f| f.table.clone()))
+}
 
 /// Log messages dropped so far in this process because a catcher's queue
 /// was full or sending to it failed.
@@ -231,35 +330,69 @@ pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// How many catchers node `node` of this process forwards to.
+/// How many catchers node `node` forwards to, in the [`layer()`] of the
+/// subscriber current on this thread (0 without one).
 ///
 /// ```
 /// assert_eq!(aemp::logcatcher::catchers_of("no-such-node"), 0);
 /// ```
 pub fn catchers_of(node: &str) -> usize {
-    quiet(|| CATCHERS.read().iter().filter(|c| &*c.node == node).count())
+    catchers(node).len()
 }
 
-/// Recomputes [`MAX_LEVEL`] after a change of the table, and has
-/// `tracing` ask the layer's filter again.
-fn catchers_changed() {
-    let max = quiet(|| CATCHERS.read().iter().map(|c| c.level).max());
-    let max = max.unwrap_or(-1);
-    if MAX_LEVEL.swap(max, Ordering::Relaxed) != max {
-        tracing::callsite::rebuild_interest_cache();
-    }
+/// The ports node `node` forwards its log messages to, in the order
+/// their catchers connected, in the [`layer()`] of the subscriber current
+/// on this thread (none without one).
+///
+/// ```
+/// assert!(aemp::logcatcher::catchers("no-such-node").is_empty());
+/// ```
+pub fn catchers(node: &str) -> Vec<String> {
+    current_table().map_or_else(Vec::new, |t| t.ports_of(node))
 }
 
-fn remove_catcher(id: u64) {
-    let removed = quiet(|| {
-        let mut list = CATCHERS.write();
-        let before = list.len();
-        list.retain(|c| c.id != id);
-        before != list.len()
-    });
-    if removed {
-        catchers_changed();
-    }
+/// Waits, at most `timeout`, until `cond` holds for the ports node `node`
+/// forwards to ([`catchers`]), checking now and at each change of the
+/// table — no polling. The table is that of the [`layer()`] of the
+/// subscriber current on this thread when `wait_catchers` is called
+/// (without one, `cond` sees no ports, once).
+///
+/// ```
+/// use std::time::Duration;
+/// # actix_rt::System::new().block_on(async {
+/// // nobody connects to "quiet-node": it has no catcher, at once
+/// aemp::logcatcher::wait_catchers("quiet-node", Duration::from_secs(1), |p| p.is_empty())
+///     .await
+///     .unwrap();
+/// # });
+/// ```
+pub fn wait_catchers<F>(
+    node: &str,
+    timeout: Duration,
+    mut cond: F,
+) -> impl Future<Output = Result<(), Elapsed>> + use<F>
+where
+    F: FnMut(&[String]) -> bool,
+{
+    let table = current_table();
+    let mut changes = table.as_ref().map(|t| t.changes.subscribe());
+    let node = node.to_owned();
+    tokio::time::timeout(timeout, async move {
+        loop {
+            let ports = table.as_ref().map_or_else(Vec::new, |t| t.ports_of(&node));
+            if cond(&ports) {
+                return;
+            }
+            let changed = match changes.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => false,
+            };
+            if !changed {
+                // no layer, or it is gone: nothing will change
+                std::future::pending::<()>().await;
+            }
+        }
+    })
 }
 
 /// `AnyEvent::MP::LogCatcher::connect($version, $rport, $loglevel)`
@@ -268,6 +401,9 @@ fn connect(node: &Node, args: Vec<Value>) -> Result<(), HandlerError> {
     let Some(Value::String(rport)) = args.get(1) else {
         return Err("LogCatcher::connect: the second argument must be a port id".into());
     };
+    let Some(table) = current_table() else {
+        return Err("LogCatcher::connect: this node's subscriber has no log catcher layer".into());
+    };
     let rport = rport.clone();
     let level = level_arg(args.get(2));
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -275,18 +411,11 @@ fn connect(node: &Node, args: Vec<Value>) -> Result<(), HandlerError> {
     let catcher = Arc::new(Catcher {
         id,
         node: Arc::from(node.id()),
+        rport: rport.clone(),
         level,
         tx,
     });
-    let added = quiet(|| {
-        let mut list = CATCHERS.write();
-        if list.iter().filter(|c| c.node == catcher.node).count() >= MAX_CATCHERS_PER_NODE {
-            return false;
-        }
-        list.push(catcher);
-        true
-    });
-    if !added {
+    if !table.add(catcher) {
         return Err(
             format!("LogCatcher::connect: {MAX_CATCHERS_PER_NODE} catchers already").into(),
         );
@@ -297,14 +426,14 @@ fn connect(node: &Node, args: Vec<Value>) -> Result<(), HandlerError> {
         rx,
         node.shutdown_token().clone(),
         id,
+        table.clone(),
     );
     if !node.spawn_task(task) {
-        remove_catcher(id);
+        table.remove(id);
         return Err("LogCatcher::connect: the node's arbiter is gone".into());
     }
-    catchers_changed();
     // "monitor them, silently die"
-    node.mon(&rport, move |_| remove_catcher(id)).forget();
+    node.mon(&rport, move |_| table.remove(id)).forget();
     Ok(())
 }
 
@@ -316,6 +445,7 @@ async fn forward(
     mut rx: mpsc::Receiver<(i64, String)>,
     shutdown: CancellationToken,
     id: u64,
+    table: Arc<Table>,
 ) {
     loop {
         let (level, text) = tokio::select! {
@@ -330,28 +460,44 @@ async fn forward(
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
-    remove_catcher(id);
+    table.remove(id);
 }
 
 /// The layer that hands log events to the catchers connected to this
-/// process's nodes; see [`layer()`].
-#[derive(Debug, Default)]
+/// process's nodes; see [`layer()`]. Each one has its own catcher table.
 pub struct Forwarder {
-    _private: (),
+    table: Arc<Table>,
 }
 
 /// The per-layer filter of [`Forwarder`]: lets through what the most
-/// verbose catcher wants, nothing when there is no catcher, and nothing
-/// that the forwarder's own sending logs.
-#[derive(Debug, Default)]
+/// verbose catcher of its table wants, nothing when there is no catcher,
+/// and nothing that the forwarder's own sending logs.
 pub struct CatcherFilter {
-    _private: (),
+    table: Arc<Table>,
 }
 
-/// The `tracing` layer that forwards this process's log events to the
-/// catchers connected to its nodes (see the [module](self) docs). Add it
-/// to a [`tracing_subscriber::registry()`]; so that catchers get messages
-/// the program does not print, give the stderr layer a *per-layer* filter
+impl fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let catchers = quiet(|| self.table.catchers.read().len());
+        f.debug_struct("Forwarder")
+            .field("catchers", &catchers)
+            .finish()
+    }
+}
+
+impl fmt::Debug for CatcherFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CatcherFilter")
+            .field("max_level", &self.table.max_level.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// A new `tracing` layer that forwards the log events its subscriber
+/// sees to the catchers connected to this process's nodes while that
+/// subscriber is current (see the [module](self) docs). Add it to a
+/// [`tracing_subscriber::registry()`]; so that catchers get messages the
+/// program does not print, give the stderr layer a *per-layer* filter
 /// (`fmt::layer().with_filter(EnvFilter::new("info"))`), not a global one
 /// (`fmt().with_env_filter(…)` filters for every layer).
 ///
@@ -367,12 +513,16 @@ pub fn layer<S>() -> Filtered<Forwarder, CatcherFilter, S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    Forwarder::default().with_filter(CatcherFilter::default())
+    let table = Arc::new(Table::new());
+    Forwarder {
+        table: table.clone(),
+    }
+    .with_filter(CatcherFilter { table })
 }
 
 impl<S: Subscriber> Filter<S> for CatcherFilter {
     fn enabled(&self, meta: &Metadata<'_>, _: &Context<'_, S>) -> bool {
-        perl_level(meta.level()) <= MAX_LEVEL.load(Ordering::Relaxed) && !is_quiet()
+        perl_level(meta.level()) <= self.table.max_level.load(Ordering::Relaxed) && !is_quiet()
     }
 
     fn callsite_enabled(&self, _: &'static Metadata<'static>) -> Interest {
@@ -381,7 +531,7 @@ impl<S: Subscriber> Filter<S> for CatcherFilter {
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(level_filter(MAX_LEVEL.load(Ordering::Relaxed)))
+        Some(level_filter(self.table.max_level.load(Ordering::Relaxed)))
     }
 }
 
@@ -395,7 +545,7 @@ impl<S: Subscriber> Layer<S> for Forwarder {
         event.record(&mut text);
         let (node, text) = text.finish();
         quiet(|| {
-            for c in CATCHERS.read().iter() {
+            for c in self.table.catchers.read().iter() {
                 if level > c.level || node.as_deref().is_some_and(|n| n != &*c.node) {
                     continue;
                 }

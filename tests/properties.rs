@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aemp::wire::{
-    GLOBAL_TAGS, Greeting, Handshake, HandshakeConfig, HandshakeError, JsonCodec, NODE_PORT_TAGS,
-    NONCE_BYTES, Nonce, Packet, fuzz_global, fuzz_node_port, fuzz_parsers,
+    Framing, GLOBAL_TAGS, Greeting, Handshake, HandshakeConfig, HandshakeError, JsonCodec,
+    NODE_PORT_TAGS, NONCE_BYTES, Nonce, Packet, fuzz_global, fuzz_node_port, fuzz_parsers,
 };
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -148,6 +148,54 @@ proptest! {
         for (p, (dest, body)) in packets.iter().zip(&msgs) {
             prop_assert_eq!(p.dest(), Some(dest.as_str()));
             prop_assert_eq!(&p.values().unwrap(), body);
+        }
+    }
+
+    #[test]
+    fn without_tag_is_the_message_without_its_first_element(
+        dest in ".{0,8}",
+        mut body in prop::collection::vec(json_value(), 0..6),
+        pretty in any::<bool>(),
+        times in 1usize..4,
+    ) {
+        let mut whole = vec![Value::from(dest.as_str())];
+        whole.extend(body.iter().cloned());
+        let text = if pretty {
+            serde_json::to_vec_pretty(&whole).unwrap()
+        } else {
+            serde_json::to_vec(&whole).unwrap()
+        };
+        let mut p = Packet::parse(text.into()).unwrap();
+        for _ in 0..times {
+            let Some(rest) = p.without_tag() else {
+                prop_assert!(body.is_empty());
+                break;
+            };
+            body.remove(0);
+            // the same as the packet built fresh from what is left
+            let fresh = Packet::parse(Packet::to_frame(&dest, &body).unwrap()).unwrap();
+            prop_assert_eq!(rest.dest(), Some(dest.as_str()));
+            prop_assert_eq!(&rest.values().unwrap(), &body);
+            prop_assert_eq!(rest.decode::<Vec<Value>>().unwrap(), fresh.values().unwrap());
+            prop_assert_eq!(rest.tag(), fresh.tag());
+            let again: Value = serde_json::from_slice(rest.frame()).unwrap();
+            let built: Value = serde_json::from_slice(fresh.frame()).unwrap();
+            prop_assert_eq!(again, built);
+            let reparsed = Packet::parse(rest.frame().clone()).unwrap();
+            prop_assert_eq!(&reparsed.values().unwrap(), &body);
+            for framing in [Framing::Cbor, Framing::Storable] {
+                let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+                let ra = framing.encode_frame(rest.frame(), &mut a).is_ok();
+                let rb = framing.encode_frame(fresh.frame(), &mut b).is_ok();
+                prop_assert_eq!((ra, &a), (rb, &b), "{:?}", framing);
+            }
+            if !pretty {
+                // compact frames are the same bytes
+                prop_assert_eq!(rest.frame(), fresh.frame());
+                prop_assert_eq!(&rest, &fresh);
+                prop_assert_eq!(format!("{rest:?}"), format!("{fresh:?}"));
+            }
+            p = rest;
         }
     }
 

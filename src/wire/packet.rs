@@ -1,15 +1,16 @@
 //! Packets: one JSON array `[dest_port_name, @message]` each.
 //!
 //! A [`Packet`] keeps the raw bytes of its JSON frame and the position of
-//! its destination; the message elements are decoded only when the
-//! receiver asks, straight into the receiver's own serde type
+//! its destination (and, for a message whose tag was taken off, which
+//! leading elements to leave out); the message elements are decoded only
+//! when the receiver asks, straight into the receiver's own serde type
 //! ([`Packet::decode`]) or into [`serde_json::Value`]s ([`Packet::values`]).
 //! JSON is the one data model of aemp: other framings are transcoded to and
 //! from it.
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
@@ -31,11 +32,32 @@ use super::error::{EncodeError, FrameError};
 /// ```
 #[derive(Clone)]
 pub struct Packet {
+    /// The frame as it arrived (or was encoded); for a packet with a
+    /// [`Cut`], the message elements it leaves out are still in it.
     frame: Bytes,
     dest: Dest,
     /// The node whose connection delivered it, or this node for a local
     /// send; `None` until the node delivers it.
     src: Option<Arc<str>>,
+    /// Leading message elements left out ([`Packet::without_tag`]).
+    cut: Option<Cut>,
+    /// The frame without the cut elements, made the first time
+    /// [`Packet::frame`] is asked for on a packet with a cut (boxed: a
+    /// packet stays small, and most never have one).
+    whole: OnceLock<Box<Bytes>>,
+}
+
+/// The message elements a packet leaves out of its frame: `frame[from..to]`,
+/// from the end of the destination string to the `,` before the first
+/// element kept (or to the closing `]` if none is).
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    /// How many elements (the destination is not counted).
+    elements: u32,
+    /// Just past the destination's closing quote.
+    from: u32,
+    /// At the `,` before the first element kept, or at the `]`.
+    to: u32,
 }
 
 /// Where the scanner found a frame's destination.
@@ -94,11 +116,17 @@ impl Packet {
                 Dest::Owned(s.into_boxed_str())
             }
         };
-        Ok(Packet {
+        Ok(Packet::new(frame, dest))
+    }
+
+    fn new(frame: Bytes, dest: Dest) -> Packet {
+        Packet {
             frame,
             dest,
             src: None,
-        })
+            cut: None,
+            whole: OnceLock::new(),
+        }
     }
 
     /// Wraps a frame this process just made with [`Packet::encode`] for
@@ -112,11 +140,7 @@ impl Packet {
             (true, Ok(end)) => Dest::Span(2, end),
             _ => Dest::Owned(dest.into()),
         };
-        Packet {
-            frame,
-            dest,
-            src: None,
-        }
+        Packet::new(frame, dest)
     }
 
     /// Whether this is the keepalive packet `[]`.
@@ -133,9 +157,30 @@ impl Packet {
         }
     }
 
-    /// The raw JSON frame, destination included.
+    /// The raw JSON frame, destination included: `[dest, message…]`. For
+    /// a packet made by [`Packet::without_tag`] it is the frame without the
+    /// tag, made (once, a copy) when first asked for; the other methods
+    /// read the original frame and skip the tag.
     pub fn frame(&self) -> &Bytes {
-        &self.frame
+        match self.cut {
+            None => &self.frame,
+            Some(cut) => self.whole.get_or_init(|| Box::new(cut.apply(&self.frame))),
+        }
+    }
+
+    /// The length of [`Packet::frame`], without making it.
+    fn frame_len(&self) -> usize {
+        match self.cut {
+            None => self.frame.len(),
+            Some(cut) => cut.kept(&self.frame).iter().map(|s| s.len()).sum(),
+        }
+    }
+
+    /// The original frame and how many leading elements of it (the
+    /// destination included) are not part of the message.
+    pub(crate) fn raw_parts(&self) -> (&[u8], usize) {
+        let cut = self.cut.map_or(0, |c| c.elements as usize);
+        (&self.frame, 1 + cut)
     }
 
     /// Decodes the message (the elements after the destination) into `T`,
@@ -146,7 +191,16 @@ impl Packet {
     /// use [`Lenient`](crate::wire::Lenient) for fields that may arrive
     /// either way.
     pub fn decode<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
-        let Body(t) = serde_json::from_slice::<Body<T>>(&self.frame)?;
+        let (frame, skip) = self.raw_parts();
+        let mut de = serde_json::Deserializer::from_slice(frame);
+        let t = de::DeserializeSeed::deserialize(
+            Body::<T> {
+                skip,
+                marker: PhantomData,
+            },
+            &mut de,
+        )?;
+        de.end()?;
         Ok(t)
     }
 
@@ -214,7 +268,8 @@ impl Packet {
     /// ```
     pub fn tag(&self) -> Option<std::borrow::Cow<'_, str>> {
         use std::borrow::Cow;
-        let (start, end) = tag_span(&self.frame)?;
+        let start = self.first_element()?;
+        let end = skip_value(&self.frame, start)?;
         let text = self.frame.get(start..end)?;
         match text.first()? {
             b'"' => {
@@ -245,21 +300,86 @@ impl Packet {
     /// assert_eq!(rest.decode::<(i32, i32)>().unwrap(), (1, 2));
     /// assert_eq!(&rest.frame()[..], br#"["port",1,2]"#);
     /// ```
+    ///
+    /// It shares the frame: no bytes are copied. [`Packet::decode`],
+    /// [`Packet::values`] and [`Packet::tag`] skip the tag as they read;
+    /// only [`Packet::frame`] makes the shorter frame (and keeps it).
     pub fn without_tag(&self) -> Option<Packet> {
-        let (dest_end, _) = dest_span_end(&self.frame)?;
-        let (_, tag_end) = tag_span(&self.frame)?;
-        let after = skip_ws(&self.frame, tag_end);
-        let mut out = BytesMut::with_capacity(self.frame.len());
-        out.extend_from_slice(self.frame.get(..dest_end)?);
-        match self.frame.get(after)? {
-            b',' => out.extend_from_slice(self.frame.get(after..)?),
-            _ => out.put_u8(b']'),
-        }
+        let (from, start, elements) = match self.cut {
+            Some(cut) => (cut.from as usize, self.first_element()?, cut.elements),
+            None => {
+                let (from, start) = dest_span_end(&self.frame)?;
+                (from, start?, 0)
+            }
+        };
+        let end = skip_value(&self.frame, start)?;
+        let to = skip_ws(&self.frame, end);
+        let cut = match (u32::try_from(from), u32::try_from(to)) {
+            (Ok(from), Ok(to)) => Cut {
+                elements: elements.checked_add(1)?,
+                from,
+                to,
+            },
+            // beyond 4 GiB: no view, a copy
+            _ => {
+                let mut copy = self.clone();
+                let frame = Cut::apply_at(&self.frame, from, to);
+                copy.frame = frame;
+                copy.cut = None;
+                copy.whole = OnceLock::new();
+                return Some(copy);
+            }
+        };
         Some(Packet {
-            frame: out.freeze(),
+            frame: self.frame.clone(),
             dest: self.dest.clone(),
             src: self.src.clone(),
+            cut: Some(cut),
+            whole: OnceLock::new(),
         })
+    }
+
+    /// Where the message's first element starts in `frame` (past the
+    /// cut), `None` if the message is empty or a keepalive.
+    fn first_element(&self) -> Option<usize> {
+        match self.cut {
+            None => dest_span_end(&self.frame)?.1,
+            Some(cut) => {
+                let to = cut.to as usize;
+                match self.frame.get(to)? {
+                    b',' => Some(skip_ws(&self.frame, to + 1)),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+impl Cut {
+    /// The parts of `frame` that make the frame without the cut elements.
+    fn kept<'a>(&self, frame: &'a [u8]) -> [&'a [u8]; 2] {
+        Cut::kept_at(frame, self.from as usize, self.to as usize)
+    }
+
+    fn kept_at(frame: &[u8], from: usize, to: usize) -> [&[u8]; 2] {
+        let head = frame.get(..from).unwrap_or_default();
+        match frame.get(to) {
+            Some(b',') => [head, frame.get(to..).unwrap_or_default()],
+            _ => [head, b"]"],
+        }
+    }
+
+    /// The frame without the cut elements.
+    fn apply(&self, frame: &[u8]) -> Bytes {
+        Cut::apply_at(frame, self.from as usize, self.to as usize)
+    }
+
+    fn apply_at(frame: &[u8], from: usize, to: usize) -> Bytes {
+        let [head, tail] = Cut::kept_at(frame, from, to);
+        let mut out = BytesMut::with_capacity(head.len() + tail.len());
+        out.extend_from_slice(head);
+        out.extend_from_slice(tail);
+        out.freeze()
     }
 }
 
@@ -339,13 +459,6 @@ fn dest_span_end(frame: &[u8]) -> Option<(usize, Option<usize>)> {
         b',' => Some((end, Some(skip_ws(frame, next + 1)))),
         _ => Some((end, None)),
     }
-}
-
-/// The byte range of the tag (the first element after the destination).
-fn tag_span(frame: &[u8]) -> Option<(usize, usize)> {
-    let (_, start) = dest_span_end(frame)?;
-    let start = start?;
-    Some((start, skip_value(frame, start)?))
 }
 
 /// Appends to `out` with `write`, which gets `out` and the length it had
@@ -439,14 +552,17 @@ impl fmt::Debug for Packet {
         // the payload stays out of logs; only its size and destination show
         f.debug_struct("Packet")
             .field("dest", &self.dest())
-            .field("bytes", &self.frame.len())
+            .field("bytes", &self.frame_len())
             .finish()
     }
 }
 
 impl PartialEq for Packet {
     fn eq(&self, other: &Packet) -> bool {
-        self.frame == other.frame
+        match (self.cut, other.cut) {
+            (None, None) => self.frame == other.frame,
+            _ => self.frame() == other.frame(),
+        }
     }
 }
 
@@ -454,24 +570,32 @@ pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// The message part of a frame: skips the destination, hands the rest of
-/// the array to `T`.
-struct Body<T>(T);
+/// The message part of a frame: skips the destination (and the elements
+/// a [`Cut`] leaves out: `skip` in all), hands the rest of the array to
+/// `T`.
+struct Body<T> {
+    skip: usize,
+    marker: PhantomData<T>,
+}
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Body<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-            type Value = Body<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a packet array")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body<T>, A::Error> {
-                seq.next_element::<IgnoredAny>()?;
-                T::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Body)
-            }
+impl<'de, T: Deserialize<'de>> de::DeserializeSeed<'de> for Body<T> {
+    type Value = T;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Body<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a packet array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+        for _ in 0..self.skip {
+            seq.next_element::<IgnoredAny>()?;
         }
-        d.deserialize_seq(V(PhantomData))
+        T::deserialize(de::value::SeqAccessDeserializer::new(seq))
     }
 }
 
@@ -567,6 +691,61 @@ mod tests {
         let p = parse(r#"["p\"","a",3]"#).unwrap().without_tag().unwrap();
         assert_eq!(p.dest(), Some("p\""));
         assert_eq!(p.values().unwrap(), vec![json!(3)]);
+    }
+
+    #[test]
+    fn without_tag_is_a_view() {
+        let mut p = parse(r#"[ "p" , "a" , {"x":[1]} , "b\"" , 3 ]"#).unwrap();
+        p.set_src(Arc::from("peer"));
+        let one = p.without_tag().unwrap();
+        // the same frame, not a copy
+        assert_eq!(one.frame.as_ptr(), p.frame.as_ptr());
+        assert!(one.whole.get().is_none());
+        assert_eq!(one.tag(), None); // an object
+        assert_eq!(one.src_node(), Some("peer"));
+        assert_eq!(one.dest(), Some("p"));
+        assert_eq!(
+            one.values().unwrap(),
+            vec![json!({"x": [1]}), json!("b\""), json!(3)]
+        );
+        let two = one.without_tag().unwrap();
+        assert_eq!(two.tag().as_deref(), Some("b\""));
+        let (s, n): (String, u8) = two.decode().unwrap();
+        assert_eq!((s.as_str(), n), ("b\"", 3));
+        let three = two.without_tag().unwrap();
+        assert_eq!(three.tag().as_deref(), Some("3"));
+        assert_eq!(three.values().unwrap(), vec![json!(3)]);
+        let four = three.without_tag().unwrap();
+        assert_eq!(four.tag(), None);
+        assert_eq!(four.values().unwrap(), Vec::<Value>::new());
+        assert!(four.without_tag().is_none());
+        // Debug shows the size of the frame without the tags, before it is made
+        assert_eq!(
+            format!("{two:?}"),
+            r#"Packet { dest: Some("p"), bytes: 18 }"#
+        );
+        assert!(two.whole.get().is_none());
+        for (view, frame) in [
+            (&one, r#"[ "p", {"x":[1]} , "b\"" , 3 ]"#),
+            (&two, r#"[ "p", "b\"" , 3 ]"#),
+            (&two.clone(), r#"[ "p", "b\"" , 3 ]"#),
+            (&three, r#"[ "p", 3 ]"#),
+            (&four, r#"[ "p"]"#),
+        ] {
+            assert_eq!(view.frame(), frame.as_bytes());
+            assert_eq!(view.frame_len(), frame.len());
+            assert_eq!(view, &parse(frame).unwrap());
+            assert_eq!(&parse(frame).unwrap(), view);
+        }
+        assert_ne!(&one, &p);
+        // a view of a frame whose tag was the last element
+        let last = parse(r#"["p","a"]"#).unwrap().without_tag().unwrap();
+        assert_eq!(last.values().unwrap(), Vec::<Value>::new());
+        assert_eq!(
+            format!("{last:?}"),
+            r#"Packet { dest: Some("p"), bytes: 5 }"#
+        );
+        assert!(parse("[]").unwrap().without_tag().is_none());
     }
 
     #[test]

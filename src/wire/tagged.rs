@@ -149,11 +149,14 @@ impl Packet {
                 tag: tag.to_owned(),
             });
         };
-        let mut de = serde_json::Deserializer::from_slice(self.frame());
+        // the frame as it is, skipping the tag if it is still there
+        let (frame, skip) = self.raw_parts();
+        let mut de = serde_json::Deserializer::from_slice(frame);
         let result = de::Deserializer::deserialize_seq(
             &mut de,
             RestVisitor::<E> {
                 variant,
+                skip,
                 marker: std::marker::PhantomData,
             },
         )
@@ -165,9 +168,11 @@ impl Packet {
     }
 }
 
-/// Reads `[dest, fields…]` as variant `variant` of `E`.
+/// Reads `[dest, fields…]` as variant `variant` of `E`, after skipping
+/// `skip` elements (the destination and any tags taken off).
 struct RestVisitor<E> {
     variant: &'static str,
+    skip: usize,
     marker: std::marker::PhantomData<E>,
 }
 
@@ -177,7 +182,9 @@ impl<'de, E: Deserialize<'de>> Visitor<'de> for RestVisitor<E> {
         f.write_str("a packet array")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<E, A::Error> {
-        seq.next_element::<IgnoredAny>()?;
+        for _ in 0..self.skip {
+            seq.next_element::<IgnoredAny>()?;
+        }
         E::deserialize(KnownVariant {
             variant: self.variant,
             seq,
