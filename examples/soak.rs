@@ -59,6 +59,40 @@ struct Args {
     max_growth: f64,
 }
 
+/// The system allocator, counting the bytes in use (to tell a leak from
+/// the allocator keeping freed memory: RSS can grow while this stays).
+struct Counting;
+
+static HEAP: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+// SAFETY: every call goes to the system allocator unchanged; only a
+// counter is updated besides.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's layout, passed on
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HEAP.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: ptr came from alloc/realloc with this layout
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        HEAP.fetch_add(new as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as for alloc and dealloc
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Bytes the program has allocated and not freed, in KiB.
+fn heap_kib() -> i64 {
+    HEAP.load(Ordering::Relaxed) as i64 / 1024
+}
+
 /// Counts shared by all nodes.
 #[derive(Default)]
 struct Stats {
@@ -261,7 +295,7 @@ fn main() -> Result<(), String> {
             }
             let ports: Vec<String> = nodes.iter().map(|n| n.port_count().to_string()).collect();
             println!(
-                "t={:>6.0}s sent={} received={} lost={} disorder={} churn={} (failed {}) rate={:.0} msg/s rss={} KiB ports={}",
+                "t={:>6.0}s sent={} received={} lost={} disorder={} churn={} (failed {}) rate={:.0} msg/s rss={} KiB heap={} KiB ports={}",
                 start.elapsed().as_secs_f64(),
                 stats.sent.load(Ordering::Relaxed),
                 received,
@@ -271,6 +305,7 @@ fn main() -> Result<(), String> {
                 stats.churn_failed.load(Ordering::Relaxed),
                 rate,
                 rss,
+                heap_kib(),
                 ports.join("/")
             );
         }
@@ -291,10 +326,11 @@ fn main() -> Result<(), String> {
         let base = baseline.unwrap_or(end_rss);
         let growth = (end_rss as f64 - base as f64) * 100.0 / base.max(1) as f64;
         println!(
-            "summary: sent={sent} received={received} lost={lost} disorder={disorder} churn={} (failed {}) avg={:.0} msg/s rss after warm-up={base} KiB end={end_rss} KiB growth={growth:+.1}%",
+            "summary: sent={sent} received={received} lost={lost} disorder={disorder} churn={} (failed {}) avg={:.0} msg/s rss after warm-up={base} KiB end={end_rss} KiB growth={growth:+.1}% heap={} KiB",
             stats.churn.load(Ordering::Relaxed),
             stats.churn_failed.load(Ordering::Relaxed),
-            received as f64 / run.as_secs_f64()
+            received as f64 / run.as_secs_f64(),
+            heap_kib()
         );
         for n in &nodes {
             n.shutdown();
