@@ -352,7 +352,14 @@ impl Connection {
                 return Poll::Ready(());
             }
             match Pin::new(&mut up.writer).poll_write(cx, &up.wbuf) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // the socket is full (the peer reads slowly, or not at
+                    // all): an overflow must still wake us
+                    if up.outbox.watch(cx.waker()) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(0)) => {
                     self.fail(ConnectionError::Io("write returned zero".into()), ctx);
                     return Poll::Ready(());

@@ -194,6 +194,15 @@ impl Outbox {
         Next::Idle
     }
 
+    /// Writer side, while the socket is full: registers the writer's
+    /// waker, so that an overflow wakes it (a full socket must not hide
+    /// it: a peer that reads nothing keeps it full); true if one happened
+    /// already.
+    pub(crate) fn watch(&self, waker: &Waker) -> bool {
+        self.writer.register(waker);
+        self.overflowed()
+    }
+
     /// Writer side: `n` bytes have left through the socket.
     pub(crate) fn written(&self, n: usize) {
         let before = self.bytes.fetch_sub(n, Ordering::Relaxed);
