@@ -339,7 +339,12 @@ mod tests {
         assert_eq!(o.queued(), 0);
         // above the high-water mark: full until drained
         push(&o, 64 * 1024 + 1).unwrap();
-        let small = |o: &Outbox| o.try_push(|b| Ok::<(), ()>(b.extend_from_slice(b"y")));
+        let small = |o: &Outbox| {
+            o.try_push(|b| {
+                b.extend_from_slice(b"y");
+                Ok::<(), ()>(())
+            })
+        };
         assert_eq!(small(&o), Err(Refused::Full));
         let mut out = BytesMut::new();
         assert_eq!(o.next(&mut out, Waker::noop()), Next::Write);

@@ -138,7 +138,7 @@ impl PendingTable {
 
     /// Pending handshakes from `ip` (by its key), for tests.
     #[cfg(test)]
-    fn from_addr(&self, ip: IpAddr) -> usize {
+    fn count_of(&self, ip: IpAddr) -> usize {
         self.per_addr.get(&key(ip)).map_or(0, |n| *n)
     }
 }
@@ -188,7 +188,7 @@ mod tests {
         let _d = table.admit(&l2, at("10.0.0.3")).unwrap();
         // a finished handshake frees its places
         drop(a);
-        assert_eq!(table.from_addr("10.0.0.1".parse().unwrap()), 1);
+        assert_eq!(table.count_of("10.0.0.1".parse().unwrap()), 1);
         let _e = table.admit(&l1, at("10.0.0.1")).unwrap();
     }
 
