@@ -138,13 +138,15 @@ impl NodeBuilder {
         self
     }
 
-    /// The most bytes queued per connection (or per node that is not up).
+    /// The most bytes queued per connection (or per node that is not up);
+    /// see [`NodeConfig::max_send_queue`].
     pub fn max_send_queue(mut self, bytes: usize) -> Self {
         self.config.max_send_queue = bytes;
         self
     }
 
-    /// The largest packet accepted from a peer.
+    /// The largest packet accepted from a peer; see
+    /// [`NodeConfig::max_packet`].
     pub fn max_packet(mut self, bytes: usize) -> Self {
         self.config.max_packet = bytes;
         self
@@ -161,6 +163,22 @@ impl NodeBuilder {
     /// (see [`NodeConfig::dataconn_max_pending`]).
     pub fn dataconn_max_pending(mut self, n: usize) -> Self {
         self.config.dataconn_max_pending = n;
+        self
+    }
+
+    // -- handshakes, packets and send queues (issue 13) --
+
+    /// The most handshakes pending on one listener (see
+    /// [`NodeConfig::max_pending_handshakes`]).
+    pub fn max_pending_handshakes(mut self, n: usize) -> Self {
+        self.config.max_pending_handshakes = n;
+        self
+    }
+
+    /// The most handshakes pending from one source address (see
+    /// [`NodeConfig::max_pending_handshakes_per_addr`]).
+    pub fn max_pending_handshakes_per_addr(mut self, n: usize) -> Self {
+        self.config.max_pending_handshakes_per_addr = n;
         self
     }
 

@@ -158,7 +158,11 @@ pub enum SendError {
     /// The message does not serialize to a JSON array.
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    /// Too much is already waiting for a node that is not up.
+    /// A queue bound refused the message: the queue of a node that is not
+    /// up overflowed ([`Node::snd`](crate::Node::snd): what waited was
+    /// dropped and the node's monitors fired), or a queue was full for
+    /// [`Node::try_snd`](crate::Node::try_snd) (nothing failed), or the
+    /// message is larger than the whole bound.
     #[error("send queue for node {node} is full ({limit} bytes waiting)")]
     QueueFull {
         /// The destination node.

@@ -56,12 +56,20 @@ pub struct NodeConfig {
     pub connect_interval: Duration,
     /// TCP_NODELAY on connections (reference default on).
     pub nodelay: bool,
-    /// Largest packet accepted from a peer, in bytes.
+    /// Largest packet accepted from a peer, in bytes: for JSON, the bytes
+    /// of one text (checked while it is still incomplete); for storable
+    /// and cbor, the declared length (checked before anything waits for
+    /// it). A larger one ends the connection with `packet larger than
+    /// <limit> bytes`. Default 64 MiB (file key `max_packet`; the
+    /// reference has no limit).
     pub max_packet: usize,
     /// Deepest nesting of arrays and objects accepted in a packet.
     pub max_depth: usize,
-    /// Most bytes queued for one connection (or waiting for one node that
-    /// is not up) before sends fail.
+    /// Most bytes queued for one connection, and waiting for one node
+    /// that is not up (they move into its connection's queue when it comes
+    /// up). A fire-and-forget send past it fails the connection (or the
+    /// wait) with `send queue overflow`; see [`crate::Node::snd`]. Default
+    /// 64 MiB (file key `max_send_queue`; the reference has no bound).
     pub max_send_queue: usize,
     /// Our TLS certificate (the `cert` setting): with one, our greeting
     /// announces `tls=1.0` and connections to peers that announce it too
@@ -92,6 +100,19 @@ pub struct NodeConfig {
     /// Most data connections one peer may have us expect at a time;
     /// further `_expect` requests are refused. Default 16.
     pub dataconn_max_pending: usize,
+
+    // -- handshakes, packets and send queues (issue 13) --
+    /// Most handshakes pending on one listener (accepted connections that
+    /// have not finished their handshake); one more is closed at once.
+    /// Default 4096 (file key `max_pending_handshakes`; the reference has
+    /// no cap).
+    pub max_pending_handshakes: usize,
+    /// Most handshakes pending from one source address (an IPv6 address
+    /// counts by its /64 prefix), over all listeners; one more is closed
+    /// at once. Default 1024, a quarter of the listener's cap, so that one
+    /// address cannot lock everyone out (file key
+    /// `max_pending_handshakes_per_addr`).
+    pub max_pending_handshakes_per_addr: usize,
 }
 
 /// Default of [`NodeConfig::dataconn_max_timeout`].
@@ -99,6 +120,12 @@ pub const DEFAULT_DATACONN_MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Default of [`NodeConfig::dataconn_max_pending`].
 pub const DEFAULT_DATACONN_MAX_PENDING: usize = 16;
+
+/// Default of [`NodeConfig::max_pending_handshakes`].
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 4096;
+
+/// Default of [`NodeConfig::max_pending_handshakes_per_addr`].
+pub const DEFAULT_MAX_PENDING_HANDSHAKES_PER_ADDR: usize = 1024;
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -121,6 +148,8 @@ impl Default for NodeConfig {
             cert: None,
             dataconn_max_timeout: DEFAULT_DATACONN_MAX_TIMEOUT,
             dataconn_max_pending: DEFAULT_DATACONN_MAX_PENDING,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
+            max_pending_handshakes_per_addr: DEFAULT_MAX_PENDING_HANDSHAKES_PER_ADDR,
         }
     }
 }
@@ -263,7 +292,10 @@ impl NodeConfig {
                     })?;
                     c.cert = Some(std::sync::Arc::new(cert));
                 }
-                _ => {} // autocork, version, profile, parent, unknown keys
+                other => {
+                    // autocork, version, profile, parent, unknown keys
+                    transport_limit_key(&mut c, other, v)?;
+                }
             }
         }
         c.validate().map_err(ConfigError::Invalid)?;
@@ -319,6 +351,9 @@ impl NodeConfig {
         if self.max_packet == 0 || self.max_depth == 0 || self.max_send_queue == 0 {
             return Err(InvalidConfig::Limits);
         }
+        if self.max_pending_handshakes == 0 || self.max_pending_handshakes_per_addr == 0 {
+            return Err(InvalidConfig::PendingHandshakes);
+        }
         Ok(())
     }
 }
@@ -348,6 +383,10 @@ pub enum InvalidConfig {
     /// `max_packet`, `max_depth` or `max_send_queue` is zero.
     #[error("max_packet, max_depth and max_send_queue must be positive")]
     Limits,
+    /// `max_pending_handshakes` or `max_pending_handshakes_per_addr` is
+    /// zero.
+    #[error("max_pending_handshakes and max_pending_handshakes_per_addr must be positive")]
+    PendingHandshakes,
 }
 
 /// A node id that cannot be used (`anon/` is replaced by a generated id
@@ -378,4 +417,25 @@ pub(crate) fn check_node_id(id: &str) -> Result<(), NodeIdError> {
     } else {
         Ok(())
     }
+}
+
+/// The aemp-only file keys of handshakes, packets and send queues
+/// (issue 13); other keys are left alone.
+fn transport_limit_key(c: &mut NodeConfig, key: &str, v: &Value) -> Result<(), ConfigError> {
+    let field = match key {
+        "max_send_queue" => &mut c.max_send_queue,
+        "max_packet" => &mut c.max_packet,
+        "max_pending_handshakes" => &mut c.max_pending_handshakes,
+        "max_pending_handshakes_per_addr" => &mut c.max_pending_handshakes_per_addr,
+        _ => return Ok(()),
+    };
+    let n = number(key, v)?;
+    if n < 1.0 || n.fract() != 0.0 || n > usize::MAX as f64 {
+        return Err(ConfigError::Value {
+            key: key.to_owned(),
+            message: format!("expected a positive whole number, got {v}"),
+        });
+    }
+    *field = n as usize;
+    Ok(())
 }

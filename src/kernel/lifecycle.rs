@@ -89,6 +89,21 @@ impl NodeInner {
         self.remote.peers().end_failing(node);
     }
 
+    /// A fire-and-forget send passed the bound (`limit` bytes) of the
+    /// queue of `node`, which is not up: the queue is dropped already (see
+    /// `Peers::send`); its monitors fire with `send queue overflow`, as a
+    /// connection's would (`mon_nodes` hears nothing: the node was never
+    /// up).
+    pub(crate) fn connecting_queue_overflow(&self, node: &str, limit: usize) {
+        tracing::warn!(node = %self.id, remote = node, limit, "send queue overflow while connecting: queued messages dropped");
+        self.transport
+            .limit_hits()
+            .hit(node, crate::transport::limits::Limit::ConnectingQueue);
+        let reason = transport_error(node, &ConnectionError::SendQueueOverflow.to_string());
+        self.fire_node_monitors(node, &reason);
+        self.remote.peers().end_failing(node);
+    }
+
     fn fire_node_monitors(&self, node: &str, reason: &Reason) {
         for (port, action) in self.remote.monitors().take_node(node) {
             let id = if port.is_empty() {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::functions::Functions;
 use super::monitors::{Action, Reason};
-use super::peers::Sent;
+use super::peers::{Full, Sent};
 use super::port::{PortId, alnum_random, split_port};
 use super::ports::LocalPorts;
 use super::registry::{Control, Delivery, PortTarget};
@@ -21,7 +21,9 @@ use super::services::Services;
 use super::watchers::NodeWatchers;
 use crate::config::{ANON_NODE_ID, NodeConfig};
 use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
+use crate::transport::SlotTable as _;
 use crate::transport::dataconn::{self, DataLink};
+use crate::transport::outbox::Outbox;
 use crate::transport::{Link, Transport, TransportConfig, connector, listener};
 use crate::wire::{Framing, NodeRequest, Packet};
 
@@ -173,8 +175,10 @@ impl NodeInner {
             return Err(SendError::Shutdown);
         }
         if node != &*self.id {
-            if self.remote.peers().send(node, name, msg)? == Sent::QueuedStartConnecting {
-                self.start_connector(node);
+            match self.remote.peers().send(node, name, msg) {
+                Ok(Sent::QueuedStartConnecting) => self.start_connector(node),
+                Ok(_) => {}
+                Err(e) => return Err(self.send_failed(node, e)),
             }
             return Ok(());
         }
@@ -187,6 +191,103 @@ impl NodeInner {
         packet.set_src(self.id.clone());
         self.deliver(&self.id, packet);
         Ok(())
+    }
+
+    /// A fire-and-forget send to remote `node` failed with `e`: a queue
+    /// bound that was passed is counted, and the failure of the wait for
+    /// a node that is not up is handled here (the connection's is handled
+    /// by its writer).
+    #[cold]
+    fn send_failed(&self, node: &str, e: SendError) -> SendError {
+        match &e {
+            SendError::QueueFull { limit, .. } => {
+                self.connecting_queue_overflow(node, *limit);
+            }
+            SendError::ConnectionClosed { .. } => {
+                // counted once, by the writer that fails the connection
+            }
+            _ => {}
+        }
+        e
+    }
+
+    /// Sends `msg` to `port` unless its queue is full (see
+    /// [`Node::try_snd`]); the refusal says which queue.
+    pub(crate) fn try_snd<M: Serialize + ?Sized>(
+        &self,
+        port: &str,
+        msg: &M,
+    ) -> Result<Result<(), Full>, SendError> {
+        if self.transport.is_shut_down() {
+            return Err(SendError::Shutdown);
+        }
+        let (node, name) = split_port(port);
+        if node == &*self.id {
+            return self.send(node, name, msg).map(Ok);
+        }
+        match self.remote.peers().try_send(node, name, msg)? {
+            Ok(Sent::QueuedStartConnecting) => self.start_connector(node),
+            Ok(_) => {}
+            Err(full) => return Ok(Err(full)),
+        }
+        Ok(Ok(()))
+    }
+
+    /// Sends `msg` to `port`, waiting while its queue is full (see
+    /// [`Node::snd_wait`]).
+    pub(crate) async fn snd_wait<M: Serialize + ?Sized>(
+        &self,
+        port: &str,
+        msg: &M,
+    ) -> Result<(), SendError> {
+        let (node, _) = split_port(port);
+        // the outbox whose room wakes we listen to, registered before each
+        // try so that none is missed
+        let mut listen: Option<Arc<Outbox>> = None;
+        // slot changes (a node up or failed), once a queue of a node that
+        // is not up was found full
+        let mut changes: Option<tokio::sync::watch::Receiver<u64>> = None;
+        loop {
+            if let Some(c) = &mut changes {
+                c.borrow_and_update();
+            }
+            let outbox = listen.take();
+            let room = outbox.as_ref().map(|o| o.room_changed());
+            tokio::pin!(room);
+            if let Some(r) = room.as_mut().as_pin_mut() {
+                r.enable();
+            }
+            let full = match self.try_snd(port, msg)? {
+                Ok(()) => return Ok(()),
+                Err(full) => full,
+            };
+            match full {
+                Full::Never { limit } => {
+                    return Err(SendError::QueueFull {
+                        node: node.to_owned(),
+                        limit,
+                    });
+                }
+                Full::Connection(full_box) => {
+                    let same = outbox.as_ref().is_some_and(|o| Arc::ptr_eq(o, &full_box));
+                    if let (true, Some(r)) = (same, room.as_pin_mut()) {
+                        r.await;
+                    }
+                    listen = Some(full_box);
+                }
+                Full::Connecting => match &mut changes {
+                    // the node comes up (its queue moves into the
+                    // connection) or fails; shutdown drains the table
+                    Some(c) => {
+                        if c.changed().await.is_err() {
+                            return Err(SendError::Shutdown);
+                        }
+                    }
+                    // listen from now on, and try once more
+                    None => changes = Some(self.remote.peers().changes()),
+                },
+            }
+        }
     }
 
     /// A request to our own node port. Requests run inline, so one that
@@ -489,11 +590,22 @@ impl Node {
     /// `monitor_timeout` passes without one: then it is dropped and the
     /// node's monitors fire). A message to a port that does not exist is
     /// dropped on its node (reference behaviour). A port id without `#`
-    /// names that node's node port. This never blocks; see
-    /// [`Node::snd_async`] for sending with backpressure.
+    /// names that node's node port. This never blocks.
     ///
-    /// Errors: `msg` is not an array; the node's queue is full; the
-    /// connection is failing (its send queue overflowed).
+    /// Both queues are bounded by `max_send_queue` bytes (64 MiB by
+    /// default). A send that passes the bound fails what it was sent on,
+    /// so that no later message is delivered after a lost one: the
+    /// connection ends with `("transport_error", node, "send queue
+    /// overflow")` and the node's monitors fire, or, for a node that is
+    /// not up yet, its queue is dropped and its monitors fire with that
+    /// reason. Later sends queue for a new connection. See
+    /// [`Node::snd_wait`] and [`Node::try_snd`] for sends that wait or
+    /// refuse instead.
+    ///
+    /// Errors: `msg` is not an array; [`SendError::QueueFull`], the queue
+    /// of a node that is not up overflowed;
+    /// [`SendError::ConnectionClosed`], the connection is failing (its send
+    /// queue overflowed) or closing.
     pub fn snd<M: Serialize + ?Sized>(
         &self,
         port: impl AsRef<str>,
@@ -502,19 +614,98 @@ impl Node {
         self.inner.snd(port.as_ref(), msg)
     }
 
-    /// Like [`Node::snd`], but first waits while the connection to the
-    /// port's node has more than its high-water mark of bytes queued, so a
-    /// fast sender cannot overflow it.
+    /// Sends `msg` to `port` like [`Node::snd`], but waits while the queue
+    /// it goes into is full instead of failing anything: the connection's
+    /// send queue while it holds more than its high-water mark (1/16 of
+    /// `max_send_queue`, between 64 KiB and 4 MiB) or the message would
+    /// pass the bound, and the queue of a node that is still connecting
+    /// while the message does not fit (until the node comes up or its
+    /// connect deadline passes). A fast sender using this cannot make a
+    /// connection overflow.
+    ///
+    /// Errors: as [`Node::snd`], and [`SendError::QueueFull`] at once for
+    /// a message larger than the whole bound (it would never fit).
+    ///
+    /// ```
+    /// use aemp::Node;
+    ///
+    /// actix_rt::System::new().block_on(async {
+    ///     let a = Node::builder().node_id("a").secret("s").bind("127.0.0.1:0").start().await.unwrap();
+    ///     let b = Node::builder().node_id("b").secret("s").max_send_queue(256 * 1024).start().await.unwrap();
+    ///     let (inbox, mut rx) = a.port_channel_named("inbox").unwrap();
+    ///     b.connect(a.listen_addrs()[0].to_string()).await.unwrap();
+    ///     let sender = {
+    ///         let (b, inbox) = (b.clone(), inbox.clone());
+    ///         actix_rt::spawn(async move {
+    ///             // 10 MB through a 256 KiB queue
+    ///             for i in 0..10_000u32 {
+    ///                 b.snd_wait(&inbox, &(i, "x".repeat(1000))).await.unwrap();
+    ///             }
+    ///         })
+    ///     };
+    ///     for want in 0..10_000u32 {
+    ///         let (i, _): (u32, String) = rx.recv().await.unwrap().decode().unwrap();
+    ///         assert_eq!(i, want);
+    ///     }
+    ///     sender.await.unwrap();
+    ///     a.shutdown();
+    ///     b.shutdown();
+    /// });
+    /// ```
+    pub async fn snd_wait<M: Serialize + ?Sized>(
+        &self,
+        port: impl AsRef<str>,
+        msg: &M,
+    ) -> Result<(), SendError> {
+        self.inner.snd_wait(port.as_ref(), msg).await
+    }
+
+    /// The same as [`Node::snd_wait`] (its older name).
     pub async fn snd_async<M: Serialize + ?Sized>(
         &self,
         port: impl AsRef<str>,
         msg: &M,
     ) -> Result<(), SendError> {
-        let (node, _) = split_port(port.as_ref());
-        if let Some(outbox) = self.inner.remote.peers().full_outbox(node) {
-            outbox.room().await;
+        self.inner.snd_wait(port.as_ref(), msg).await
+    }
+
+    /// Sends `msg` to `port` like [`Node::snd`] if its queue has room, and
+    /// otherwise refuses it with [`SendError::QueueFull`] without failing
+    /// anything: the connection goes on, nothing was sent, and a later
+    /// send may succeed. The queue is full when [`Node::snd_wait`] would
+    /// wait (see there).
+    ///
+    /// ```
+    /// use aemp::{Node, SendError};
+    ///
+    /// actix_rt::System::new().block_on(async {
+    ///     let a = Node::builder().node_id("a").secret("s").max_send_queue(1000).start().await.unwrap();
+    ///     // "b" is not up: its messages wait in a queue of at most 1000 bytes
+    ///     let payload = "x".repeat(400);
+    ///     a.try_snd("b#inbox", &(&payload,)).unwrap();
+    ///     a.try_snd("b#inbox", &(&payload,)).unwrap();
+    ///     assert!(matches!(
+    ///         a.try_snd("b#inbox", &(&payload,)),
+    ///         Err(SendError::QueueFull { limit: 1000, .. })
+    ///     ));
+    ///     // the two queued messages still wait for "b"
+    ///     assert!(a.known_nodes().contains(&"b".to_string()));
+    ///     a.shutdown();
+    /// });
+    /// ```
+    pub fn try_snd<M: Serialize + ?Sized>(
+        &self,
+        port: impl AsRef<str>,
+        msg: &M,
+    ) -> Result<(), SendError> {
+        let port = port.as_ref();
+        match self.inner.try_snd(port, msg)? {
+            Ok(()) => Ok(()),
+            Err(full) => Err(SendError::QueueFull {
+                node: split_port(port).0.to_owned(),
+                limit: full.limit(self.inner.remote.peers().max_waiting()),
+            }),
         }
-        self.snd(port, msg)
     }
 
     /// Kills `port`, local or remote. An empty `reason` is a normal exit

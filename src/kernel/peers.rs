@@ -83,6 +83,7 @@ pub(crate) struct Peers {
 
 /// Sends what `encode` writes (one packet) into an outbox, mapping the
 /// outcome to the API's error.
+#[inline]
 fn push_with(
     outbox: &Outbox,
     node: &str,
@@ -90,13 +91,14 @@ fn push_with(
 ) -> Result<Sent, SendError> {
     match outbox.push(encode) {
         Ok(result) => result.map(|()| Sent::Now).map_err(SendError::Encode),
-        Err(Refused::Closed | Refused::Overflow) => Err(SendError::ConnectionClosed {
+        Err(_) => Err(SendError::ConnectionClosed {
             node: node.to_owned(),
         }),
     }
 }
 
 /// Sends message `msg` for port `name` into an outbox.
+#[inline]
 fn push<M: Serialize + ?Sized>(
     outbox: &Outbox,
     node: &str,
@@ -111,6 +113,51 @@ fn push<M: Serialize + ?Sized>(
 /// Sends one encoded JSON frame into an outbox (in its framing).
 fn push_frame(outbox: &Outbox, node: &str, frame: &Bytes) -> Result<Sent, SendError> {
     push_with(outbox, node, |buf| outbox.framing.encode_frame(frame, buf))
+}
+
+/// Why a `try_` send was refused (nothing was sent, nothing failed).
+#[derive(Debug, Clone)]
+pub(crate) enum Full {
+    /// The live connection's queue is full: room comes as it drains.
+    Connection(Arc<Outbox>),
+    /// The queue of a node that is not up is full: room comes when the
+    /// node comes up (the queue moves into its connection) or fails.
+    Connecting,
+    /// The packet is larger than the whole bound: it never fits.
+    Never {
+        /// The bound, in bytes.
+        limit: usize,
+    },
+}
+
+impl Full {
+    /// The bound that refused the packet.
+    pub(crate) fn limit(&self, max_waiting: usize) -> usize {
+        match self {
+            Full::Connection(o) => o.limit(),
+            Full::Connecting => max_waiting,
+            Full::Never { limit } => *limit,
+        }
+    }
+}
+
+/// A `try_` push into an outbox.
+fn try_push_with(
+    outbox: &Arc<Outbox>,
+    node: &str,
+    encode: impl FnOnce(&mut bytes::BytesMut) -> Result<(), crate::wire::EncodeError>,
+) -> Result<Result<Sent, Full>, SendError> {
+    match outbox.try_push(encode) {
+        Ok(Ok(())) => Ok(Ok(Sent::Now)),
+        Ok(Err(e)) => Err(SendError::Encode(e)),
+        Err(Refused::Full) => Ok(Err(Full::Connection(outbox.clone()))),
+        Err(Refused::TooBig) => Ok(Err(Full::Never {
+            limit: outbox.limit(),
+        })),
+        Err(Refused::Closed | Refused::Overflow) => Err(SendError::ConnectionClosed {
+            node: node.to_owned(),
+        }),
+    }
 }
 
 impl Peers {
@@ -153,15 +200,6 @@ impl Peers {
         }
     }
 
-    /// The outbox of the live connection to `node` if it is above its
-    /// high-water mark (a sender should wait for room).
-    pub(crate) fn full_outbox(&self, node: &str) -> Option<Arc<Outbox>> {
-        match self.map.get(node).as_deref() {
-            Some(Peer::Up(outbox)) if outbox.is_full() => Some(outbox.clone()),
-            _ => None,
-        }
-    }
-
     /// The entry of `node`, made a down node with nothing pending if it
     /// has none.
     fn entry(&self, node: Arc<str>) -> RefMut<'_, Arc<str>, Peer> {
@@ -170,9 +208,20 @@ impl Peers {
             .or_insert_with(|| Peer::Down(Pending::default()))
     }
 
+    /// The bound of the queue of a node that is not up.
+    pub(crate) fn max_waiting(&self) -> usize {
+        self.max_waiting
+    }
+
     /// Sends `msg` to port `name` on `node`: encoded straight into the
     /// connection's outbox if the node is up, else as a JSON frame into its
-    /// waiting queue.
+    /// waiting queue. A send that passes the bound of either fails what it
+    /// was sent on: the connection (its monitors fire with `send queue
+    /// overflow`; [`SendError::ConnectionClosed`]), or the wait for the
+    /// node — its queue is dropped, nothing queues behind the lost
+    /// message, and [`SendError::QueueFull`] tells the caller to fire the
+    /// node's monitors (see `NodeInner::connecting_queue_overflow`).
+    #[inline]
     pub(crate) fn send<M: Serialize + ?Sized>(
         &self,
         node: &str,
@@ -187,18 +236,68 @@ impl Peers {
         if let Some(outbox) = self.outbox(node) {
             return push(&outbox, node, name, msg);
         }
-        let frame = Packet::to_frame(name, msg)?;
+        self.send_down(node, Packet::to_frame(name, msg)?, false)
+            .map(|r| r.unwrap_or(Sent::Queued))
+    }
+
+    /// Like [`Peers::send`], but a full queue refuses the message (and
+    /// says which queue, so a caller can wait for room) without failing
+    /// anything.
+    pub(crate) fn try_send<M: Serialize + ?Sized>(
+        &self,
+        node: &str,
+        name: &str,
+        msg: &M,
+    ) -> Result<Result<Sent, Full>, SendError> {
+        if let Some(outbox) = self.outbox(node) {
+            return try_push_with(&outbox, node, |buf| {
+                outbox.framing.encode_packet(name, msg, buf)
+            });
+        }
+        self.send_down(node, Packet::to_frame(name, msg)?, true)
+    }
+
+    /// Queues `frame` for `node`, which was not up a moment ago.
+    fn send_down(
+        &self,
+        node: &str,
+        frame: Bytes,
+        polite: bool,
+    ) -> Result<Result<Sent, Full>, SendError> {
         let mut entry = self.entry(Arc::from(node));
         let pending = match entry.value_mut() {
             Peer::Up(outbox) => {
                 // came up meanwhile: the frame goes straight into its outbox
                 let outbox = outbox.clone();
                 drop(entry);
-                return push_frame(&outbox, node, &frame);
+                if polite {
+                    return try_push_with(&outbox, node, |buf| {
+                        outbox.framing.encode_frame(&frame, buf)
+                    });
+                }
+                return push_frame(&outbox, node, &frame).map(Ok);
             }
             Peer::Down(pending) => pending,
         };
         if pending.bytes + frame.len() > self.max_waiting {
+            if polite {
+                return Ok(Err(if frame.len() > self.max_waiting {
+                    Full::Never {
+                        limit: self.max_waiting,
+                    }
+                } else {
+                    Full::Connecting
+                }));
+            }
+            // as a connection whose queue overflowed: what waited is lost,
+            // so nothing may go after it; the node is failing until the
+            // caller has fired its monitors (a handshake in flight keeps
+            // its slot, the connector stops)
+            *pending = Pending {
+                failing: true,
+                holder: pending.holder.take(),
+                ..Pending::default()
+            };
             return Err(SendError::QueueFull {
                 node: node.to_owned(),
                 limit: self.max_waiting,
@@ -207,10 +306,10 @@ impl Peers {
         pending.bytes += frame.len();
         pending.queue.push_back(frame);
         if pending.connecting {
-            Ok(Sent::Queued)
+            Ok(Ok(Sent::Queued))
         } else {
             pending.connecting = true;
-            Ok(Sent::QueuedStartConnecting)
+            Ok(Ok(Sent::QueuedStartConnecting))
         }
     }
 

@@ -30,11 +30,12 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::dataconn::into_link;
 use super::handshake::{Claimant, HandshakeFailure, Handshaken, drive, fresh_nonce};
-use super::outbox::Outbox;
+use super::outbox::{Next, Outbox};
+use super::pending::PendingGuard;
 use super::stream::{ReadSide, WriteSide};
 use super::{Link, Peer, Transport};
 use crate::error::ConnectionError;
-use crate::wire::{Codec, Handshake, HandshakeError};
+use crate::wire::{Codec, FrameError, Handshake, HandshakeError};
 
 /// Read buffer size; a read of less than this is followed by another only
 /// after the mailbox had its turn.
@@ -59,6 +60,9 @@ pub(crate) struct Connection {
     done: Option<DoneSender>,
     /// Why the connection ended, for the `Down` event and the log.
     error: Option<ConnectionError>,
+    /// For an accepted connection: its place among the pending
+    /// handshakes, given up when the handshake ends.
+    pending: Option<PendingGuard>,
 }
 
 enum State {
@@ -83,13 +87,16 @@ struct Up {
 impl Connection {
     /// Starts the actor for a connected socket on the current arbiter;
     /// `dialed` holds the address we dialled and who waits for the
-    /// handshake (`None` for an accepted connection).
+    /// handshake (`None` for an accepted connection); `pending` counts an
+    /// accepted connection among the pending handshakes until its
+    /// handshake ends.
     pub(crate) fn start(
         transport: Arc<Transport>,
         link: Arc<dyn Link>,
         stream: TcpStream,
         peer_addr: SocketAddr,
         dialed: Option<(String, DoneSender)>,
+        pending: Option<PendingGuard>,
     ) -> Addr<Connection> {
         super::configure_socket(&stream, transport.cfg.nodelay);
         let conn_id = transport.next_conn();
@@ -104,6 +111,7 @@ impl Connection {
             state: State::Handshaking(Some(stream)),
             done,
             error: None,
+            pending,
         }
         .start()
     }
@@ -256,6 +264,17 @@ impl Connection {
                     Ok(Some(packet)) => self.link.route(&up.remote, packet),
                     Ok(None) => break,
                     Err(e) => {
+                        if let FrameError::TooLarge { limit } = e {
+                            // `max_packet`: the peer's packet (or the JSON
+                            // text it has not finished) is larger
+                            tracing::warn!(
+                                node = %self.transport.local, peer = %self.peer_addr,
+                                remote = %up.remote, limit, "packet too large"
+                            );
+                            self.transport
+                                .limit_hits()
+                                .hit(&up.remote, super::limits::Limit::PacketSize);
+                        }
                         self.fail(e.into(), ctx);
                         return Poll::Ready(());
                     }
@@ -294,30 +313,53 @@ impl Connection {
         Poll::Pending
     }
 
+    /// A fire-and-forget send passed the send-queue bound: the connection
+    /// fails (its monitors fire with `send queue overflow`).
+    fn send_queue_overflowed(&mut self, ctx: &mut Context<Self>) {
+        if let State::Up(up) = &self.state {
+            let limit = up.outbox.limit();
+            tracing::warn!(
+                node = %self.transport.local, peer = %self.peer_addr, remote = %up.remote,
+                limit, "send queue overflow: the peer does not read fast enough"
+            );
+            self.transport
+                .limit_hits()
+                .hit(&up.remote, super::limits::Limit::SendQueue);
+        }
+        self.fail(ConnectionError::SendQueueOverflow, ctx);
+    }
+
     fn poll_write(&mut self, ctx: &mut Context<Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let State::Up(up) = &mut self.state else {
             return Poll::Ready(());
         };
         loop {
-            if up.outbox.overflowed() {
-                self.fail(ConnectionError::SendQueueOverflow, ctx);
+            if up.wbuf.is_empty() {
+                match up.outbox.next(&mut up.wbuf, cx.waker()) {
+                    Next::Write => {}
+                    Next::Idle => return Poll::Pending,
+                    Next::Close => {
+                        self.fail(ConnectionError::Shutdown, ctx);
+                        return Poll::Ready(());
+                    }
+                    Next::Overflowed => {
+                        self.send_queue_overflowed(ctx);
+                        return Poll::Ready(());
+                    }
+                }
+            } else if up.outbox.overflowed() {
+                self.send_queue_overflowed(ctx);
                 return Poll::Ready(());
             }
-            if up.wbuf.is_empty() {
-                up.outbox.take(&mut up.wbuf);
-            }
-            if up.wbuf.is_empty() {
-                if up.outbox.close_requested() {
-                    self.fail(ConnectionError::Shutdown, ctx);
-                    return Poll::Ready(());
-                }
-                if up.outbox.register(cx.waker()) {
-                    continue; // bytes arrived while registering
-                }
-                return Poll::Pending;
-            }
             match Pin::new(&mut up.writer).poll_write(cx, &up.wbuf) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // the socket is full (the peer reads slowly, or not at
+                    // all): an overflow must still wake us
+                    if up.outbox.watch(cx.waker()) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(0)) => {
                     self.fail(ConnectionError::Io("write returned zero".into()), ctx);
                     return Poll::Ready(());
@@ -362,8 +404,11 @@ impl Actor for Connection {
         let transport = self.transport.clone();
         let peer = self.peer_addr;
         let conn = self.conn_id;
+        let pending = self.pending.take();
         // the node's slot table answers the handshake's claims
         let fut = async move {
+            // counted as pending until the handshake ends, either way
+            let _pending = pending;
             let slots = link.slots();
             drive(
                 stream,

@@ -25,7 +25,7 @@ pub(crate) async fn connect(
     let spawned = transport.arbiter().spawn(async move {
         match dial(&t, &addr).await {
             Ok((stream, peer)) => {
-                Connection::start(t, link, stream, peer, Some((addr, tx)));
+                Connection::start(t, link, stream, peer, Some((addr, tx)), None);
             }
             Err(e) => {
                 tracing::debug!(node = %t.local, %addr, error = %e, "connect failed");

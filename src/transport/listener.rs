@@ -30,22 +30,38 @@ pub(crate) async fn bind(specs: &[String]) -> Result<Vec<TcpListener>, StartErro
 
 /// Accepts connections until the node shuts down. Each accepted socket
 /// gets its own connection actor at once; its handshake runs inside that
-/// actor, so a silent client never delays the next accept.
+/// actor, so a silent client never delays the next accept. Connections
+/// over the pending-handshake caps are closed at once (see
+/// [`super::pending`]).
 pub(crate) fn spawn_accept_loop(
     transport: Arc<Transport>,
     link: Arc<dyn Link>,
     listener: TcpListener,
 ) {
     actix_rt::spawn(async move {
+        let pending = super::pending::ListenerPending::default();
         loop {
             let accepted = tokio::select! {
                 _ = transport.shutdown_token().cancelled() => break,
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, addr)) => {
-                    Connection::start(transport.clone(), link.clone(), stream, addr, None);
-                }
+                Ok((stream, addr)) => match transport.pending().admit(&pending, addr) {
+                    Ok(guard) => {
+                        let (t, l) = (transport.clone(), link.clone());
+                        Connection::start(t, l, stream, addr, None, Some(guard));
+                    }
+                    Err(cap) => {
+                        // closed before our greeting
+                        transport.pending().refused(
+                            &transport.local,
+                            addr,
+                            cap,
+                            transport.limit_hits(),
+                        );
+                        drop(stream);
+                    }
+                },
                 Err(e) => {
                     // e.g. out of file descriptors: back off instead of spinning
                     tracing::warn!(node = %transport.local, error = %e, "accept failed");

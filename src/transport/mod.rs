@@ -17,6 +17,7 @@ pub(crate) mod handshake;
 pub(crate) mod limits;
 pub(crate) mod listener;
 pub(crate) mod outbox;
+pub(crate) mod pending;
 pub(crate) mod stream;
 
 use std::net::SocketAddr;
@@ -116,6 +117,10 @@ pub(crate) struct TransportConfig {
     pub(crate) keepalive: bool,
     /// TLS, if the node has a certificate.
     pub(crate) tls: Option<TlsConfigs>,
+    /// Most pending handshakes per listener (see [`pending`]).
+    pub(crate) max_pending_handshakes: usize,
+    /// Most pending handshakes per source address (see [`pending`]).
+    pub(crate) max_pending_handshakes_per_addr: usize,
 }
 
 impl TransportConfig {
@@ -136,6 +141,8 @@ impl TransportConfig {
             connect_interval: cfg.connect_interval,
             keepalive,
             tls,
+            max_pending_handshakes: cfg.max_pending_handshakes,
+            max_pending_handshakes_per_addr: cfg.max_pending_handshakes_per_addr,
         })
     }
 }
@@ -152,11 +159,18 @@ pub(crate) struct Transport {
     next_conn: AtomicU64,
     /// Limits hit, per peer.
     limit_hits: limits::LimitHits,
+    /// Pending handshakes of accepted connections.
+    pending: Arc<pending::PendingTable>,
 }
 
 impl Transport {
     pub(crate) fn new(cfg: TransportConfig, local: Arc<str>, arbiter: ArbiterHandle) -> Transport {
+        let pending = Arc::new(pending::PendingTable::new(
+            cfg.max_pending_handshakes,
+            cfg.max_pending_handshakes_per_addr,
+        ));
         Transport {
+            pending,
             cfg,
             local,
             arbiter,
@@ -170,6 +184,11 @@ impl Transport {
     /// Limits hit, per peer (every refusing limit counts here).
     pub(crate) fn limit_hits(&self) -> &limits::LimitHits {
         &self.limit_hits
+    }
+
+    /// The node's pending handshakes (accepted connections).
+    pub(crate) fn pending(&self) -> &Arc<pending::PendingTable> {
+        &self.pending
     }
 
     /// A fresh connection id.
