@@ -81,6 +81,9 @@ struct Up {
     outbox: Arc<Outbox>,
     /// Bytes taken from the outbox and not yet written.
     wbuf: BytesMut,
+    /// How many bytes `wbuf` held when it was taken (its allocation is at
+    /// least that large).
+    wbuf_taken: usize,
     last_write: std::time::Instant,
 }
 
@@ -185,6 +188,7 @@ impl Connection {
             writer,
             outbox,
             wbuf: BytesMut::new(),
+            wbuf_taken: 0,
             last_write: std::time::Instant::now(),
         }));
         tracing::info!(
@@ -336,7 +340,7 @@ impl Connection {
         loop {
             if up.wbuf.is_empty() {
                 match up.outbox.next(&mut up.wbuf, cx.waker()) {
-                    Next::Write => {}
+                    Next::Write => up.wbuf_taken = up.wbuf.len(),
                     Next::Idle => return Poll::Pending,
                     Next::Close => {
                         self.fail(ConnectionError::Shutdown, ctx);
@@ -367,6 +371,11 @@ impl Connection {
                 Poll::Ready(Ok(n)) => {
                     up.wbuf.advance(n);
                     up.outbox.written(n);
+                    if up.wbuf.is_empty() && up.wbuf_taken > KEEP_WRITE_BUFFER {
+                        // a backlog grew the buffer: let it go rather than
+                        // keep its peak size for the connection's life
+                        up.wbuf = BytesMut::with_capacity(64 * 1024);
+                    }
                     up.last_write = std::time::Instant::now();
                 }
                 Poll::Ready(Err(e)) => {
@@ -377,6 +386,10 @@ impl Connection {
         }
     }
 }
+
+/// A write buffer that held more than this when taken is freed once
+/// written, so that a connection's memory follows its backlog down again.
+const KEEP_WRITE_BUFFER: usize = 1 << 20;
 
 impl Actor for Connection {
     type Context = Context<Self>;
