@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::fut::ActorFuture;
 use actix::prelude::*;
@@ -30,6 +30,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::dataconn::into_link;
 use super::handshake::{Claimant, HandshakeFailure, Handshaken, drive, fresh_nonce};
+use super::limits::Limit;
 use super::outbox::Outbox;
 use super::stream::{ReadSide, WriteSide};
 use super::{Link, Peer, Transport};
@@ -78,7 +79,20 @@ struct Up {
     /// Bytes taken from the outbox and not yet written.
     wbuf: BytesMut,
     last_write: std::time::Instant,
+    /// The last sign of life of the peer: bytes read, or a write that went
+    /// through after the socket had been full (the peer read some of a
+    /// backlog). The heartbeat measures silence from here.
+    last_life: Instant,
+    /// When the last heartbeat request was queued.
+    last_probe: Option<Instant>,
+    /// A write found the socket full, and none went through since.
+    write_blocked: bool,
 }
+
+/// The port a heartbeat's answer goes to, on our node: a name with `#`,
+/// which no port can have, so the answer is dropped on arrival (the bytes
+/// did their work by arriving).
+const HEARTBEAT_REPLY: &str = "aemp#heartbeat";
 
 impl Connection {
     /// Starts the actor for a connected socket on the current arbiter;
@@ -91,7 +105,7 @@ impl Connection {
         peer_addr: SocketAddr,
         dialed: Option<(String, DoneSender)>,
     ) -> Addr<Connection> {
-        super::configure_socket(&stream, transport.cfg.nodelay);
+        super::configure_socket(&stream, &transport.cfg);
         let conn_id = transport.next_conn();
         let (dialed, done) = dialed.unzip();
         Connection {
@@ -178,6 +192,9 @@ impl Connection {
             outbox,
             wbuf: BytesMut::new(),
             last_write: std::time::Instant::now(),
+            last_life: Instant::now(),
+            last_probe: None,
+            write_blocked: false,
         }));
         tracing::info!(
             node = %self.transport.local, peer = %self.peer_addr, remote = %remote,
@@ -197,6 +214,60 @@ impl Connection {
             let period = self.transport.cfg.monitor_timeout;
             ctx.run_interval(period / 4, move |act, _| act.keepalive(period));
         }
+        if let Some(timeout) = self.transport.cfg.liveness.peer_timeout {
+            ctx.run_later(timeout / 4, move |act, ctx| act.heartbeat(timeout, ctx));
+        }
+    }
+
+    /// The heartbeat (see [`NodeConfig::peer_timeout`]): fails the
+    /// connection once the peer gave no sign of life for `timeout`; after
+    /// a quarter of that, asks it the time (any answer — any bytes at all
+    /// — will do). Runs again when the next of these is due.
+    ///
+    /// [`NodeConfig::peer_timeout`]: crate::NodeConfig::peer_timeout
+    fn heartbeat(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
+        let State::Up(up) = &mut self.state else {
+            return;
+        };
+        let now = Instant::now();
+        let idle = now.saturating_duration_since(up.last_life);
+        if idle >= timeout {
+            self.transport
+                .limit_hits()
+                .hit(&up.remote, Limit::PeerTimeout);
+            tracing::info!(
+                node = %self.transport.local, peer = %self.peer_addr, remote = %up.remote,
+                idle_ms = idle.as_millis() as u64, probed = up.last_probe.is_some(),
+                "nothing received within peer_timeout"
+            );
+            return self.fail(ConnectionError::PeerTimeout, ctx);
+        }
+        let probe_after = timeout / 4;
+        let answered = up.last_probe.is_none_or(|p| p < up.last_life);
+        let next = if !answered {
+            timeout - idle
+        } else if idle >= probe_after {
+            let request = serde_json::json!([
+                "",
+                "time",
+                format!("{}#{HEARTBEAT_REPLY}", self.transport.local)
+            ])
+            .to_string();
+            let framing = up.outbox.framing;
+            // a failing outbox fails the connection through the writer
+            let _ = up
+                .outbox
+                .push(|buf| framing.encode_frame(request.as_bytes(), buf));
+            tracing::trace!(
+                node = %self.transport.local, remote = %up.remote,
+                idle_ms = idle.as_millis() as u64, "heartbeat sent"
+            );
+            up.last_probe = Some(now);
+            timeout - idle
+        } else {
+            probe_after - idle
+        };
+        ctx.run_later(next, move |act, ctx| act.heartbeat(timeout, ctx));
     }
 
     /// Sends `[]` if nothing was written for `period`.
@@ -269,6 +340,7 @@ impl Connection {
             }
             match tokio_util::io::poll_read_buf(Pin::new(&mut up.reader), cx, &mut up.rbuf) {
                 Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(n)) if n > 0 => up.last_life = Instant::now(),
                 // a TLS peer that closes without close_notify (as Perl's
                 // does) has ended its stream like a plain one
                 Poll::Ready(end)
@@ -317,7 +389,10 @@ impl Connection {
                 return Poll::Pending;
             }
             match Pin::new(&mut up.writer).poll_write(cx, &up.wbuf) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    up.write_blocked = true;
+                    return Poll::Pending;
+                }
                 Poll::Ready(Ok(0)) => {
                     self.fail(ConnectionError::Io("write returned zero".into()), ctx);
                     return Poll::Ready(());
@@ -326,6 +401,11 @@ impl Connection {
                     up.wbuf.advance(n);
                     up.outbox.written(n);
                     up.last_write = std::time::Instant::now();
+                    if up.write_blocked {
+                        // the socket had been full: the peer read some
+                        up.write_blocked = false;
+                        up.last_life = up.last_write;
+                    }
                 }
                 Poll::Ready(Err(e)) => {
                     self.fail(e.into(), ctx);
