@@ -118,6 +118,38 @@ async fn a_peer_answering_late_but_in_time_is_kept() {
     node.shutdown();
 }
 
+/// A prompt answer moves the next request to a quarter of `peer_timeout`
+/// after it (so a peer always has three quarters to answer): the node
+/// asks again 250 ms after each answer, not at the old deadline.
+#[actix_rt::test]
+async fn after_an_answer_the_next_request_waits_a_quarter() {
+    let timeout = Duration::from_secs(1);
+    let node = node_with_timeout("regular", Some(timeout)).await;
+    let mut peer = RawPeer::connect(&node, "prompt").await;
+    let mut answered_at: Option<Instant> = None;
+    let mut gaps = Vec::new();
+    while gaps.len() < 5 {
+        let p = tokio::time::timeout(timeout * 2, peer.recv_any())
+            .await
+            .expect("the node keeps asking");
+        if p[0] == "" && p[1] == "time" {
+            if let Some(at) = answered_at {
+                gaps.push(at.elapsed());
+            }
+            let reply = p[2].as_str().unwrap().split_once('#').unwrap().1.to_owned();
+            peer.send(json!([reply, 1_700_000_000.5])).await;
+            answered_at = Some(Instant::now());
+        }
+    }
+    for gap in &gaps {
+        assert!(
+            *gap >= Duration::from_millis(200) && *gap < Duration::from_millis(400),
+            "requests after answers: {gaps:?}"
+        );
+    }
+    node.shutdown();
+}
+
 /// Any inbound packet counts as life: a peer that ignores the heartbeat
 /// but sends `[]` keepalives every 400 ms (as a listener-less Perl node
 /// does, every `monitor_timeout`) is kept.

@@ -222,7 +222,10 @@ impl Connection {
     /// The heartbeat (see [`NodeConfig::peer_timeout`]): fails the
     /// connection once the peer gave no sign of life for `timeout`; after
     /// a quarter of that, asks it the time (any answer — any bytes at all
-    /// — will do). Runs again when the next of these is due.
+    /// — will do). Runs again when the next of these is due, and a quarter
+    /// after a request at the latest, so that after an answer the next
+    /// request again waits a quarter of silence: the peer always has
+    /// three quarters of `timeout` to answer.
     ///
     /// [`NodeConfig::peer_timeout`]: crate::NodeConfig::peer_timeout
     fn heartbeat(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
@@ -245,7 +248,9 @@ impl Connection {
         let probe_after = timeout / 4;
         let answered = up.last_probe.is_none_or(|p| p < up.last_life);
         let next = if !answered {
-            timeout - idle
+            // look again soon: an answer moves the next probe to a quarter
+            // after it, not to the old deadline
+            probe_after.min(timeout - idle)
         } else if idle >= probe_after {
             let request = serde_json::json!([
                 "",
@@ -263,7 +268,7 @@ impl Connection {
                 idle_ms = idle.as_millis() as u64, "heartbeat sent"
             );
             up.last_probe = Some(now);
-            timeout - idle
+            probe_after.min(timeout - idle)
         } else {
             probe_after - idle
         };
