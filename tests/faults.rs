@@ -77,8 +77,9 @@ impl Peer {
     }
 
     fn try_signal(&self, sig: &str) -> bool {
-        Command::new("kill")
-            .args([sig, &self.0.child.id().to_string()])
+        // the shell's kill: no /bin/kill needed
+        Command::new("sh")
+            .args(["-c", &format!("kill {sig} {}", self.0.child.id())])
             .status()
             .is_ok_and(|s| s.success())
     }
