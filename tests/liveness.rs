@@ -150,6 +150,95 @@ async fn after_an_answer_the_next_request_waits_a_quarter() {
     node.shutdown();
 }
 
+/// A peer that sends nothing but keeps reading a long backlog is alive:
+/// the node queued 32 MB for it, so a heartbeat request waits behind
+/// seconds of data, but each time the full socket takes data again counts
+/// as life. Once the peer stops reading too, it is dropped within
+/// `peer_timeout` (plus slack for the last drain).
+#[actix_rt::test]
+async fn a_slow_reader_of_a_backlog_is_kept_until_it_stops_reading() {
+    let timeout = Duration::from_secs(1);
+    let node = node_with_timeout("streamer", Some(timeout)).await;
+    let mut peer = RawPeer::connect(&node, "reader").await;
+    let (cb, mut mon) = reporter();
+    node.mon("reader", cb).forget();
+    let chunk = "x".repeat(1000);
+    for i in 0..32_000u32 {
+        node.snd("reader#sink", &(i, &chunk)).unwrap();
+    }
+    // 1 MiB per 200 ms: the 32 MB take about 6 s
+    let mut buf = vec![0u8; 1 << 20];
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        let mut got = 0;
+        while got < buf.len() {
+            let n = tokio::time::timeout(WAIT, peer.stream.read(&mut buf[got..]))
+                .await
+                .expect("data within the wait")
+                .expect("read");
+            assert!(n > 0, "the node dropped a reading peer");
+            got += n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(node.node_is_up("reader"), "a reading peer was dropped");
+    assert!(mon.try_recv().is_err());
+    let stopped = Instant::now();
+    let r = reason(&mut mon).await;
+    assert_eq!(
+        Value::from(r),
+        json!(["transport_error", "reader", "peer timeout"])
+    );
+    assert!(
+        stopped.elapsed() < timeout * 2,
+        "noticed after {:?}",
+        stopped.elapsed()
+    );
+    node.shutdown();
+}
+
+/// Our own stall is not the peer's fault: the node's thread is blocked for
+/// 2.5 peer timeouts while the peer (on its own thread) keeps answering;
+/// afterwards the node reads the answers before it judges, and keeps the
+/// connection.
+#[actix_rt::test]
+async fn a_stall_of_our_own_thread_does_not_drop_an_answering_peer() {
+    let timeout = Duration::from_secs(1);
+    let node = node_with_timeout("stalling", Some(timeout)).await;
+    let addr = addr_of(&node);
+    let answerer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut peer = raw_handshake(&addr, client_cfg("steady", SECRET))
+                .await
+                .unwrap();
+            let end = Instant::now() + Duration::from_secs(6);
+            while Instant::now() < end {
+                let Ok(p) = tokio::time::timeout(Duration::from_millis(200), peer.recv_any()).await
+                else {
+                    continue;
+                };
+                if p[0] == "" && p[1] == "time" {
+                    let reply = p[2].as_str().unwrap().split_once('#').unwrap().1.to_owned();
+                    peer.send(json!([reply, 1_700_000_000.5])).await;
+                }
+            }
+        })
+    });
+    until("the answering peer to be up", || node.node_is_up("steady")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // the node's thread (this one) stalls
+    std::thread::sleep(timeout * 5 / 2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(node.node_is_up("steady"), "dropped for our own stall");
+    assert_eq!(node.limit_hit_count("steady", Limit::PeerTimeout), 0);
+    answerer.join().unwrap();
+    node.shutdown();
+}
+
 /// Any inbound packet counts as life: a peer that ignores the heartbeat
 /// but sends `[]` keepalives every 400 ms (as a listener-less Perl node
 /// does, every `monitor_timeout`) is kept.

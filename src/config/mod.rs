@@ -97,10 +97,12 @@ pub struct NodeConfig {
     // alone and notices a stopped peer never)
     /// The heartbeat: when nothing arrived from a peer for a quarter of
     /// this, a `["", "time", <port>]` request goes to it (Perl nodes and
-    /// aemp answer it); when nothing at all arrived for this long, the
+    /// aemp answer it); when nothing at all arrived for this long (and a
+    /// request went out at least three quarters of it ago), the
     /// connection fails with `("transport_error", <node>, "peer
     /// timeout")`. Any inbound bytes count as an answer, and so does the
-    /// peer draining a send backlog that had filled the socket. `None`:
+    /// socket taking data again after a send backlog had filled it (the
+    /// peer is reading). `None`:
     /// no heartbeat. Default [`DEFAULT_PEER_TIMEOUT`]; file key
     /// `peer_timeout` (seconds, `0`: none).
     pub peer_timeout: Option<Duration>,

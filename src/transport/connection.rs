@@ -224,8 +224,10 @@ impl Connection {
     /// a quarter of that, asks it the time (any answer — any bytes at all
     /// — will do). Runs again when the next of these is due, and a quarter
     /// after a request at the latest, so that after an answer the next
-    /// request again waits a quarter of silence: the peer always has
-    /// three quarters of `timeout` to answer.
+    /// request again waits a quarter of silence. The peer always has three
+    /// quarters of `timeout` after a request to answer: if our own thread
+    /// stalled past the deadline, the first check after it asks rather
+    /// than fails (an answer that arrived meanwhile is read first).
     ///
     /// [`NodeConfig::peer_timeout`]: crate::NodeConfig::peer_timeout
     fn heartbeat(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
@@ -234,23 +236,34 @@ impl Connection {
         };
         let now = Instant::now();
         let idle = now.saturating_duration_since(up.last_life);
-        if idle >= timeout {
+        let probe_after = timeout / 4;
+        // the request outstanding (sent after the last sign of life), and
+        // how long ago it went out
+        let outstanding = up
+            .last_probe
+            .filter(|&p| p >= up.last_life)
+            .map(|p| now.saturating_duration_since(p));
+        // fail only once the peer had three quarters of `timeout` to answer
+        // a request: if our own thread stalled past the deadline, it asks
+        // first instead of blaming the peer
+        if idle >= timeout && outstanding.is_some_and(|since| since >= timeout - probe_after) {
             self.transport
                 .limit_hits()
                 .hit(&up.remote, Limit::PeerTimeout);
             tracing::info!(
                 node = %self.transport.local, peer = %self.peer_addr, remote = %up.remote,
-                idle_ms = idle.as_millis() as u64, probed = up.last_probe.is_some(),
+                idle_ms = idle.as_millis() as u64,
                 "nothing received within peer_timeout"
             );
             return self.fail(ConnectionError::PeerTimeout, ctx);
         }
-        let probe_after = timeout / 4;
-        let answered = up.last_probe.is_none_or(|p| p < up.last_life);
-        let next = if !answered {
-            // look again soon: an answer moves the next probe to a quarter
-            // after it, not to the old deadline
-            probe_after.min(timeout - idle)
+        let next = if let Some(since) = outstanding {
+            // look again soon: an answer moves the next request to a
+            // quarter after it, not to the old deadline
+            let due = timeout
+                .saturating_sub(idle)
+                .max((timeout - probe_after).saturating_sub(since));
+            probe_after.min(due)
         } else if idle >= probe_after {
             let request = serde_json::json!([
                 "",
@@ -268,7 +281,7 @@ impl Connection {
                 idle_ms = idle.as_millis() as u64, "heartbeat sent"
             );
             up.last_probe = Some(now);
-            probe_after.min(timeout - idle)
+            probe_after
         } else {
             probe_after - idle
         };
