@@ -157,7 +157,7 @@ async fn after_an_answer_the_next_request_waits_a_quarter() {
 /// `peer_timeout` (plus slack for the last drain).
 #[actix_rt::test]
 async fn a_slow_reader_of_a_backlog_is_kept_until_it_stops_reading() {
-    let timeout = Duration::from_secs(1);
+    let timeout = Duration::from_secs(2);
     let node = node_with_timeout("streamer", Some(timeout)).await;
     let mut peer = RawPeer::connect(&node, "reader").await;
     let (cb, mut mon) = reporter();
