@@ -182,6 +182,29 @@ impl NodeBuilder {
         self
     }
 
+    // ---- liveness
+
+    /// The heartbeat's timeout (see [`NodeConfig::peer_timeout`]); `None`
+    /// turns the heartbeat off.
+    pub fn peer_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.peer_timeout = t;
+        self
+    }
+
+    /// TCP keepalive timing (see [`NodeConfig::tcp_keepalive`]); `None`:
+    /// the system's.
+    pub fn tcp_keepalive(mut self, t: Option<Duration>) -> Self {
+        self.config.tcp_keepalive = t;
+        self
+    }
+
+    /// `TCP_USER_TIMEOUT` (see [`NodeConfig::tcp_user_timeout`]); `None`:
+    /// the system's.
+    pub fn tcp_user_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.tcp_user_timeout = t;
+        self
+    }
+
     /// Registers an init function before the node starts (so no spawn
     /// request can arrive before it); see [`Node::register_init`].
     pub fn init_fn(

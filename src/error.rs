@@ -283,6 +283,10 @@ pub enum ConnectionError {
     /// No connection came up within `monitor_timeout`.
     #[error("unable to connect")]
     UnableToConnect,
+    /// Nothing arrived from the peer within `peer_timeout`, heartbeat
+    /// included (see [`NodeConfig::peer_timeout`](crate::NodeConfig::peer_timeout)).
+    #[error("peer timeout")]
+    PeerTimeout,
 }
 
 impl From<std::io::Error> for ConnectionError {

@@ -113,7 +113,49 @@ pub struct NodeConfig {
     /// address cannot lock everyone out (file key
     /// `max_pending_handshakes_per_addr`).
     pub max_pending_handshakes_per_addr: usize,
+    // ---- liveness (a documented deviation: the reference relies on TCP
+    // alone and notices a stopped peer never)
+    /// The heartbeat: when nothing arrived from a peer for a quarter of
+    /// this, a `["", "time", <port>]` request goes to it (Perl nodes and
+    /// aemp answer it); when nothing at all arrived for this long (and a
+    /// request went out at least three quarters of it ago), the
+    /// connection fails with `("transport_error", <node>, "peer
+    /// timeout")`. Any inbound bytes count as an answer, and so does the
+    /// socket taking data again after a send backlog had filled it (the
+    /// peer is reading). `None`:
+    /// no heartbeat. Default [`DEFAULT_PEER_TIMEOUT`]; file key
+    /// `peer_timeout` (seconds, `0`: none).
+    pub peer_timeout: Option<Duration>,
+    /// TCP keepalive timing on every connection: an idle connection to a
+    /// host that is gone (not a stopped process: its kernel answers) is
+    /// noticed within this (first probe after half of it, then 3 probes
+    /// a sixth apart). `None`: SO_KEEPALIVE with the system's timing
+    /// (Linux: 2 h idle), as the reference. Default
+    /// [`DEFAULT_TCP_KEEPALIVE`]; file key `tcp_keepalive` (seconds, `0`:
+    /// the system's).
+    pub tcp_keepalive: Option<Duration>,
+    /// `TCP_USER_TIMEOUT` (Linux) on every connection: data we sent that
+    /// stays unacknowledged this long, or a zero window that stays shut
+    /// this long, fails the connection (`Connection timed out`). `None`:
+    /// the system's (Linux: about 15 min of retransmits). Default
+    /// [`DEFAULT_TCP_USER_TIMEOUT`]; file key `tcp_user_timeout` (seconds,
+    /// `0`: the system's).
+    pub tcp_user_timeout: Option<Duration>,
 }
+
+/// Default of [`NodeConfig::peer_timeout`]: a stopped peer is noticed
+/// within a minute, and a peer has 45 s to answer a heartbeat.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The shortest [`NodeConfig::peer_timeout`], [`NodeConfig::tcp_keepalive`]
+/// or [`NodeConfig::tcp_user_timeout`] accepted: 100 ms.
+pub const MIN_LIVENESS_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Default of [`NodeConfig::tcp_keepalive`].
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Default of [`NodeConfig::tcp_user_timeout`].
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Default of [`NodeConfig::dataconn_max_timeout`].
 pub const DEFAULT_DATACONN_MAX_TIMEOUT: Duration = Duration::from_secs(300);
@@ -150,6 +192,9 @@ impl Default for NodeConfig {
             dataconn_max_pending: DEFAULT_DATACONN_MAX_PENDING,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_pending_handshakes_per_addr: DEFAULT_MAX_PENDING_HANDSHAKES_PER_ADDR,
+            peer_timeout: Some(DEFAULT_PEER_TIMEOUT),
+            tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
+            tcp_user_timeout: Some(DEFAULT_TCP_USER_TIMEOUT),
         }
     }
 }
@@ -292,6 +337,10 @@ impl NodeConfig {
                     })?;
                     c.cert = Some(std::sync::Arc::new(cert));
                 }
+                // liveness settings (aemp's own keys; Perl ignores them)
+                "peer_timeout" => c.peer_timeout = optional_seconds(key, v)?,
+                "tcp_keepalive" => c.tcp_keepalive = optional_seconds(key, v)?,
+                "tcp_user_timeout" => c.tcp_user_timeout = optional_seconds(key, v)?,
                 other => {
                     // autocork, version, profile, parent, unknown keys
                     transport_limit_key(&mut c, other, v)?;
@@ -312,6 +361,24 @@ fn seconds(key: &str, v: &Value) -> Result<Duration, ConfigError> {
         });
     }
     Ok(Duration::from_secs_f64(n))
+}
+
+/// A duration setting where `0` (or null, or false) means "none".
+fn optional_seconds(key: &str, v: &Value) -> Result<Option<Duration>, ConfigError> {
+    if !perl_truthy(v) {
+        return Ok(None);
+    }
+    let n = number(key, v)?;
+    if n == 0.0 {
+        return Ok(None);
+    }
+    if !(0.0..=1e9).contains(&n) {
+        return Err(ConfigError::Value {
+            key: key.to_owned(),
+            message: format!("expected a number of seconds (0: none), got {v}"),
+        });
+    }
+    Ok(Some(Duration::from_secs_f64(n)))
 }
 
 impl NodeConfig {
@@ -354,6 +421,15 @@ impl NodeConfig {
         if self.max_pending_handshakes == 0 || self.max_pending_handshakes_per_addr == 0 {
             return Err(InvalidConfig::PendingHandshakes);
         }
+        for (name, d) in [
+            ("peer_timeout", self.peer_timeout),
+            ("tcp_keepalive", self.tcp_keepalive),
+            ("tcp_user_timeout", self.tcp_user_timeout),
+        ] {
+            if d.is_some_and(|d| d < MIN_LIVENESS_TIMEOUT) {
+                return Err(InvalidConfig::Liveness(name));
+            }
+        }
         Ok(())
     }
 }
@@ -387,6 +463,11 @@ pub enum InvalidConfig {
     /// zero.
     #[error("max_pending_handshakes and max_pending_handshakes_per_addr must be positive")]
     PendingHandshakes,
+    /// A liveness setting (`peer_timeout`, `tcp_keepalive`,
+    /// `tcp_user_timeout`) is below [`MIN_LIVENESS_TIMEOUT`] (use `None`
+    /// to turn it off).
+    #[error("{0} must be at least 100 ms (or none)")]
+    Liveness(&'static str),
 }
 
 /// A node id that cannot be used (`anon/` is replaced by a generated id

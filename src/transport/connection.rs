@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::fut::ActorFuture;
 use actix::prelude::*;
@@ -30,6 +30,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::dataconn::into_link;
 use super::handshake::{Claimant, HandshakeFailure, Handshaken, drive, fresh_nonce};
+use super::limits::Limit;
 use super::outbox::{Next, Outbox};
 use super::pending::PendingGuard;
 use super::stream::{ReadSide, WriteSide};
@@ -85,7 +86,20 @@ struct Up {
     /// least that large).
     wbuf_taken: usize,
     last_write: std::time::Instant,
+    /// The last sign of life of the peer: bytes read, or a write that went
+    /// through after the socket had been full (the peer read some of a
+    /// backlog). The heartbeat measures silence from here.
+    last_life: Instant,
+    /// When the last heartbeat request was queued.
+    last_probe: Option<Instant>,
+    /// A write found the socket full, and none went through since.
+    write_blocked: bool,
 }
+
+/// The port a heartbeat's answer goes to, on our node: a name with `#`,
+/// which no port can have, so the answer is dropped on arrival (the bytes
+/// did their work by arriving).
+const HEARTBEAT_REPLY: &str = "aemp#heartbeat";
 
 impl Connection {
     /// Starts the actor for a connected socket on the current arbiter;
@@ -101,7 +115,7 @@ impl Connection {
         dialed: Option<(String, DoneSender)>,
         pending: Option<PendingGuard>,
     ) -> Addr<Connection> {
-        super::configure_socket(&stream, transport.cfg.nodelay);
+        super::configure_socket(&stream, &transport.cfg);
         let conn_id = transport.next_conn();
         let (dialed, done) = dialed.unzip();
         Connection {
@@ -190,6 +204,9 @@ impl Connection {
             wbuf: BytesMut::new(),
             wbuf_taken: 0,
             last_write: std::time::Instant::now(),
+            last_life: Instant::now(),
+            last_probe: None,
+            write_blocked: false,
         }));
         tracing::info!(
             node = %self.transport.local, peer = %self.peer_addr, remote = %remote,
@@ -209,6 +226,78 @@ impl Connection {
             let period = self.transport.cfg.monitor_timeout;
             ctx.run_interval(period / 4, move |act, _| act.keepalive(period));
         }
+        if let Some(timeout) = self.transport.cfg.liveness.peer_timeout {
+            ctx.run_later(timeout / 4, move |act, ctx| act.heartbeat(timeout, ctx));
+        }
+    }
+
+    /// The heartbeat (see [`NodeConfig::peer_timeout`]): fails the
+    /// connection once the peer gave no sign of life for `timeout`; after
+    /// a quarter of that, asks it the time (any answer — any bytes at all
+    /// — will do). Runs again when the next of these is due, and a quarter
+    /// after a request at the latest, so that after an answer the next
+    /// request again waits a quarter of silence. The peer always has three
+    /// quarters of `timeout` after a request to answer: if our own thread
+    /// stalled past the deadline, the first check after it asks rather
+    /// than fails (an answer that arrived meanwhile is read first).
+    ///
+    /// [`NodeConfig::peer_timeout`]: crate::NodeConfig::peer_timeout
+    fn heartbeat(&mut self, timeout: Duration, ctx: &mut Context<Self>) {
+        let State::Up(up) = &mut self.state else {
+            return;
+        };
+        let now = Instant::now();
+        let idle = now.saturating_duration_since(up.last_life);
+        let probe_after = timeout / 4;
+        // the request outstanding (sent after the last sign of life), and
+        // how long ago it went out
+        let outstanding = up
+            .last_probe
+            .filter(|&p| p >= up.last_life)
+            .map(|p| now.saturating_duration_since(p));
+        // fail only once the peer had three quarters of `timeout` to answer
+        // a request: if our own thread stalled past the deadline, it asks
+        // first instead of blaming the peer
+        if idle >= timeout && outstanding.is_some_and(|since| since >= timeout - probe_after) {
+            self.transport
+                .limit_hits()
+                .hit(&up.remote, Limit::PeerTimeout);
+            tracing::info!(
+                node = %self.transport.local, peer = %self.peer_addr, remote = %up.remote,
+                idle_ms = idle.as_millis() as u64,
+                "nothing received within peer_timeout"
+            );
+            return self.fail(ConnectionError::PeerTimeout, ctx);
+        }
+        let next = if let Some(since) = outstanding {
+            // look again soon: an answer moves the next request to a
+            // quarter after it, not to the old deadline
+            let due = timeout
+                .saturating_sub(idle)
+                .max((timeout - probe_after).saturating_sub(since));
+            probe_after.min(due)
+        } else if idle >= probe_after {
+            let request = serde_json::json!([
+                "",
+                "time",
+                format!("{}#{HEARTBEAT_REPLY}", self.transport.local)
+            ])
+            .to_string();
+            let framing = up.outbox.framing;
+            // a failing outbox fails the connection through the writer
+            let _ = up
+                .outbox
+                .push(|buf| framing.encode_frame(request.as_bytes(), buf));
+            tracing::trace!(
+                node = %self.transport.local, remote = %up.remote,
+                idle_ms = idle.as_millis() as u64, "heartbeat sent"
+            );
+            up.last_probe = Some(now);
+            probe_after
+        } else {
+            probe_after - idle
+        };
+        ctx.run_later(next, move |act, ctx| act.heartbeat(timeout, ctx));
     }
 
     /// Sends `[]` if nothing was written for `period`.
@@ -292,6 +381,7 @@ impl Connection {
             }
             match tokio_util::io::poll_read_buf(Pin::new(&mut up.reader), cx, &mut up.rbuf) {
                 Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(n)) if n > 0 => up.last_life = Instant::now(),
                 // a TLS peer that closes without close_notify (as Perl's
                 // does) has ended its stream like a plain one
                 Poll::Ready(end)
@@ -357,6 +447,7 @@ impl Connection {
             }
             match Pin::new(&mut up.writer).poll_write(cx, &up.wbuf) {
                 Poll::Pending => {
+                    up.write_blocked = true;
                     // the socket is full (the peer reads slowly, or not at
                     // all): an overflow must still wake us
                     if up.outbox.watch(cx.waker()) {
@@ -377,6 +468,11 @@ impl Connection {
                         up.wbuf = BytesMut::with_capacity(64 * 1024);
                     }
                     up.last_write = std::time::Instant::now();
+                    if up.write_blocked {
+                        // the socket had been full: the peer read some
+                        up.write_blocked = false;
+                        up.last_life = up.last_write;
+                    }
                 }
                 Poll::Ready(Err(e)) => {
                     self.fail(e.into(), ctx);

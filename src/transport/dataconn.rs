@@ -78,7 +78,7 @@ pub(crate) async fn dial(
 ) -> Result<DataLink, ConnectionError> {
     let slots = NoSlots(watch::Sender::new(0));
     let (tcp, peer) = super::connector::dial(transport, addr).await?;
-    super::configure_socket(&tcp, transport.cfg.nodelay);
+    super::configure_socket(&tcp, &transport.cfg);
     let hs = Handshake::new_dataconn(
         transport.cfg.handshake.clone(),
         Some(&peer.to_string()),

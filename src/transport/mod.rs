@@ -121,6 +121,43 @@ pub(crate) struct TransportConfig {
     pub(crate) max_pending_handshakes: usize,
     /// Most pending handshakes per source address (see [`pending`]).
     pub(crate) max_pending_handshakes_per_addr: usize,
+    /// Liveness: heartbeat and socket timing.
+    pub(crate) liveness: Liveness,
+}
+
+/// The liveness settings of every node connection (see
+/// [`NodeConfig::peer_timeout`] and its neighbours).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Liveness {
+    /// Fail a connection that received nothing for this long; probe it
+    /// after a quarter of it.
+    pub(crate) peer_timeout: Option<Duration>,
+    /// An idle dead host is noticed by TCP keepalive within this.
+    pub(crate) tcp_keepalive: Option<Duration>,
+    /// TCP_USER_TIMEOUT.
+    pub(crate) tcp_user_timeout: Option<Duration>,
+}
+
+impl Liveness {
+    /// The settings of `cfg`.
+    pub(crate) fn new(cfg: &NodeConfig) -> Liveness {
+        Liveness {
+            peer_timeout: cfg.peer_timeout,
+            tcp_keepalive: cfg.tcp_keepalive,
+            tcp_user_timeout: cfg.tcp_user_timeout,
+        }
+    }
+
+    /// The keepalive timing that notices a dead idle peer within `within`:
+    /// the first probe after half of it, then 3 probes a sixth apart (whole
+    /// seconds, as the socket options take them; at least 1 s each).
+    pub(crate) fn keepalive_params(within: Duration) -> socket2::TcpKeepalive {
+        let secs = |d: Duration| Duration::from_secs(d.as_secs().max(1));
+        socket2::TcpKeepalive::new()
+            .with_time(secs(within / 2))
+            .with_interval(secs(within / 6))
+            .with_retries(3)
+    }
 }
 
 impl TransportConfig {
@@ -143,6 +180,7 @@ impl TransportConfig {
             tls,
             max_pending_handshakes: cfg.max_pending_handshakes,
             max_pending_handshakes_per_addr: cfg.max_pending_handshakes_per_addr,
+            liveness: Liveness::new(cfg),
         })
     }
 }
@@ -225,12 +263,76 @@ impl Transport {
 }
 
 /// SO_KEEPALIVE on every transport (the reference relies on it to notice
-/// dead idle peers) and TCP_NODELAY per the `nodelay` setting.
-pub(crate) fn configure_socket(stream: &TcpStream, nodelay: bool) {
-    if let Err(e) = socket2::SockRef::from(stream).set_keepalive(true) {
+/// dead idle peers), with the keepalive timing and TCP_USER_TIMEOUT of
+/// `cfg.liveness` where set (the system's otherwise), and TCP_NODELAY per
+/// the `nodelay` setting.
+pub(crate) fn configure_socket(stream: &TcpStream, cfg: &TransportConfig) {
+    let sock = socket2::SockRef::from(stream);
+    if let Err(e) = sock.set_keepalive(true) {
         tracing::debug!(error = %e, "cannot set SO_KEEPALIVE");
     }
-    if let Err(e) = stream.set_nodelay(nodelay) {
+    if let Some(within) = cfg.liveness.tcp_keepalive
+        && let Err(e) = sock.set_tcp_keepalive(&Liveness::keepalive_params(within))
+    {
+        tracing::debug!(error = %e, "cannot set the TCP keepalive timing");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+    if let Some(t) = cfg.liveness.tcp_user_timeout
+        && let Err(e) = sock.set_tcp_user_timeout(Some(t))
+    {
+        tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
+    }
+    if let Err(e) = stream.set_nodelay(cfg.nodelay) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The liveness settings reach the socket: keepalive on with the
+    /// derived timing, TCP_USER_TIMEOUT as set; none leaves the system's.
+    #[tokio::test]
+    async fn socket_options() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut node = NodeConfig {
+            tcp_keepalive: Some(Duration::from_secs(60)),
+            tcp_user_timeout: Some(Duration::from_millis(45_500)),
+            ..NodeConfig::default()
+        };
+        let cfg = TransportConfig::new(&node, false).unwrap();
+        configure_socket(&stream, &cfg);
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 3);
+        assert_eq!(
+            sock.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(45_500))
+        );
+        assert!(sock.tcp_nodelay().unwrap());
+
+        // tiny: at least a second each, as the options take whole seconds
+        node.tcp_keepalive = Some(Duration::from_millis(500));
+        node.tcp_user_timeout = None;
+        let other = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        configure_socket(&other, &TransportConfig::new(&node, false).unwrap());
+        let sock = socket2::SockRef::from(&other);
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(1));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(sock.tcp_user_timeout().unwrap(), None);
     }
 }
