@@ -74,9 +74,21 @@ impl Monitors {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a monitor of remote port `node#port`; true if it is the first
-    /// (then `mon1` must be sent).
-    pub(crate) fn add_port(&self, node: &str, port: &str, id: u64, action: Action) -> bool {
+    /// Adds a monitor of remote port `node#port`; if it is the first,
+    /// calls `first` (which sends `mon1`) **before the table's lock is
+    /// released**, so that the `mon1`/`mon0` of one remote port leave in
+    /// the order their table changes happened: a concurrent last unmon
+    /// and first mon cannot reach the peer as `mon1` then `mon0` (which
+    /// would leave it without a registration while we hold a monitor).
+    /// `first` must not touch the monitor tables.
+    pub(crate) fn add_port(
+        &self,
+        node: &str,
+        port: &str,
+        id: u64,
+        action: Action,
+        first: impl FnOnce(),
+    ) {
         let mut remote = self.remote.lock();
         let list = remote
             .entry(Arc::from(node))
@@ -85,29 +97,35 @@ impl Monitors {
             .entry(port.to_owned())
             .or_default();
         list.push((id, action));
-        list.len() == 1
+        if list.len() == 1 {
+            first();
+        }
     }
 
-    /// Removes a monitor of a remote port; true if it was the last one
-    /// (then `mon0` must be sent). False if it was not there (fired).
-    pub(crate) fn remove_port(&self, node: &str, port: &str, id: u64) -> bool {
+    /// Removes a monitor of a remote port; if it was the last one, calls
+    /// `last` (which sends `mon0`) under the table's lock, for the reason
+    /// given at [`Monitors::add_port`]. Nothing is called if it was not
+    /// there (fired).
+    pub(crate) fn remove_port(&self, node: &str, port: &str, id: u64, last: impl FnOnce()) {
         let mut remote = self.remote.lock();
         let Some(nm) = remote.get_mut(node) else {
-            return false;
+            return;
         };
         let Some(list) = nm.ports.get_mut(port) else {
-            return false;
+            return;
         };
         let before = list.len();
         list.retain(|(i, _)| *i != id);
-        let last = before > list.len() && list.is_empty();
+        let was_last = before > list.len() && list.is_empty();
         if list.is_empty() {
             nm.ports.remove(port);
         }
         if nm.is_empty() {
             remote.remove(node);
         }
-        last
+        if was_last {
+            last();
+        }
     }
 
     /// Adds a monitor of node `node` as a whole.
