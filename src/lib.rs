@@ -85,6 +85,7 @@ pub use kernel::{
 };
 pub use transport::binds::resolve as resolve_binds;
 pub use transport::limits::Limit;
+pub use kernel::LIMIT_EXCEEDED;
 pub use wire::{Lenient, Packet, Tagged, TaggedError};
 
 /// The README's example, compiled and run as a doctest.

@@ -176,13 +176,29 @@ impl Monitors {
         out
     }
 
-    /// Records that `node` monitors local port `port`.
-    pub(crate) fn rmon_add(&self, node: &str, port: &str) {
-        self.rmon
-            .lock()
-            .entry(Arc::from(node))
-            .or_default()
-            .insert(port.to_owned());
+    /// Records that `node` monitors local port `port`, if it has fewer
+    /// than `cap` such registrations (or this one already); false if it
+    /// is at its cap.
+    pub(crate) fn rmon_try_add(&self, node: &str, port: &str, cap: usize) -> bool {
+        let mut rmon = self.rmon.lock();
+        match rmon.get_mut(node) {
+            Some(set) if set.contains(port) => true,
+            Some(set) if set.len() >= cap => false,
+            Some(set) => {
+                set.insert(port.to_owned());
+                true
+            }
+            None if cap == 0 => false,
+            None => {
+                rmon.insert(Arc::from(node), HashSet::from([port.to_owned()]));
+                true
+            }
+        }
+    }
+
+    /// How many of our ports `node` monitors (`mon1`).
+    pub(crate) fn rmon_count(&self, node: &str) -> usize {
+        self.rmon.lock().get(node).map_or(0, HashSet::len)
     }
 
     /// Forgets that `node` monitors `port`.

@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::mpsc;
 
+use super::budget::PeerCounts;
 use super::monitors::{Action, Reason};
 use super::rcv::SharedDispatch;
 use crate::wire::Packet;
@@ -126,6 +127,9 @@ pub(crate) struct PortEntry {
     target: PortTarget,
     /// Monitors of this port: local actions and remote nodes' `mon1`s.
     monitors: Vec<(u64, Action)>,
+    /// The peer that spawned it (`_spawn`), whose budget it takes until
+    /// it dies.
+    spawned_by: Option<Arc<str>>,
 }
 
 /// What happened to a delivered packet.
@@ -140,6 +144,16 @@ pub(crate) enum Delivery {
 #[derive(Default)]
 pub(crate) struct Registry {
     ports: DashMap<Box<str>, PortEntry, ahash::RandomState>,
+    /// Live ports per peer that spawned them.
+    spawned: PeerCounts,
+}
+
+/// Why [`Registry::insert_spawned`] refused.
+pub(crate) enum SpawnRefused {
+    /// The name is taken.
+    NameTaken,
+    /// The peer's spawned ports are at their cap.
+    Limit,
 }
 
 impl Registry {
@@ -152,10 +166,45 @@ impl Registry {
                 v.insert(PortEntry {
                     target,
                     monitors: Vec::new(),
+                    spawned_by: None,
                 });
                 Ok(())
             }
         }
+    }
+
+    /// Adds a port that peer `peer` spawned, under a name that must be
+    /// free, if the peer holds fewer than `cap` live spawned ports; the
+    /// port takes one unit of that budget until it is killed.
+    pub(crate) fn insert_spawned(
+        &self,
+        name: &str,
+        target: PortTarget,
+        peer: &str,
+        cap: usize,
+    ) -> Result<(), SpawnRefused> {
+        let Some(peer) = self.spawned.try_take(peer, cap) else {
+            return Err(SpawnRefused::Limit);
+        };
+        match self.ports.entry(name.into()) {
+            Entry::Occupied(_) => {
+                self.spawned.give_back(&peer);
+                Err(SpawnRefused::NameTaken)
+            }
+            Entry::Vacant(v) => {
+                v.insert(PortEntry {
+                    target,
+                    monitors: Vec::new(),
+                    spawned_by: Some(peer),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// How many live ports `peer` spawned here.
+    pub(crate) fn spawned_by(&self, peer: &str) -> usize {
+        self.spawned.get(peer)
     }
 
     /// Whether a port of that name exists.
@@ -224,6 +273,9 @@ impl Registry {
     /// does not exist is fine).
     pub(crate) fn kill(&self, name: &str) -> Option<(PortTarget, Vec<(u64, Action)>)> {
         let (_, entry) = self.ports.remove(name)?;
+        if let Some(peer) = &entry.spawned_by {
+            self.spawned.give_back(peer);
+        }
         Some((entry.target, entry.monitors))
     }
 

@@ -20,7 +20,9 @@ use super::handler::PortContext;
 use super::node::NodeInner;
 use super::port::{PortId, split_port};
 use super::rcv::{DefaultCb, Dispatch, SharedDispatch};
-use super::registry::PortTarget;
+use super::budget::limit_reason;
+use super::registry::{PortTarget, SpawnRefused};
+use crate::Limit;
 use crate::error::{InitError, SpawnError};
 use crate::wire::NodeRequest;
 use crate::wire::no_such_port;
@@ -80,6 +82,41 @@ impl NodeInner {
             .map(|()| dispatch)
     }
 
+    /// [`NodeInner::reserve_spawned`] for a port peer `from` spawns: it
+    /// takes one unit of that peer's budget of spawned ports
+    /// ([`crate::NodeConfig::peer_max_spawned_ports`]) until it dies.
+    fn reserve_spawned_for(&self, name: &str, from: &str) -> Result<SharedDispatch, SpawnRefused> {
+        let dispatch = Dispatch::shared(DefaultCb::Ignore);
+        let cap = self.config.peer_max_spawned_ports;
+        self.ports
+            .registry()
+            .insert_spawned(name, PortTarget::pending(Some(dispatch.clone())), from, cap)
+            .map(|()| dispatch)
+    }
+
+    /// A `_spawn` from `from` over its cap of spawned ports: no port is
+    /// made, and `from` is told at once with a `kil0` of the port it named
+    /// (so the monitor a spawner sets up right after `spawn`, as the
+    /// reference's callers do, fires with the reason
+    /// `["limit_exceeded", "spawned_ports", text]`; its `mon1`, arriving
+    /// after, finds no port and is answered `no_such_port`, which it no
+    /// longer hears).
+    fn refuse_spawn(&self, from: &str, name: &str) {
+        let cap = self.config.peer_max_spawned_ports;
+        self.limit_refused(from, Limit::SpawnedPorts, cap, "a _spawn");
+        let text = format!(
+            "node {from} has {cap} live spawned ports on node {}, its limit (peer_max_spawned_ports); port not created",
+            self.id
+        );
+        let msg = NodeRequest::Kil0 {
+            port: name.to_owned(),
+            reason: limit_reason(Limit::SpawnedPorts, text),
+        };
+        if let Err(error) = self.snd_to_node_port(from, &msg.into_values()) {
+            tracing::debug!(node = %self.id, remote = from, %error, "kil0 not sent");
+        }
+    }
+
     /// Runs init function `func` for the port `name`: the port's target,
     /// whose handler (if any) gets the same context (and callbacks) the
     /// init function had, or why there is none.
@@ -126,7 +163,16 @@ impl NodeInner {
         // while the init runs, so that the init can `grp_reg`, `mon` or
         // `snd` to its own port: in Perl the port exists once the init
         // calls `rcv $SELF` (MP.pm 692-694, 728)
-        let Some(dispatch) = self.reserve_spawned(name) else {
+        let dispatch = if from == &*self.id {
+            self.reserve_spawned(name)
+        } else {
+            match self.reserve_spawned_for(name, from) {
+                Ok(dispatch) => Some(dispatch),
+                Err(SpawnRefused::NameTaken) => None,
+                Err(SpawnRefused::Limit) => return self.refuse_spawn(from, name),
+            }
+        };
+        let Some(dispatch) = dispatch else {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn of an existing port's name refused");
             return;
         };
