@@ -78,6 +78,7 @@ pub use error::{
     StartError,
 };
 pub use global::{GroupChange, GroupChanges, GroupError, GroupMonitor, GroupRegistration};
+pub use kernel::LIMIT_EXCEEDED;
 pub use kernel::{
     ActorPort, HandlerError, Monitor, MonitorFuture, MonitorGuard, NO_CALLBACK, Node, NodeChange,
     NodeChanges, NodeEvent, NodeUpdate, PeerAuth, PortBehaviour, PortContext, PortId, PortKilled,
@@ -85,7 +86,6 @@ pub use kernel::{
 };
 pub use transport::binds::resolve as resolve_binds;
 pub use transport::limits::Limit;
-pub use kernel::LIMIT_EXCEEDED;
 pub use wire::{Lenient, Packet, Tagged, TaggedError};
 
 /// The README's example, compiled and run as a doctest.

@@ -338,13 +338,7 @@ impl Global {
     }
 
     /// One message from `remote` to its connect port `ctx` here.
-    fn request(
-        self: &Arc<Self>,
-        node: &Node,
-        remote: &str,
-        ctx: &PortContext,
-        msg: Vec<Value>,
-    ) {
+    fn request(self: &Arc<Self>, node: &Node, remote: &str, ctx: &PortContext, msg: Vec<Value>) {
         let msg = match GlobalMsg::parse(msg) {
             Ok(msg) => msg,
             Err(GlobalMsgError::Unknown { tag }) => {

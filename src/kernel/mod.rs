@@ -45,9 +45,9 @@ mod user_code;
 mod watchers;
 
 pub use actor::{ActorPort, PortKilled};
+pub use awaiting::{MonitorFuture, NodeChanges, NodeUpdate};
 pub use budget::LIMIT_EXCEEDED;
 pub(crate) use budget::limit_reason;
-pub use awaiting::{MonitorFuture, NodeChanges, NodeUpdate};
 pub use functions::{InitFn, PlainFn};
 pub use handler::{AsyncHandlerFn, HandlerError, HandlerFn, PortBehaviour, PortContext};
 pub use lifecycle::MonNodesGuard;

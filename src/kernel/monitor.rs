@@ -11,9 +11,9 @@ use parking_lot::Mutex;
 
 use super::budget::limit_reason;
 use super::monitors::{Action, Reason};
-use crate::Limit;
 use super::node::NodeInner;
 use super::port::PortId;
+use crate::Limit;
 use crate::wire::NodeRequest;
 
 /// What a [`Monitor`] watches.

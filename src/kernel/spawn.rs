@@ -15,12 +15,12 @@
 
 use serde_json::Value;
 
+use super::budget::limit_reason;
 use super::functions::{Function, check_name};
 use super::handler::PortContext;
 use super::node::NodeInner;
 use super::port::{PortId, split_port};
 use super::rcv::{DefaultCb, Dispatch, SharedDispatch};
-use super::budget::limit_reason;
 use super::registry::{PortTarget, SpawnRefused};
 use crate::Limit;
 use crate::error::{InitError, SpawnError};
