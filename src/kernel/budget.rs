@@ -8,6 +8,7 @@
 //! The reference has no such limits: each is a documented deviation
 //! (README, "Limits and failure behaviour").
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,59 @@ impl PeerCounts {
     }
 }
 
+/// How many refused spawn names are remembered per peer.
+const REFUSED_SPAWNS_KEPT: usize = 64;
+
+/// The longest refused spawn name that is remembered.
+const REFUSED_NAME_MAX: usize = 256;
+
+/// The names of the last `_spawn`s refused by the spawned-ports limit,
+/// per peer (a bounded ring each), so that the `mon1` a spawner sends
+/// right after its `_spawn` is answered with why there is no port rather
+/// than a bare `no_such_port`. Forgotten when the peer goes down.
+#[derive(Default)]
+pub(crate) struct RefusedSpawns {
+    by_peer: parking_lot::Mutex<std::collections::HashMap<Arc<str>, VecDeque<Box<str>>>>,
+}
+
+impl RefusedSpawns {
+    /// Remembers that `peer`'s `_spawn` of `name` was refused.
+    fn add(&self, peer: &str, name: &str) {
+        if name.len() > REFUSED_NAME_MAX {
+            return;
+        }
+        let mut map = self.by_peer.lock();
+        let ring = match map.get_mut(peer) {
+            Some(ring) => ring,
+            None => map.entry(Arc::from(peer)).or_default(),
+        };
+        if ring.len() >= REFUSED_SPAWNS_KEPT {
+            ring.pop_front();
+        }
+        ring.push_back(name.into());
+    }
+
+    /// Takes `name` out if `peer`'s `_spawn` of it was refused.
+    fn take(&self, peer: &str, name: &str) -> bool {
+        let mut map = self.by_peer.lock();
+        let Some(ring) = map.get_mut(peer) else {
+            return false;
+        };
+        let Some(i) = ring.iter().position(|n| &**n == name) else {
+            return false;
+        };
+        ring.remove(i);
+        if ring.is_empty() {
+            map.remove(peer);
+        }
+        true
+    }
+
+    fn forget(&self, peer: &str) {
+        self.by_peer.lock().remove(peer);
+    }
+}
+
 /// When each peer's refusals by each limit were last logged.
 #[derive(Default)]
 pub(crate) struct LimitLog {
@@ -128,9 +182,30 @@ impl NodeInner {
         }
     }
 
-    /// `peer` went down: its refusals are logged afresh next time.
+    /// `peer` went down: its refusals are logged afresh next time, and
+    /// its refused spawns are forgotten.
     pub(crate) fn forget_limit_log(&self, peer: &str) {
         self.ports.limit_log().forget(peer);
+        self.ports.refused_spawns().forget(peer);
+    }
+
+    /// Remembers that `peer`'s `_spawn` of `name` was refused by the
+    /// spawned-ports limit (see [`RefusedSpawns`]).
+    pub(crate) fn spawn_refused(&self, peer: &str, name: &str) {
+        self.ports.refused_spawns().add(peer, name);
+    }
+
+    /// The reason for a `mon1` of `peer` for our port `name`, which does
+    /// not exist: why, if its `_spawn` was refused by the limit.
+    pub(crate) fn refused_spawn_reason(&self, peer: &str, name: &str) -> Option<Vec<Value>> {
+        self.ports.refused_spawns().take(peer, name).then(|| {
+            let cap = self.config.peer_max_spawned_ports;
+            let text = format!(
+                "node {peer} had {cap} live spawned ports on node {}, its limit (peer_max_spawned_ports); port {name} not created",
+                self.id
+            );
+            limit_reason(Limit::SpawnedPorts, text)
+        })
     }
 }
 
@@ -176,6 +251,21 @@ mod tests {
         c.give_back("a"); // more than taken: stays at zero
         assert_eq!(c.get("a"), 0);
         assert!(c.counts.get("a").is_none(), "no entry for a peer with none");
+    }
+
+    #[test]
+    fn refused_spawns_are_remembered_boundedly() {
+        let r = RefusedSpawns::default();
+        for i in 0..REFUSED_SPAWNS_KEPT + 1 {
+            r.add("a", &format!("p{i}"));
+        }
+        r.add("a", &"x".repeat(REFUSED_NAME_MAX + 1));
+        assert!(!r.take("a", "p0"), "the oldest went");
+        assert!(r.take("a", "p1"));
+        assert!(!r.take("a", "p1"), "taken once");
+        assert!(!r.take("b", "p2"));
+        r.forget("a");
+        assert!(!r.take("a", "p2"));
     }
 
     #[test]

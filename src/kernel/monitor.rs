@@ -212,7 +212,9 @@ impl NodeInner {
     /// `mon1` from `from`: monitor our port `port` for it, or answer at
     /// once with `kil0 no_such_port` — or, when `from` monitors
     /// [`crate::NodeConfig::peer_max_monitors`] of our ports already, with
-    /// `kil0 ["limit_exceeded", "remote_monitors", text]`.
+    /// `kil0 ["limit_exceeded", "remote_monitors", text]`; a port whose
+    /// `_spawn` the spawned-ports limit refused is answered with
+    /// `["limit_exceeded", "spawned_ports", text]`.
     pub(crate) fn remote_mon1(&self, from: &str, port: &str) {
         let id = self.remote.monitors().next_id();
         let node: Arc<str> = Arc::from(from);
@@ -234,7 +236,8 @@ impl NodeInner {
             return;
         } else {
             self.remote.monitors().rmon_remove(from, port);
-            crate::wire::no_such_port(PortId::new(&self.id, port).as_str())
+            self.refused_spawn_reason(from, port)
+                .unwrap_or_else(|| crate::wire::no_such_port(PortId::new(&self.id, port).as_str()))
         };
         let msg = NodeRequest::Kil0 {
             port: port.to_owned(),

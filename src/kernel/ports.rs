@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::budget::LimitLog;
+use super::budget::{LimitLog, RefusedSpawns};
 use super::functions::Functions;
 use super::port::{alnum_random, perl_counter};
 use super::registry::Registry;
@@ -21,6 +21,8 @@ pub(crate) struct LocalPorts {
     counter: AtomicU64,
     /// When refusals by the per-peer limits were last logged.
     limit_log: LimitLog,
+    /// The last refused `_spawn`s of each peer.
+    refused_spawns: RefusedSpawns,
 }
 
 impl LocalPorts {
@@ -33,6 +35,7 @@ impl LocalPorts {
             runiq: alnum_random(12),
             counter: AtomicU64::new(0),
             limit_log: LimitLog::default(),
+            refused_spawns: RefusedSpawns::default(),
         }
     }
 
@@ -44,6 +47,11 @@ impl LocalPorts {
     /// When refusals by the per-peer limits were last logged.
     pub(crate) fn limit_log(&self) -> &LimitLog {
         &self.limit_log
+    }
+
+    /// The last refused `_spawn`s of each peer.
+    pub(crate) fn refused_spawns(&self) -> &RefusedSpawns {
+        &self.refused_spawns
     }
 
     /// The functions other nodes may call or spawn ports with.

@@ -15,7 +15,6 @@
 
 use serde_json::Value;
 
-use super::budget::limit_reason;
 use super::functions::{Function, check_name};
 use super::handler::PortContext;
 use super::node::NodeInner;
@@ -95,26 +94,14 @@ impl NodeInner {
     }
 
     /// A `_spawn` from `from` over its cap of spawned ports: no port is
-    /// made, and `from` is told at once with a `kil0` of the port it named
-    /// (so the monitor a spawner sets up right after `spawn`, as the
-    /// reference's callers do, fires with the reason
-    /// `["limit_exceeded", "spawned_ports", text]`; its `mon1`, arriving
-    /// after, finds no port and is answered `no_such_port`, which it no
-    /// longer hears).
+    /// made, and the name is remembered, so that the `mon1` the spawner
+    /// sends right after (as the reference's callers do: `mon spawn …`)
+    /// is answered with `kil0 ["limit_exceeded", "spawned_ports", text]`
+    /// instead of a bare `no_such_port`.
     fn refuse_spawn(&self, from: &str, name: &str) {
         let cap = self.config.peer_max_spawned_ports;
         self.limit_refused(from, Limit::SpawnedPorts, cap, "a _spawn");
-        let text = format!(
-            "node {from} has {cap} live spawned ports on node {}, its limit (peer_max_spawned_ports); port not created",
-            self.id
-        );
-        let msg = NodeRequest::Kil0 {
-            port: name.to_owned(),
-            reason: limit_reason(Limit::SpawnedPorts, text),
-        };
-        if let Err(error) = self.snd_to_node_port(from, &msg.into_values()) {
-            tracing::debug!(node = %self.id, remote = from, %error, "kil0 not sent");
-        }
+        self.spawn_refused(from, name);
     }
 
     /// Runs init function `func` for the port `name`: the port's target,
