@@ -399,6 +399,7 @@ async fn measure(
     n: usize,
     make: impl Fn(usize) -> Value,
     done: impl Fn() -> bool,
+    dbg: impl Fn() -> String,
 ) -> usize {
     use tokio::io::AsyncWriteExt;
     let before = rss();
@@ -411,8 +412,19 @@ async fn measure(
         }
     }
     peer.stream.write_all(&buf).await.unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(
+            std::env::var("AEMP_MEM_WAIT")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(600),
+        );
+    let mut polls = 0u64;
     while !done() {
+        polls += 1;
+        if polls % 40 == 0 {
+            eprintln!("{what}: waiting, RSS {} KiB {}", rss() / 1024, dbg());
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "{what}: not done in time"
@@ -434,14 +446,19 @@ async fn measure(
 #[ignore = "a measurement: prints figures, takes a while"]
 async fn memory_per_spawned_port_and_registration() {
     use aemp::Limit::{GroupRegistrations, RemoteMonitors, SpawnedPorts};
-    const N: usize = 100_000;
+    let n: usize = std::env::var("AEMP_MEM_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    #[allow(non_snake_case)]
+    let N = n;
     let node = aemp::Node::builder()
         .node_id("mem")
         .secret(SECRET)
         .bind("127.0.0.1:0")
-        .peer_max_spawned_ports(10 * N)
-        .peer_max_monitors(10 * N)
-        .peer_max_group_registrations(10 * N)
+        .peer_max_spawned_ports(10 * N + 10_000)
+        .peer_max_monitors(10 * N + 10_000)
+        .peer_max_group_registrations(10 * N + 10_000)
         .init_fn("Test::idle", |_, _| {
             Ok(aemp::PortBehaviour::handler(|_, _| Ok(())))
         })
@@ -451,6 +468,7 @@ async fn memory_per_spawned_port_and_registration() {
     let mut peer = RawPeer::connect(&node, "raw").await;
     perl_style_opening(&mut peer, "raw", "gp", "127.0.0.1:1", json!({})).await;
     let usage = |l| node.peer_usage("raw", l).unwrap();
+    until("raw's Global port", || usage(SpawnedPorts) == 1).await;
     // warm up the allocator and the tables
     let (n0, base) = (node.clone(), usage(SpawnedPorts));
     measure(
@@ -459,6 +477,14 @@ async fn memory_per_spawned_port_and_registration() {
         1000,
         |i| json!(["", "AnyEvent::MP::_spawn", format!("warm{i}"), "Test::idle"]),
         || n0.peer_usage("raw", SpawnedPorts) == Some(base + 1000),
+        || {
+            format!(
+                "{:?} {} {:?}",
+                n0.peer_usage("raw", SpawnedPorts),
+                n0.node_is_up("raw"),
+                n0.limit_hits()
+            )
+        },
     )
     .await;
 
@@ -469,6 +495,7 @@ async fn memory_per_spawned_port_and_registration() {
         N,
         |i| json!(["", "AnyEvent::MP::_spawn", format!("s{i}"), "Test::idle"]),
         || n1.peer_usage("raw", SpawnedPorts) == Some(base + N),
+        || format!("{:?}", n1.limit_hits()),
     )
     .await;
     let (n2, base) = (node.clone(), usage(RemoteMonitors));
@@ -478,6 +505,7 @@ async fn memory_per_spawned_port_and_registration() {
         N,
         |i| json!(["", "mon1", format!("s{i}")]),
         || n2.peer_usage("raw", RemoteMonitors) == Some(base + N),
+        || format!("{:?}", n2.limit_hits()),
     )
     .await;
     let (n3, base) = (node.clone(), usage(GroupRegistrations));
@@ -487,6 +515,7 @@ async fn memory_per_spawned_port_and_registration() {
         N,
         |i| json!(["gp", "reg1", format!("group{i}"), format!("raw#p{i}")]),
         || n3.peer_usage("raw", GroupRegistrations) == Some(base + N),
+        || format!("{:?}", n3.limit_hits()),
     )
     .await;
     let (n4, base) = (node.clone(), usage(SpawnedPorts));
@@ -505,6 +534,7 @@ async fn memory_per_spawned_port_and_registration() {
             ])
         },
         || n4.peer_usage("raw", SpawnedPorts) == Some(base + N),
+        || format!("{:?}", n4.limit_hits()),
     )
     .await;
     node.shutdown();
