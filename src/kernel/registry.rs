@@ -44,10 +44,10 @@ pub(crate) enum PortTarget {
     /// from outside, it still handles what was delivered before the kil,
     /// then runs its monitors.
     Handler {
-        /// Its messages.
-        packets: Recipient<Packet>,
-        /// Its kil and stop.
-        control: Recipient<Control>,
+        /// Its actor: its messages, its kil and stop (one address for
+        /// both, rather than a `Recipient` each: a port costs one sender
+        /// less).
+        addr: actix::Addr<super::handler::HandlerPort>,
         /// Its callbacks by tag (for `Node::rcv` from outside).
         dispatch: SharedDispatch,
         /// Cancelled when it dies (ends an async callback still running).
@@ -87,7 +87,7 @@ impl PortTarget {
         match self {
             PortTarget::Actor(r) => !r.connected(),
             PortTarget::Channel(tx) => tx.is_closed(),
-            PortTarget::Handler { packets, .. } => !packets.connected(),
+            PortTarget::Handler { addr, .. } => !addr.connected(),
             // its guard kills the port, with the right reason
             PortTarget::ActorPort { .. } | PortTarget::Pending { .. } => false,
         }
@@ -98,7 +98,7 @@ impl PortTarget {
     fn send(&self, packet: Packet) -> Result<(), Packet> {
         match self {
             PortTarget::Actor(r) => r.do_send(packet),
-            PortTarget::Handler { packets, .. } => packets.do_send(packet),
+            PortTarget::Handler { addr, .. } => addr.do_send(packet),
             PortTarget::ActorPort { deliver, .. } => deliver(packet),
             // a receiver dropped since the liveness check loses this packet,
             // as an actor stopping at that moment would
