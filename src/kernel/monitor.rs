@@ -177,16 +177,16 @@ impl NodeInner {
             self.remote.monitors().add_node(node, id, action);
             Watched::Node(Arc::from(node))
         } else {
-            // sent under the monitor table's lock (see `Monitors::add_port`);
-            // sending takes only the peer table's and outbox's locks
-            self.remote.monitors().add_port(node, name, id, action, || {
+            // the table change and its mon1 as one step (see `Monitors::wire`)
+            let _wire = self.remote.monitors().wire();
+            if self.remote.monitors().add_port(node, name, id, action) {
                 let msg = NodeRequest::Mon1 {
                     port: name.to_owned(),
                 };
                 if let Err(error) = self.snd_to_node_port(node, &msg.into_values()) {
                     tracing::warn!(node = %self.id, remote = node, %error, "mon1 not sent");
                 }
-            });
+            }
             Watched::Remote(Arc::from(node), name.to_owned())
         };
         Monitor::new(self.weak(), watched, id)
@@ -197,13 +197,14 @@ impl NodeInner {
         match watched {
             Watched::Local(name) => self.ports.registry().remove_monitor(name, id),
             Watched::Remote(node, port) => {
-                // under the table's lock, as mon1 is (see `Monitors::add_port`)
-                self.remote.monitors().remove_port(node, port, id, || {
+                // the table change and its mon0 as one step (see `Monitors::wire`)
+                let _wire = self.remote.monitors().wire();
+                if self.remote.monitors().remove_port(node, port, id) {
                     let msg = NodeRequest::Mon0 { port: port.clone() };
                     if let Err(error) = self.snd_to_node_port(node, &msg.into_values()) {
                         tracing::debug!(node = %self.id, remote = %node, %error, "mon0 not sent");
                     }
-                });
+                }
             }
             Watched::Node(node) => self.remote.monitors().remove_node(node, id),
         }

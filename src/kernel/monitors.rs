@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard};
 use serde_json::Value;
 
 use super::port::PortId;
@@ -67,6 +67,8 @@ pub(crate) struct Monitors {
     remote: Mutex<HashMap<Arc<str>, NodeMonitors>>,
     /// Local port names each remote node monitors (`mon1`).
     rmon: Mutex<HashMap<Arc<str>, HashSet<String>>>,
+    /// Orders the `mon1`/`mon0` of remote ports (see [`Monitors::wire`]).
+    wire: ReentrantMutex<()>,
 }
 
 impl Monitors {
@@ -74,21 +76,21 @@ impl Monitors {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a monitor of remote port `node#port`; if it is the first,
-    /// calls `first` (which sends `mon1`) **before the table's lock is
-    /// released**, so that the `mon1`/`mon0` of one remote port leave in
-    /// the order their table changes happened: a concurrent last unmon
-    /// and first mon cannot reach the peer as `mon1` then `mon0` (which
-    /// would leave it without a registration while we hold a monitor).
-    /// `first` must not touch the monitor tables.
-    pub(crate) fn add_port(
-        &self,
-        node: &str,
-        port: &str,
-        id: u64,
-        action: Action,
-        first: impl FnOnce(),
-    ) {
+    /// Held by whoever changes the monitors of a remote port and then
+    /// sends the `mon1`/`mon0` that change calls for, across both steps,
+    /// so that the requests of one remote port leave in the order of
+    /// their table changes: otherwise a concurrent last unmon and first
+    /// mon can reach the peer as `mon1` then `mon0`, leaving it without a
+    /// registration while we hold a monitor (issue 13, item 7). The table
+    /// itself is not locked while sending; reentrant, so that a monitor
+    /// that fires while a request is sent may set up or remove monitors.
+    pub(crate) fn wire(&self) -> ReentrantMutexGuard<'_, ()> {
+        self.wire.lock()
+    }
+
+    /// Adds a monitor of remote port `node#port`; true if it is the first
+    /// (then `mon1` must be sent, under [`Monitors::wire`]).
+    pub(crate) fn add_port(&self, node: &str, port: &str, id: u64, action: Action) -> bool {
         let mut remote = self.remote.lock();
         let list = remote
             .entry(Arc::from(node))
@@ -97,35 +99,30 @@ impl Monitors {
             .entry(port.to_owned())
             .or_default();
         list.push((id, action));
-        if list.len() == 1 {
-            first();
-        }
+        list.len() == 1
     }
 
-    /// Removes a monitor of a remote port; if it was the last one, calls
-    /// `last` (which sends `mon0`) under the table's lock, for the reason
-    /// given at [`Monitors::add_port`]. Nothing is called if it was not
-    /// there (fired).
-    pub(crate) fn remove_port(&self, node: &str, port: &str, id: u64, last: impl FnOnce()) {
+    /// Removes a monitor of a remote port; true if it was the last one
+    /// (then `mon0` must be sent, under [`Monitors::wire`]). False if it
+    /// was not there (fired).
+    pub(crate) fn remove_port(&self, node: &str, port: &str, id: u64) -> bool {
         let mut remote = self.remote.lock();
         let Some(nm) = remote.get_mut(node) else {
-            return;
+            return false;
         };
         let Some(list) = nm.ports.get_mut(port) else {
-            return;
+            return false;
         };
         let before = list.len();
         list.retain(|(i, _)| *i != id);
-        let was_last = before > list.len() && list.is_empty();
+        let last = before > list.len() && list.is_empty();
         if list.is_empty() {
             nm.ports.remove(port);
         }
         if nm.is_empty() {
             remote.remove(node);
         }
-        if was_last {
-            last();
-        }
+        last
     }
 
     /// Adds a monitor of node `node` as a whole.
