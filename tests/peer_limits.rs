@@ -422,7 +422,7 @@ async fn measure(
     let mut polls = 0u64;
     while !done() {
         polls += 1;
-        if polls % 40 == 0 {
+        if polls.is_multiple_of(40) {
             eprintln!("{what}: waiting, RSS {} KiB {}", rss() / 1024, dbg());
         }
         assert!(
