@@ -441,7 +441,7 @@ async fn measure(
 
 /// Memory per spawned port and per registration a peer can make us hold
 /// (issue 13: goal ≤ 512 B each). Run with
-/// `cargo test --release --test peer_limits memory -- --ignored --nocapture`.
+/// `cargo test --test peer_limits memory -- --ignored --nocapture`.
 #[actix_rt::test]
 #[ignore = "a measurement: prints figures, takes a while"]
 async fn memory_per_spawned_port_and_registration() {

@@ -86,14 +86,15 @@ fn uncount(per_node: &mut std::collections::HashMap<String, usize>, node: &str) 
 /// only ever announces its local ones (`grp_reg` croaks on others,
 /// Global.pm 222); a registration of another node's port could not be
 /// counted against the sender nor cleared when it goes down, so it is
-/// ignored (a documented deviation).
+/// ignored (a documented deviation; logged at debug level).
 pub(crate) fn own_ports(node: &Node, remote: &str, group: &str, ports: Vec<String>) -> Vec<PortId> {
     let (own, foreign): (Vec<PortId>, Vec<PortId>) = ports
         .into_iter()
         .map(PortId::from)
         .partition(|p| p.node() == remote);
     if !foreign.is_empty() {
-        tracing::warn!(
+        // debug: a peer repeating it must not flood the log
+        tracing::debug!(
             node = node.id(),
             remote,
             group,

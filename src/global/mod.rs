@@ -427,7 +427,8 @@ impl Global {
                 let held = st.greg_per_node.get(remote).copied().unwrap_or(0);
                 let new = PortId::from(port.as_str());
                 let known = st.greg.get(group).is_some_and(|m| m.contains(&new));
-                (!known && held >= cap).then_some((Limit::GroupRegistrations, cap))
+                let counted = new.node() == remote && !known;
+                (counted && held >= cap).then_some((Limit::GroupRegistrations, cap))
             }
             GlobalMsg::Set(sets) => {
                 let cap = cfg.peer_max_group_registrations;
