@@ -205,6 +205,38 @@ impl NodeBuilder {
         self
     }
 
+    // --- per-peer state limits (issue 13; see NodeConfig::peer_max_*) ---
+
+    /// The most live ports one peer may have spawned on this node (see
+    /// [`NodeConfig::peer_max_spawned_ports`]).
+    pub fn peer_max_spawned_ports(mut self, n: usize) -> Self {
+        self.config.peer_max_spawned_ports = n;
+        self
+    }
+
+    /// The most of our ports one peer may monitor (`mon1`; see
+    /// [`NodeConfig::peer_max_monitors`]).
+    pub fn peer_max_monitors(mut self, n: usize) -> Self {
+        self.config.peer_max_monitors = n;
+        self
+    }
+
+    /// The most Global group registrations one peer may hold here (see
+    /// [`NodeConfig::peer_max_group_registrations`]).
+    pub fn peer_max_group_registrations(mut self, n: usize) -> Self {
+        self.config.peer_max_group_registrations = n;
+        self
+    }
+
+    /// The most addresses one Global `addr` or `nodes` message of a peer
+    /// may carry (see [`NodeConfig::peer_max_addresses`]).
+    pub fn peer_max_addresses(mut self, n: usize) -> Self {
+        self.config.peer_max_addresses = n;
+        self
+    }
+
+    // --- end of the per-peer state limits ---
+
     /// Registers an init function before the node starts (so no spawn
     /// request can arrive before it); see [`Node::register_init`].
     pub fn init_fn(

@@ -78,6 +78,7 @@ pub use error::{
     StartError,
 };
 pub use global::{GroupChange, GroupChanges, GroupError, GroupMonitor, GroupRegistration};
+pub use kernel::LIMIT_EXCEEDED;
 pub use kernel::{
     ActorPort, HandlerError, Monitor, MonitorFuture, MonitorGuard, NO_CALLBACK, Node, NodeChange,
     NodeChanges, NodeEvent, NodeUpdate, PeerAuth, PortBehaviour, PortContext, PortId, PortKilled,

@@ -141,7 +141,56 @@ pub struct NodeConfig {
     /// [`DEFAULT_TCP_USER_TIMEOUT`]; file key `tcp_user_timeout` (seconds,
     /// `0`: the system's).
     pub tcp_user_timeout: Option<Duration>,
+    // --- per-peer state limits (issue 13) ---
+    // The reference has none; each is a documented deviation (README,
+    // "Limits and failure behaviour"). Each counts per peer node, gives
+    // its budget back when the state goes, and counts its refusals
+    // ([`crate::Node::limit_hits`]).
+    /// Most live ports one peer may have spawned on this node (`_spawn`);
+    /// a `_spawn` over it makes no port and is answered with a `kil0` of
+    /// the named port, reason `["limit_exceeded", "spawned_ports", text]`.
+    /// A spawned port counts until it dies (also after its spawner's
+    /// connection is gone: spawned ports outlive their spawner, as in the
+    /// reference). Default 100,000 (a Perl master spawning tens of
+    /// thousands of workers on one node is legitimate); `0` refuses every
+    /// `_spawn`. Configuration-file key `peer_max_spawned_ports`.
+    pub peer_max_spawned_ports: usize,
+    /// Most of our ports one peer may monitor (`mon1`); a `mon1` over it
+    /// is answered with `kil0 ["limit_exceeded", "remote_monitors",
+    /// text]`, so the peer's monitor fires. A registration counts until
+    /// `mon0`, the port's death, or the peer's node going down. Default
+    /// 100,000 (one monitor per spawned port of a full budget).
+    /// Configuration-file key `peer_max_monitors`.
+    pub peer_max_monitors: usize,
+    /// Most Global group registrations (group, port) one peer may hold
+    /// here (its `reg1` and `set`); over it, all its registrations here
+    /// are dropped and the Global port it spawned here is killed with
+    /// `["limit_exceeded", "group_registrations", text]` (its node
+    /// forgets its Global link to us, as at a port death). Registrations
+    /// count until `reg0` or the peer's node going down. Default 100,000.
+    /// Configuration-file key `peer_max_group_registrations`.
+    pub peer_max_group_registrations: usize,
+    /// Most addresses one Global `addr` or `nodes` message of a peer may
+    /// carry (all nodes' together; a node listed without addresses counts
+    /// as one); over it, the message is dropped and the peer's Global port
+    /// here is killed with `["limit_exceeded", "group_addresses", text]`.
+    /// Default 10,000 (a master passing on a network of thousands of
+    /// nodes). Configuration-file key `peer_max_addresses`.
+    pub peer_max_addresses: usize,
+    // --- end of the per-peer state limits ---
 }
+
+/// Default of [`NodeConfig::peer_max_spawned_ports`].
+pub const DEFAULT_PEER_MAX_SPAWNED_PORTS: usize = 100_000;
+
+/// Default of [`NodeConfig::peer_max_monitors`].
+pub const DEFAULT_PEER_MAX_MONITORS: usize = 100_000;
+
+/// Default of [`NodeConfig::peer_max_group_registrations`].
+pub const DEFAULT_PEER_MAX_GROUP_REGISTRATIONS: usize = 100_000;
+
+/// Default of [`NodeConfig::peer_max_addresses`].
+pub const DEFAULT_PEER_MAX_ADDRESSES: usize = 10_000;
 
 /// Default of [`NodeConfig::peer_timeout`]: a stopped peer is noticed
 /// within a minute, and a peer has 45 s to answer a heartbeat.
@@ -195,6 +244,11 @@ impl Default for NodeConfig {
             peer_timeout: Some(DEFAULT_PEER_TIMEOUT),
             tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
             tcp_user_timeout: Some(DEFAULT_TCP_USER_TIMEOUT),
+            // per-peer state limits (issue 13)
+            peer_max_spawned_ports: DEFAULT_PEER_MAX_SPAWNED_PORTS,
+            peer_max_monitors: DEFAULT_PEER_MAX_MONITORS,
+            peer_max_group_registrations: DEFAULT_PEER_MAX_GROUP_REGISTRATIONS,
+            peer_max_addresses: DEFAULT_PEER_MAX_ADDRESSES,
         }
     }
 }
@@ -341,6 +395,8 @@ impl NodeConfig {
                 "peer_timeout" => c.peer_timeout = optional_seconds(key, v)?,
                 "tcp_keepalive" => c.tcp_keepalive = optional_seconds(key, v)?,
                 "tcp_user_timeout" => c.tcp_user_timeout = optional_seconds(key, v)?,
+                // per-peer state limits (issue 13)
+                k if c.set_peer_limit(k, v)? => {}
                 other => {
                     // autocork, version, profile, parent, unknown keys
                     transport_limit_key(&mut c, other, v)?;
@@ -350,6 +406,40 @@ impl NodeConfig {
         c.validate().map_err(ConfigError::Invalid)?;
         Ok(c)
     }
+}
+
+impl NodeConfig {
+    /// The per-peer state limits' configuration-file keys (issue 13),
+    /// with the data-connection ones: sets the one `key` names; false if
+    /// `key` is none of them.
+    fn set_peer_limit(&mut self, key: &str, v: &Value) -> Result<bool, ConfigError> {
+        let slot = match key {
+            "peer_max_spawned_ports" => &mut self.peer_max_spawned_ports,
+            "peer_max_monitors" => &mut self.peer_max_monitors,
+            "peer_max_group_registrations" => &mut self.peer_max_group_registrations,
+            "peer_max_addresses" => &mut self.peer_max_addresses,
+            "dataconn_max_pending" => &mut self.dataconn_max_pending,
+            "dataconn_max_timeout" => {
+                self.dataconn_max_timeout = seconds(key, v)?;
+                return Ok(true);
+            }
+            _ => return Ok(false),
+        };
+        *slot = count(key, v)?;
+        Ok(true)
+    }
+}
+
+/// A count setting: a whole number ≥ 0 (a numeric string too).
+fn count(key: &str, v: &Value) -> Result<usize, ConfigError> {
+    let n = number(key, v)?;
+    if n < 0.0 || n.fract() != 0.0 || n > 1e15 {
+        return Err(ConfigError::Value {
+            key: key.to_owned(),
+            message: format!("expected a whole number ≥ 0, got {v}"),
+        });
+    }
+    Ok(n as usize)
 }
 
 fn seconds(key: &str, v: &Value) -> Result<Duration, ConfigError> {

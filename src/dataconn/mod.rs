@@ -776,6 +776,36 @@ async fn connect(
 }
 
 impl Node {
+    /// How much of its budget of `limit` peer `peer` holds on this node:
+    /// for [`Limit::SpawnedPorts`](crate::Limit::SpawnedPorts) its live
+    /// spawned ports, [`Limit::RemoteMonitors`](crate::Limit::RemoteMonitors)
+    /// its `mon1` registrations,
+    /// [`Limit::GroupRegistrations`](crate::Limit::GroupRegistrations) the
+    /// Global registrations of its ports,
+    /// [`Limit::DataconnExpectations`](crate::Limit::DataconnExpectations)
+    /// its pending data-connection expectations; `None` for limits that
+    /// are no per-peer budget (packet size, queues, …). Each is bounded
+    /// by its `NodeConfig::peer_max_*` (or `dataconn_max_pending`) setting.
+    ///
+    /// ```
+    /// # actix_rt::System::new().block_on(async {
+    /// let node = aemp::Node::builder().node_id("n").start().await.unwrap();
+    /// assert_eq!(node.peer_usage("other", aemp::Limit::SpawnedPorts), Some(0));
+    /// assert_eq!(node.peer_usage("other", aemp::Limit::PacketSize), None);
+    /// # node.shutdown();
+    /// # });
+    /// ```
+    pub fn peer_usage(&self, peer: &str, limit: crate::Limit) -> Option<usize> {
+        if limit == crate::Limit::DataconnExpectations {
+            let pending = DataConn::of(self).map_or(0, |svc| {
+                let t = svc.table.lock();
+                t.expects.keys().filter(|(p, _)| p == peer).count()
+            });
+            return Some(pending);
+        }
+        crate::global::peer_usage(self, peer, limit)
+    }
+
     /// Registers a data connection init function under its fully
     /// qualified name: when another node (or this one) makes a data
     /// connection to this node naming it, it runs with the requester's

@@ -41,11 +41,18 @@ pub enum GroupError {
 pub(crate) fn change(g: &Global, node: &Node, group: &str, add: Vec<PortId>, del: Vec<PortId>) {
     let (all, watchers) = {
         let mut st = g.lock();
+        let st = &mut *st;
         let members = st.greg.entry(group.to_owned()).or_default();
         for p in &del {
-            members.remove(p);
+            if members.remove(p) {
+                uncount(&mut st.greg_per_node, p.node());
+            }
         }
-        members.extend(add.iter().cloned());
+        for p in &add {
+            if members.insert(p.clone()) {
+                *st.greg_per_node.entry(p.node().to_owned()).or_default() += 1;
+            }
+        }
         let all: Vec<PortId> = members.iter().cloned().collect();
         if all.is_empty() {
             // no empty groups: a peer's reg0/set for unknown groups must
@@ -62,6 +69,40 @@ pub(crate) fn change(g: &Global, node: &Node, group: &str, add: Vec<PortId>, del
     for w in watchers {
         node.run_callback("a group monitor", || w(&all, &add, &del));
     }
+}
+
+/// One membership of a port of `node` less.
+fn uncount(per_node: &mut std::collections::HashMap<String, usize>, node: &str) {
+    if let Some(n) = per_node.get_mut(node) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            per_node.remove(node);
+        }
+    }
+}
+
+/// The ports of a `reg1` or `set` from `remote` that it may register:
+/// its own (or its bare node id). The reference accepts any port, but
+/// only ever announces its local ones (`grp_reg` croaks on others,
+/// Global.pm 222); a registration of another node's port could not be
+/// counted against the sender nor cleared when it goes down, so it is
+/// ignored (a documented deviation; logged at debug level).
+pub(crate) fn own_ports(node: &Node, remote: &str, group: &str, ports: Vec<String>) -> Vec<PortId> {
+    let (own, foreign): (Vec<PortId>, Vec<PortId>) = ports
+        .into_iter()
+        .map(PortId::from)
+        .partition(|p| p.node() == remote);
+    if !foreign.is_empty() {
+        // debug: a peer repeating it must not flood the log
+        tracing::debug!(
+            node = node.id(),
+            remote,
+            group,
+            ignored = foreign.len(),
+            "Global registration of another node's ports ignored"
+        );
+    }
+    own
 }
 
 /// Removes every registration of node `id` (it went down, or its Global

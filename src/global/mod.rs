@@ -21,6 +21,7 @@ use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
+use crate::Limit;
 use crate::kernel::{
     HandlerError, Monitor, Node, NodeChange, PortBehaviour, PortContext, PortId, WeakNode,
 };
@@ -50,6 +51,10 @@ pub(crate) struct State {
     pub(crate) lmon: HashMap<(String, PortId), Monitor>,
     /// Everybody's registrations: group → ports (`%greg`).
     pub(crate) greg: HashMap<String, BTreeSet<PortId>>,
+    /// How many of `greg`'s memberships are ports of each node (the
+    /// budget of `peer_max_group_registrations`; what `unreg_groups`
+    /// removes at node-down).
+    pub(crate) greg_per_node: HashMap<String, usize>,
     /// Group watchers (`%gmon`).
     pub(crate) gmon: HashMap<String, Vec<(u64, GroupMonFn)>>,
     /// Nodes that asked us for network updates (`%SEEDME`).
@@ -300,16 +305,40 @@ impl Global {
         })
         .forget();
         let weak = Arc::downgrade(self);
-        Ok(PortBehaviour::handler(move |_ctx, msg| {
+        Ok(PortBehaviour::handler(move |ctx, msg| {
             if let Some((g, node)) = alive(&weak) {
-                g.request(&node, &remote, msg.values()?);
+                g.request(&node, &remote, ctx, msg.values()?);
             }
             Ok(())
         }))
     }
 
-    /// One message from `remote` to its connect port here.
-    fn request(self: &Arc<Self>, node: &Node, remote: &str, msg: Vec<Value>) {
+    /// A message of `remote` to its connect port `ctx` here went over one
+    /// of the per-peer limits: its registrations here go, and the port is
+    /// killed with `["limit_exceeded", limit, text]` — `remote`'s Global
+    /// then forgets its link to us, as when the port dies otherwise
+    /// (Global.pm 295), until its node reconnects. The protocol has no
+    /// error message of its own.
+    fn refuse(&self, node: &Node, remote: &str, ctx: &PortContext, limit: Limit, cap: usize) {
+        let what = match limit {
+            Limit::GroupRegistrations => "a Global group registration",
+            _ => "a Global addr or nodes message",
+        };
+        node.limit_refused(remote, limit, cap, what);
+        let setting = match limit {
+            Limit::GroupRegistrations => "peer_max_group_registrations",
+            _ => "peer_max_addresses",
+        };
+        let text = format!(
+            "node {remote} is over its limit of {cap} on node {} ({setting}); Global link closed",
+            node.id()
+        );
+        groups::unreg_groups(self, node, remote);
+        ctx.kil(crate::kernel::limit_reason(limit, text));
+    }
+
+    /// One message from `remote` to its connect port `ctx` here.
+    fn request(self: &Arc<Self>, node: &Node, remote: &str, ctx: &PortContext, msg: Vec<Value>) {
         let msg = match GlobalMsg::parse(msg) {
             Ok(msg) => msg,
             Err(GlobalMsgError::Unknown { tag }) => {
@@ -331,6 +360,9 @@ impl Global {
                 );
             }
         };
+        if let Some((limit, cap)) = self.over_limit(node, remote, &msg) {
+            return self.refuse(node, remote, ctx, limit, cap);
+        }
         match msg {
             GlobalMsg::Setup => self.setups.send_modify(|n| *n = n.wrapping_add(1)),
             GlobalMsg::Addr(addresses) => {
@@ -346,12 +378,13 @@ impl Global {
             }
             GlobalMsg::Set(sets) => {
                 for (group, ports) in sets {
-                    let add = ports.into_iter().map(PortId::from).collect();
+                    let add = groups::own_ports(node, remote, &group, ports);
                     groups::change(self, node, &group, add, Vec::new());
                 }
             }
             GlobalMsg::Reg1 { group, port } => {
-                groups::change(self, node, &group, vec![PortId::from(port)], vec![]);
+                let add = groups::own_ports(node, remote, &group, vec![port]);
+                groups::change(self, node, &group, add, vec![]);
             }
             GlobalMsg::Reg0 { group, port } => {
                 groups::change(self, node, &group, vec![], vec![PortId::from(port)]);
@@ -370,6 +403,61 @@ impl Global {
                 }
             }
         }
+    }
+
+    /// Which per-peer limit `msg` from `remote` would go over, with its
+    /// value: `peer_max_addresses` for the addresses of an `addr` or
+    /// `nodes`, `peer_max_group_registrations` for the registrations
+    /// `remote` would hold after a `reg1` or `set`.
+    fn over_limit(&self, node: &Node, remote: &str, msg: &GlobalMsg) -> Option<(Limit, usize)> {
+        let cfg = node.config();
+        match msg {
+            GlobalMsg::Addr(addrs) => {
+                let cap = cfg.peer_max_addresses;
+                (addrs.len() > cap).then_some((Limit::GroupAddresses, cap))
+            }
+            GlobalMsg::Nodes(known) => {
+                let cap = cfg.peer_max_addresses;
+                let n: usize = known.iter().map(|(_, a)| a.len().max(1)).sum();
+                (n > cap).then_some((Limit::GroupAddresses, cap))
+            }
+            GlobalMsg::Reg1 { group, port } => {
+                let cap = cfg.peer_max_group_registrations;
+                let st = self.lock();
+                let held = st.greg_per_node.get(remote).copied().unwrap_or(0);
+                let new = PortId::from(port.as_str());
+                let known = st.greg.get(group).is_some_and(|m| m.contains(&new));
+                let counted = new.node() == remote && !known;
+                (counted && held >= cap).then_some((Limit::GroupRegistrations, cap))
+            }
+            GlobalMsg::Set(sets) => {
+                let cap = cfg.peer_max_group_registrations;
+                let st = self.lock();
+                let held = st.greg_per_node.get(remote).copied().unwrap_or(0);
+                let mut seen = HashSet::new();
+                let mut new = 0usize;
+                for (group, ports) in sets {
+                    let members = st.greg.get(group);
+                    for p in ports {
+                        let id = PortId::from(p.as_str());
+                        if id.node() == remote
+                            && !members.is_some_and(|m| m.contains(&id))
+                            && seen.insert((group.as_str(), p.as_str()))
+                        {
+                            new += 1;
+                        }
+                    }
+                }
+                (held.saturating_add(new) > cap).then_some((Limit::GroupRegistrations, cap))
+            }
+            _ => None,
+        }
+    }
+
+    /// How many Global group registrations of `peer`'s ports this node
+    /// holds.
+    pub(crate) fn registrations_of(&self, peer: &str) -> usize {
+        self.lock().greg_per_node.get(peer).copied().unwrap_or(0)
     }
 
     /// A node went up or down (the reference's `mon_node`).
@@ -397,6 +485,15 @@ impl Global {
                 self.to_node(node, &master, &GlobalMsg::Find(id.to_owned()));
             }
         }
+    }
+}
+
+/// [`Node::peer_usage`](crate::Node::peer_usage) for the budgets of the
+/// kernel and of Global.
+pub(crate) fn peer_usage(node: &Node, peer: &str, limit: Limit) -> Option<usize> {
+    match limit {
+        Limit::GroupRegistrations => Some(Global::of(node).registrations_of(peer)),
+        _ => node.kernel_usage(peer, limit),
     }
 }
 

@@ -324,8 +324,7 @@ fn start_handler(ctx: PortContext) -> PortTarget {
     let dead = ctx.dead.clone();
     let addr = HandlerPort::start_in_arbiter(&arbiter, move |_| HandlerPort { ctx });
     PortTarget::Handler {
-        packets: addr.clone().recipient(),
-        control: addr.recipient(),
+        addr,
         dispatch,
         dead,
     }

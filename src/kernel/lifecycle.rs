@@ -60,6 +60,8 @@ impl NodeInner {
         for port in self.remote.monitors().rmon_take(node) {
             self.ports.registry().remove_remote_monitor(&port, node);
         }
+        // (its budgets came back with its registrations)
+        self.forget_limit_log(node);
         let reason = transport_error(node, &error.to_string());
         self.fire_node_monitors(node, &reason);
         self.node_changed(&NodeChange::Down {

@@ -20,6 +20,7 @@
 
 mod actor;
 mod awaiting;
+mod budget;
 mod cal;
 mod calls;
 mod functions;
@@ -45,6 +46,8 @@ mod watchers;
 
 pub use actor::{ActorPort, PortKilled};
 pub use awaiting::{MonitorFuture, NodeChanges, NodeUpdate};
+pub use budget::LIMIT_EXCEEDED;
+pub(crate) use budget::limit_reason;
 pub use functions::{InitFn, PlainFn};
 pub use handler::{AsyncHandlerFn, HandlerError, HandlerFn, PortBehaviour, PortContext};
 pub use lifecycle::MonNodesGuard;

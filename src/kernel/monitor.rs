@@ -9,9 +9,11 @@ use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
+use super::budget::limit_reason;
 use super::monitors::{Action, Reason};
 use super::node::NodeInner;
 use super::port::PortId;
+use crate::Limit;
 use crate::wire::NodeRequest;
 
 /// What a [`Monitor`] watches.
@@ -175,6 +177,8 @@ impl NodeInner {
             self.remote.monitors().add_node(node, id, action);
             Watched::Node(Arc::from(node))
         } else {
+            // the table change and its mon1 as one step (see `Monitors::wire`)
+            let _wire = self.remote.monitors().wire();
             if self.remote.monitors().add_port(node, name, id, action) {
                 let msg = NodeRequest::Mon1 {
                     port: name.to_owned(),
@@ -193,6 +197,8 @@ impl NodeInner {
         match watched {
             Watched::Local(name) => self.ports.registry().remove_monitor(name, id),
             Watched::Remote(node, port) => {
+                // the table change and its mon0 as one step (see `Monitors::wire`)
+                let _wire = self.remote.monitors().wire();
                 if self.remote.monitors().remove_port(node, port, id) {
                     let msg = NodeRequest::Mon0 { port: port.clone() };
                     if let Err(error) = self.snd_to_node_port(node, &msg.into_values()) {
@@ -205,20 +211,41 @@ impl NodeInner {
     }
 
     /// `mon1` from `from`: monitor our port `port` for it, or answer at
-    /// once with `kil0 no_such_port`.
+    /// once with `kil0 no_such_port` — or, when `from` monitors
+    /// [`crate::NodeConfig::peer_max_monitors`] of our ports already, with
+    /// `kil0 ["limit_exceeded", "remote_monitors", text]`; a port whose
+    /// `_spawn` the spawned-ports limit refused is answered with
+    /// `["limit_exceeded", "spawned_ports", text]`.
     pub(crate) fn remote_mon1(&self, from: &str, port: &str) {
         let id = self.remote.monitors().next_id();
         let node: Arc<str> = Arc::from(from);
-        if self.ports.registry().add_remote_monitor(port, id, &node) {
-            self.remote.monitors().rmon_add(from, port);
+        let cap = if from == &*self.id {
+            usize::MAX
         } else {
-            let msg = NodeRequest::Kil0 {
-                port: port.to_owned(),
-                reason: crate::wire::no_such_port(PortId::new(&self.id, port).as_str()),
-            };
-            if let Err(error) = self.snd_to_node_port(from, &msg.into_values()) {
-                tracing::debug!(node = %self.id, remote = from, %error, "kil0 not sent");
-            }
+            self.config.peer_max_monitors
+        };
+        // the budget first, so that a port cannot get a registration the
+        // index does not know of; given back if there is no such port
+        let reason = if !self.remote.monitors().rmon_try_add(from, port, cap) {
+            self.limit_refused(from, Limit::RemoteMonitors, cap, "a mon1");
+            let text = format!(
+                "node {from} monitors {cap} ports of node {}, its limit (peer_max_monitors); port {port} not monitored",
+                self.id
+            );
+            limit_reason(Limit::RemoteMonitors, text)
+        } else if self.ports.registry().add_remote_monitor(port, id, &node) {
+            return;
+        } else {
+            self.remote.monitors().rmon_remove(from, port);
+            self.refused_spawn_reason(from, port)
+                .unwrap_or_else(|| crate::wire::no_such_port(PortId::new(&self.id, port).as_str()))
+        };
+        let msg = NodeRequest::Kil0 {
+            port: port.to_owned(),
+            reason,
+        };
+        if let Err(error) = self.snd_to_node_port(from, &msg.into_values()) {
+            tracing::debug!(node = %self.id, remote = from, %error, "kil0 not sent");
         }
     }
 

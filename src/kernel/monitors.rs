@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, ReentrantMutex, ReentrantMutexGuard};
 use serde_json::Value;
 
 use super::port::PortId;
@@ -67,6 +67,8 @@ pub(crate) struct Monitors {
     remote: Mutex<HashMap<Arc<str>, NodeMonitors>>,
     /// Local port names each remote node monitors (`mon1`).
     rmon: Mutex<HashMap<Arc<str>, HashSet<String>>>,
+    /// Orders the `mon1`/`mon0` of remote ports (see [`Monitors::wire`]).
+    wire: ReentrantMutex<()>,
 }
 
 impl Monitors {
@@ -74,8 +76,20 @@ impl Monitors {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Held by whoever changes the monitors of a remote port and then
+    /// sends the `mon1`/`mon0` that change calls for, across both steps,
+    /// so that the requests of one remote port leave in the order of
+    /// their table changes: otherwise a concurrent last unmon and first
+    /// mon can reach the peer as `mon1` then `mon0`, leaving it without a
+    /// registration while we hold a monitor (issue 13, item 7). The table
+    /// itself is not locked while sending; reentrant, so that a monitor
+    /// that fires while a request is sent may set up or remove monitors.
+    pub(crate) fn wire(&self) -> ReentrantMutexGuard<'_, ()> {
+        self.wire.lock()
+    }
+
     /// Adds a monitor of remote port `node#port`; true if it is the first
-    /// (then `mon1` must be sent).
+    /// (then `mon1` must be sent, under [`Monitors::wire`]).
     pub(crate) fn add_port(&self, node: &str, port: &str, id: u64, action: Action) -> bool {
         let mut remote = self.remote.lock();
         let list = remote
@@ -89,7 +103,8 @@ impl Monitors {
     }
 
     /// Removes a monitor of a remote port; true if it was the last one
-    /// (then `mon0` must be sent). False if it was not there (fired).
+    /// (then `mon0` must be sent, under [`Monitors::wire`]). False if it
+    /// was not there (fired).
     pub(crate) fn remove_port(&self, node: &str, port: &str, id: u64) -> bool {
         let mut remote = self.remote.lock();
         let Some(nm) = remote.get_mut(node) else {
@@ -158,13 +173,29 @@ impl Monitors {
         out
     }
 
-    /// Records that `node` monitors local port `port`.
-    pub(crate) fn rmon_add(&self, node: &str, port: &str) {
-        self.rmon
-            .lock()
-            .entry(Arc::from(node))
-            .or_default()
-            .insert(port.to_owned());
+    /// Records that `node` monitors local port `port`, if it has fewer
+    /// than `cap` such registrations (or this one already); false if it
+    /// is at its cap.
+    pub(crate) fn rmon_try_add(&self, node: &str, port: &str, cap: usize) -> bool {
+        let mut rmon = self.rmon.lock();
+        match rmon.get_mut(node) {
+            Some(set) if set.contains(port) => true,
+            Some(set) if set.len() >= cap => false,
+            Some(set) => {
+                set.insert(port.to_owned());
+                true
+            }
+            None if cap == 0 => false,
+            None => {
+                rmon.insert(Arc::from(node), HashSet::from([port.to_owned()]));
+                true
+            }
+        }
+    }
+
+    /// How many of our ports `node` monitors (`mon1`).
+    pub(crate) fn rmon_count(&self, node: &str) -> usize {
+        self.rmon.lock().get(node).map_or(0, HashSet::len)
     }
 
     /// Forgets that `node` monitors `port`.

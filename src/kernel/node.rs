@@ -380,10 +380,10 @@ impl NodeInner {
         let Some((target, monitors)) = self.ports.registry().kill(name) else {
             return;
         };
-        if let PortTarget::Handler { control, dead, .. } = &target {
+        if let PortTarget::Handler { addr, dead, .. } = &target {
             dead.cancel();
-            if control.connected() {
-                control.do_send(Control::Die { reason, monitors });
+            if addr.connected() {
+                addr.do_send(Control::Die { reason, monitors });
                 return;
             }
         }
@@ -399,9 +399,9 @@ impl NodeInner {
     /// handled what was already in its mailbox.
     pub(crate) fn kill_now(&self, name: &str, reason: Reason) {
         if let Some((target, monitors)) = self.ports.registry().kill(name) {
-            if let PortTarget::Handler { control, dead, .. } = &target {
+            if let PortTarget::Handler { addr, dead, .. } = &target {
                 dead.cancel();
-                control.do_send(Control::Stop);
+                addr.do_send(Control::Stop);
             }
             self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
             if let PortTarget::ActorPort { killed, .. } = &target {

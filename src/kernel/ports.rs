@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::budget::{LimitLog, RefusedSpawns};
 use super::functions::Functions;
 use super::port::{alnum_random, perl_counter};
 use super::registry::Registry;
@@ -18,6 +19,10 @@ pub(crate) struct LocalPorts {
     runiq: String,
     /// Shared counter of generated port names.
     counter: AtomicU64,
+    /// When refusals by the per-peer limits were last logged.
+    limit_log: LimitLog,
+    /// The last refused `_spawn`s of each peer.
+    refused_spawns: RefusedSpawns,
 }
 
 impl LocalPorts {
@@ -29,12 +34,24 @@ impl LocalPorts {
             uniq: alnum_random(9),
             runiq: alnum_random(12),
             counter: AtomicU64::new(0),
+            limit_log: LimitLog::default(),
+            refused_spawns: RefusedSpawns::default(),
         }
     }
 
     /// The ports and their monitors.
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// When refusals by the per-peer limits were last logged.
+    pub(crate) fn limit_log(&self) -> &LimitLog {
+        &self.limit_log
+    }
+
+    /// The last refused `_spawn`s of each peer.
+    pub(crate) fn refused_spawns(&self) -> &RefusedSpawns {
+        &self.refused_spawns
     }
 
     /// The functions other nodes may call or spawn ports with.

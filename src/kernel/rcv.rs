@@ -317,7 +317,8 @@ impl Rcv {
 
     /// Like [`Rcv::tag`], with an async callback: the port runs the future
     /// it makes to its end before it takes its next message, so messages
-    /// keep their order while the callback awaits (see [`Rcv`]). Its error or panic kills the port with `("die",
+    /// keep their order while the callback awaits (see
+    /// [`Rcv`]). Its error or panic kills the port with `("die",
     /// text)`.
     ///
     /// ```

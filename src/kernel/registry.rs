@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::mpsc;
 
+use super::budget::PeerCounts;
 use super::monitors::{Action, Reason};
 use super::rcv::SharedDispatch;
 use crate::wire::Packet;
@@ -43,10 +44,10 @@ pub(crate) enum PortTarget {
     /// from outside, it still handles what was delivered before the kil,
     /// then runs its monitors.
     Handler {
-        /// Its messages.
-        packets: Recipient<Packet>,
-        /// Its kil and stop.
-        control: Recipient<Control>,
+        /// Its actor: its messages, its kil and stop (one address for
+        /// both, rather than a `Recipient` each: a port costs one sender
+        /// less).
+        addr: actix::Addr<super::handler::HandlerPort>,
         /// Its callbacks by tag (for `Node::rcv` from outside).
         dispatch: SharedDispatch,
         /// Cancelled when it dies (ends an async callback still running).
@@ -86,7 +87,7 @@ impl PortTarget {
         match self {
             PortTarget::Actor(r) => !r.connected(),
             PortTarget::Channel(tx) => tx.is_closed(),
-            PortTarget::Handler { packets, .. } => !packets.connected(),
+            PortTarget::Handler { addr, .. } => !addr.connected(),
             // its guard kills the port, with the right reason
             PortTarget::ActorPort { .. } | PortTarget::Pending { .. } => false,
         }
@@ -97,7 +98,7 @@ impl PortTarget {
     fn send(&self, packet: Packet) -> Result<(), Packet> {
         match self {
             PortTarget::Actor(r) => r.do_send(packet),
-            PortTarget::Handler { packets, .. } => packets.do_send(packet),
+            PortTarget::Handler { addr, .. } => addr.do_send(packet),
             PortTarget::ActorPort { deliver, .. } => deliver(packet),
             // a receiver dropped since the liveness check loses this packet,
             // as an actor stopping at that moment would
@@ -126,6 +127,9 @@ pub(crate) struct PortEntry {
     target: PortTarget,
     /// Monitors of this port: local actions and remote nodes' `mon1`s.
     monitors: Vec<(u64, Action)>,
+    /// The peer that spawned it (`_spawn`), whose budget it takes until
+    /// it dies.
+    spawned_by: Option<Arc<str>>,
 }
 
 /// What happened to a delivered packet.
@@ -140,6 +144,16 @@ pub(crate) enum Delivery {
 #[derive(Default)]
 pub(crate) struct Registry {
     ports: DashMap<Box<str>, PortEntry, ahash::RandomState>,
+    /// Live ports per peer that spawned them.
+    spawned: PeerCounts,
+}
+
+/// Why [`Registry::insert_spawned`] refused.
+pub(crate) enum SpawnRefused {
+    /// The name is taken.
+    NameTaken,
+    /// The peer's spawned ports are at their cap.
+    Limit,
 }
 
 impl Registry {
@@ -152,10 +166,45 @@ impl Registry {
                 v.insert(PortEntry {
                     target,
                     monitors: Vec::new(),
+                    spawned_by: None,
                 });
                 Ok(())
             }
         }
+    }
+
+    /// Adds a port that peer `peer` spawned, under a name that must be
+    /// free, if the peer holds fewer than `cap` live spawned ports; the
+    /// port takes one unit of that budget until it is killed.
+    pub(crate) fn insert_spawned(
+        &self,
+        name: &str,
+        target: PortTarget,
+        peer: &str,
+        cap: usize,
+    ) -> Result<(), SpawnRefused> {
+        let Some(peer) = self.spawned.try_take(peer, cap) else {
+            return Err(SpawnRefused::Limit);
+        };
+        match self.ports.entry(name.into()) {
+            Entry::Occupied(_) => {
+                self.spawned.give_back(&peer);
+                Err(SpawnRefused::NameTaken)
+            }
+            Entry::Vacant(v) => {
+                v.insert(PortEntry {
+                    target,
+                    monitors: Vec::new(),
+                    spawned_by: Some(peer),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// How many live ports `peer` spawned here.
+    pub(crate) fn spawned_by(&self, peer: &str) -> usize {
+        self.spawned.get(peer)
     }
 
     /// Whether a port of that name exists.
@@ -224,6 +273,9 @@ impl Registry {
     /// does not exist is fine).
     pub(crate) fn kill(&self, name: &str) -> Option<(PortTarget, Vec<(u64, Action)>)> {
         let (_, entry) = self.ports.remove(name)?;
+        if let Some(peer) = &entry.spawned_by {
+            self.spawned.give_back(peer);
+        }
         Some((entry.target, entry.monitors))
     }
 

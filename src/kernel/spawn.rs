@@ -20,7 +20,8 @@ use super::handler::PortContext;
 use super::node::NodeInner;
 use super::port::{PortId, split_port};
 use super::rcv::{DefaultCb, Dispatch, SharedDispatch};
-use super::registry::PortTarget;
+use super::registry::{PortTarget, SpawnRefused};
+use crate::Limit;
 use crate::error::{InitError, SpawnError};
 use crate::wire::NodeRequest;
 use crate::wire::no_such_port;
@@ -80,6 +81,29 @@ impl NodeInner {
             .map(|()| dispatch)
     }
 
+    /// [`NodeInner::reserve_spawned`] for a port peer `from` spawns: it
+    /// takes one unit of that peer's budget of spawned ports
+    /// ([`crate::NodeConfig::peer_max_spawned_ports`]) until it dies.
+    fn reserve_spawned_for(&self, name: &str, from: &str) -> Result<SharedDispatch, SpawnRefused> {
+        let dispatch = Dispatch::shared(DefaultCb::Ignore);
+        let cap = self.config.peer_max_spawned_ports;
+        self.ports
+            .registry()
+            .insert_spawned(name, PortTarget::pending(Some(dispatch.clone())), from, cap)
+            .map(|()| dispatch)
+    }
+
+    /// A `_spawn` from `from` over its cap of spawned ports: no port is
+    /// made, and the name is remembered, so that the `mon1` the spawner
+    /// sends right after (as the reference's callers do: `mon spawn …`)
+    /// is answered with `kil0 ["limit_exceeded", "spawned_ports", text]`
+    /// instead of a bare `no_such_port`.
+    fn refuse_spawn(&self, from: &str, name: &str) {
+        let cap = self.config.peer_max_spawned_ports;
+        self.limit_refused(from, Limit::SpawnedPorts, cap, "a _spawn");
+        self.spawn_refused(from, name);
+    }
+
     /// Runs init function `func` for the port `name`: the port's target,
     /// whose handler (if any) gets the same context (and callbacks) the
     /// init function had, or why there is none.
@@ -126,7 +150,16 @@ impl NodeInner {
         // while the init runs, so that the init can `grp_reg`, `mon` or
         // `snd` to its own port: in Perl the port exists once the init
         // calls `rcv $SELF` (MP.pm 692-694, 728)
-        let Some(dispatch) = self.reserve_spawned(name) else {
+        let dispatch = if from == &*self.id {
+            self.reserve_spawned(name)
+        } else {
+            match self.reserve_spawned_for(name, from) {
+                Ok(dispatch) => Some(dispatch),
+                Err(SpawnRefused::NameTaken) => None,
+                Err(SpawnRefused::Limit) => return self.refuse_spawn(from, name),
+            }
+        };
+        let Some(dispatch) = dispatch else {
             tracing::warn!(node = %self.id, remote = from, port = name, "spawn of an existing port's name refused");
             return;
         };
