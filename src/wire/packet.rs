@@ -39,12 +39,19 @@ pub struct Packet {
     /// The node whose connection delivered it, or this node for a local
     /// send; `None` until the node delivers it.
     src: Option<Arc<str>>,
-    /// Leading message elements left out ([`Packet::without_tag`]).
-    cut: Option<Cut>,
-    /// The frame without the cut elements, made the first time
-    /// [`Packet::frame`] is asked for on a packet with a cut (boxed: a
-    /// packet stays small, and most never have one).
-    whole: OnceLock<Box<Bytes>>,
+    /// Leading message elements left out ([`Packet::without_tag`]), boxed:
+    /// a packet stays small on the hot path, and most never have one.
+    view: Option<Box<View>>,
+}
+
+/// What a packet made by [`Packet::without_tag`] has besides its frame.
+#[derive(Clone)]
+struct View {
+    /// The message elements left out.
+    cut: Cut,
+    /// The frame without them, made the first time [`Packet::frame`] is
+    /// asked for.
+    whole: OnceLock<Bytes>,
 }
 
 /// The message elements a packet leaves out of its frame: `frame[from..to]`,
@@ -119,13 +126,17 @@ impl Packet {
         Ok(Packet::new(frame, dest))
     }
 
+    /// The elements left out, for a packet made by [`Packet::without_tag`].
+    fn cut(&self) -> Option<Cut> {
+        self.view.as_ref().map(|v| v.cut)
+    }
+
     fn new(frame: Bytes, dest: Dest) -> Packet {
         Packet {
             frame,
             dest,
             src: None,
-            cut: None,
-            whole: OnceLock::new(),
+            view: None,
         }
     }
 
@@ -162,15 +173,15 @@ impl Packet {
     /// tag, made (once, a copy) when first asked for; the other methods
     /// read the original frame and skip the tag.
     pub fn frame(&self) -> &Bytes {
-        match self.cut {
+        match &self.view {
             None => &self.frame,
-            Some(cut) => self.whole.get_or_init(|| Box::new(cut.apply(&self.frame))),
+            Some(view) => view.whole.get_or_init(|| view.cut.apply(&self.frame)),
         }
     }
 
     /// The length of [`Packet::frame`], without making it.
     fn frame_len(&self) -> usize {
-        match self.cut {
+        match self.cut() {
             None => self.frame.len(),
             Some(cut) => cut.kept(&self.frame).iter().map(|s| s.len()).sum(),
         }
@@ -179,7 +190,7 @@ impl Packet {
     /// The original frame and how many leading elements of it (the
     /// destination included) are not part of the message.
     pub(crate) fn raw_parts(&self) -> (&[u8], usize) {
-        let cut = self.cut.map_or(0, |c| c.elements as usize);
+        let cut = self.cut().map_or(0, |c| c.elements as usize);
         (&self.frame, 1 + cut)
     }
 
@@ -305,7 +316,7 @@ impl Packet {
     /// [`Packet::values`] and [`Packet::tag`] skip the tag as they read;
     /// only [`Packet::frame`] makes the shorter frame (and keeps it).
     pub fn without_tag(&self) -> Option<Packet> {
-        let (from, start, elements) = match self.cut {
+        let (from, start, elements) = match self.cut() {
             Some(cut) => (cut.from as usize, self.first_element()?, cut.elements),
             None => {
                 let (from, start) = dest_span_end(&self.frame)?;
@@ -325,8 +336,7 @@ impl Packet {
                 let mut copy = self.clone();
                 let frame = Cut::apply_at(&self.frame, from, to);
                 copy.frame = frame;
-                copy.cut = None;
-                copy.whole = OnceLock::new();
+                copy.view = None;
                 return Some(copy);
             }
         };
@@ -334,15 +344,17 @@ impl Packet {
             frame: self.frame.clone(),
             dest: self.dest.clone(),
             src: self.src.clone(),
-            cut: Some(cut),
-            whole: OnceLock::new(),
+            view: Some(Box::new(View {
+                cut,
+                whole: OnceLock::new(),
+            })),
         })
     }
 
     /// Where the message's first element starts in `frame` (past the
     /// cut), `None` if the message is empty or a keepalive.
     fn first_element(&self) -> Option<usize> {
-        match self.cut {
+        match self.cut() {
             None => dest_span_end(&self.frame)?.1,
             Some(cut) => {
                 let to = cut.to as usize;
@@ -559,7 +571,7 @@ impl fmt::Debug for Packet {
 
 impl PartialEq for Packet {
     fn eq(&self, other: &Packet) -> bool {
-        match (self.cut, other.cut) {
+        match (&self.view, &other.view) {
             (None, None) => self.frame == other.frame,
             _ => self.frame() == other.frame(),
         }
@@ -700,7 +712,7 @@ mod tests {
         let one = p.without_tag().unwrap();
         // the same frame, not a copy
         assert_eq!(one.frame.as_ptr(), p.frame.as_ptr());
-        assert!(one.whole.get().is_none());
+        assert!(one.view.as_ref().is_some_and(|v| v.whole.get().is_none()));
         assert_eq!(one.tag(), None); // an object
         assert_eq!(one.src_node(), Some("peer"));
         assert_eq!(one.dest(), Some("p"));
@@ -724,7 +736,7 @@ mod tests {
             format!("{two:?}"),
             r#"Packet { dest: Some("p"), bytes: 18 }"#
         );
-        assert!(two.whole.get().is_none());
+        assert!(two.view.as_ref().is_some_and(|v| v.whole.get().is_none()));
         for (view, frame) in [
             (&one, r#"[ "p", {"x":[1]} , "b\"" , 3 ]"#),
             (&two, r#"[ "p", "b\"" , 3 ]"#),
