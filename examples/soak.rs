@@ -7,7 +7,8 @@
 //! cargo run --release --example soak -- --seconds 60 --nodes 3 --rate 20000
 //! ```
 //!
-//! Load, per node and second, spread over 10 ms ticks:
+//! Load, per node and second, spread over 10 ms ticks (after a stall of
+//! the process, at most four ticks' worth is made up):
 //! * `--rate` messages to the sink ports of the other nodes, each carrying
 //!   a sequence number per (sender, receiver): a receiver counts a gap as
 //!   lost and a repeat or a step back as out of order;
@@ -164,6 +165,10 @@ async fn send_load(node: Node, peers: Vec<String>, rate: u64, until: Instant, st
     while Instant::now() < until {
         tick.tick().await;
         let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        // constant load: after a stall of this process, catch up by at
+        // most four ticks' worth, rather than in one burst
+        let per_tick = (rate / 100).max(1);
+        done = done.max(due.saturating_sub(4 * per_tick));
         while done < due {
             let peer = &peers[turn % peers.len()];
             turn += 1;

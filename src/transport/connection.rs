@@ -484,8 +484,9 @@ impl Connection {
 }
 
 /// A write buffer that held more than this when taken is freed once
-/// written, so that a connection's memory follows its backlog down again.
-const KEEP_WRITE_BUFFER: usize = 1 << 20;
+/// written, so that a connection's memory follows its backlog down again
+/// (in steady traffic a write takes far less).
+const KEEP_WRITE_BUFFER: usize = 256 * 1024;
 
 impl Actor for Connection {
     type Context = Context<Self>;
