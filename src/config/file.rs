@@ -414,7 +414,7 @@ fn seconds_value(d: Duration) -> Value {
 }
 
 /// The relaxed configuration-file parser on arbitrary bytes, for fuzzers
-/// and property tests. Properties: no panic; [`relaxed_to_strict`] keeps
+/// and property tests. Properties: no panic; the relaxed-to-strict rewrite keeps
 /// the number of lines, and of characters when the text has no TAB; text
 /// that is strict JSON parses as it does strictly; and what parses is the
 /// object that [`perl_pretty`] writes back (the tool's save) parses to.
