@@ -96,7 +96,6 @@ fn fixed(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         rng_seed: proptest::test_runner::RngSeed::Fixed(0x00ae_4d9f_0013),
-        failure_persistence: None,
         ..ProptestConfig::default()
     }
 }
@@ -316,7 +315,7 @@ fn relaxed_text(object: &Value, marks: &[(bool, bool)]) -> String {
 }
 
 proptest! {
-    #![proptest_config(fixed(64))]
+    #![proptest_config(fixed(256))]
 
     #[test]
     fn every_framing_decodes_its_encoding_however_split(
