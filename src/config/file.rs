@@ -413,6 +413,36 @@ fn seconds_value(d: Duration) -> Value {
     }
 }
 
+/// The relaxed configuration-file parser on arbitrary bytes, for fuzzers
+/// and property tests. Properties: no panic; the relaxed-to-strict rewrite keeps
+/// the number of lines, and of characters when the text has no TAB; text
+/// that is strict JSON parses as it does strictly; and what parses is the
+/// object that [`perl_pretty`] writes back (the tool's save) parses to.
+pub fn fuzz_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let strict = relaxed_to_strict(text);
+    assert_eq!(strict.lines().count(), text.lines().count(), "line count");
+    if !text.contains('\t') {
+        assert_eq!(strict.chars().count(), text.chars().count(), "char count");
+    }
+    let path = Path::new("fuzz.rc");
+    let parsed = ConfigFile::parse(text, path);
+    if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) {
+        assert_eq!(
+            parsed.as_ref().ok(),
+            Some(&m),
+            "strict JSON parses the same"
+        );
+    }
+    if let Ok(m) = parsed {
+        let saved = perl_pretty(&Value::Object(m.clone()));
+        let again = ConfigFile::parse(&saved, path);
+        assert_eq!(again.ok(), Some(m), "save/load round trip");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

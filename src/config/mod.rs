@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-pub use file::{ConfigError, ConfigFile, default_path, default_profile};
+pub use file::{ConfigError, ConfigFile, default_path, default_profile, fuzz_config};
 pub use pretty::perl_pretty;
 
 use thiserror::Error;

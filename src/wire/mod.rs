@@ -11,6 +11,7 @@ mod auth;
 mod cert;
 mod error;
 mod framing;
+mod fuzz;
 mod global;
 mod greeting;
 mod handshake;
@@ -32,6 +33,10 @@ pub use framing::{
     CborCodec, Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, MAX_BIGNUM,
     StorableCodec, select_framing,
 };
+pub use fuzz::{
+    Decoded, FUZZ_MAX_DEPTH, FUZZ_MAX_PACKET, FUZZ_PEER_GREETING, decode_stream, fuzz_cbor,
+    fuzz_framing, fuzz_greeting, fuzz_handshake, fuzz_json, fuzz_storable, take_lines,
+};
 pub use global::{
     CONNECT_FUNCTION, GLOBAL_TAGS, GlobalMsg, GlobalMsgError, StringLists, connect_args,
 };
@@ -51,66 +56,17 @@ pub use packet::Packet;
 pub use tagged::{Tagged, TaggedError, tags_of};
 pub use tls::{PeerVerifier, TlsConfigs};
 
-/// Runs every parser of this module on arbitrary bytes, for fuzzers and
-/// property tests: none of them may panic, whatever the input. `now` is
-/// the handshake's start (this module reads no clock).
+/// Runs every byte parser of this module on arbitrary bytes, for fuzzers
+/// and property tests: [`fuzz_greeting`], [`fuzz_json`],
+/// [`fuzz_storable`], [`fuzz_cbor`] and [`fuzz_handshake`], each checking
+/// its properties. `now` is the handshake's start (this module reads no
+/// clock).
 pub fn fuzz_parsers(data: &[u8], now: std::time::Instant) {
-    use tokio_util::codec::Decoder;
-
-    let g = Greeting::parse(data);
-    let _ = (g.node_id(), g.version_is(PROTOCOL_VERSION), g.to_line());
-
-    let mut buf = bytes::BytesMut::from(data);
-    while let Ok(Some(_)) = take_line(&mut buf) {}
-
-    let mut codec = JsonCodec::new(1 << 16, 64);
-    let mut buf = bytes::BytesMut::from(data);
-    while let Ok(Some(p)) = codec.decode(&mut buf) {
-        let _ = (p.dest(), p.values());
-    }
-    let _ = codec.decode_eof(&mut buf);
-
-    let mut codec = StorableCodec::new(1 << 16, 64);
-    let mut buf = bytes::BytesMut::from(data);
-    while let Ok(Some(p)) = codec.decode(&mut buf) {
-        let _ = (p.dest(), p.values());
-    }
-    let _ = codec.decode_eof(&mut buf);
-
-    // what the cbor decoder accepts is a JSON frame that re-encodes to CBOR
-    // decoding to the same frame
-    let mut codec = CborCodec::new(1 << 16, 64);
-    let mut buf = bytes::BytesMut::from(data);
-    while let Ok(Some(p)) = codec.decode(&mut buf) {
-        let _ = (p.dest(), p.values());
-        let mut again = bytes::BytesMut::new();
-        let encoded = Framing::Cbor.encode_frame(p.frame(), &mut again);
-        assert!(encoded.is_ok(), "a decoded frame does not re-encode");
-        let back = CborCodec::new(usize::MAX, 64).decode(&mut again);
-        assert!(
-            matches!(back, Ok(Some(_))),
-            "a re-encoded frame does not decode"
-        );
-    }
-    let _ = codec.decode_eof(&mut buf);
-
-    let cfg = std::sync::Arc::new(HandshakeConfig::new("fuzz", Some("secret".into())));
-    let mut hs = Handshake::new(cfg, None, Nonce::from_line("nonce"), now);
-    let mut buf = bytes::BytesMut::from(data);
-    let mut out = Vec::new();
-    // answer every event the way a node might: refuse one name, grant the rest
-    while let Ok(Some(event)) = hs.advance(&mut buf) {
-        match event {
-            Event::PeerNamed(n) if n == "connected" => {
-                let _ = hs.refuse();
-            }
-            Event::ClaimSlot { .. } | Event::SendAuth => {
-                let _ = hs.grant(&mut out);
-            }
-            _ => {}
-        }
-    }
-    let _ = hs.handle_timeout(now + DEFAULT_MONITOR_TIMEOUT);
+    fuzz_greeting(data);
+    fuzz_json(data);
+    fuzz_storable(data);
+    fuzz_cbor(data);
+    fuzz_handshake(data, now);
 }
 
 /// Decodes `data` as a JSON array and runs it through
