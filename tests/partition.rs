@@ -28,6 +28,8 @@
 
 mod common;
 
+use common::netns::ip;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -122,24 +124,6 @@ fn partition_node_process() {
             }
         }
     });
-}
-
-/// Runs `ip ARGS…`; `Err` with its stderr if it cannot run or fails.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
 }
 
 /// The bridge namespace and one namespace per node, each node's `eth0`
@@ -276,20 +260,9 @@ impl Drop for Net {
 
 /// The namespaces, or `None` after saying why the test is skipped.
 fn net_or_skip(test: &str) -> Option<Net> {
-    match Net::create() {
-        Ok(net) => {
-            eprintln!("{test}: namespaces {}-{{br,a,b,c}}", net.prefix);
-            Some(net)
-        }
-        Err(why) => {
-            assert!(
-                std::env::var_os("AEMP_NETNS_REQUIRED").is_none(),
-                "{test}: no network namespaces: {why}"
-            );
-            eprintln!("{test}: SKIPPED, cannot create network namespaces: {why}");
-            None
-        }
-    }
+    let net = common::netns::or_skip(test, Net::create())?;
+    eprintln!("{test}: namespaces {}-{{br,a,b,c}}", net.prefix);
+    Some(net)
 }
 
 /// A report line of a node: who, when it was read, what.

@@ -20,6 +20,10 @@
 //! Without root, `ip`, `unshare` or network-namespace support the tests
 //! print why and pass; set `AEMP_NETNS_REQUIRED=1` to make that a failure.
 
+mod common;
+
+use common::netns::ip;
+
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -44,24 +48,6 @@ static ETC_LOCK: Mutex<()> = Mutex::new(());
 /// Whether this process created `/etc/netns` (then it removes it, once
 /// empty).
 static CREATED_ETC_NETNS: AtomicBool = AtomicBool::new(false);
-
-/// Runs `ip ARGS…`; `Err` with its stderr if it cannot run or fails.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 /// A network namespace of this test, with `lo` up and one interface
 /// holding private addresses of its own (two IPv4, one IPv6 unique local
@@ -232,23 +218,12 @@ impl Drop for Netns {
 
 /// The namespace, or `None` after saying why the test is skipped.
 fn namespace_or_skip(test: &str) -> Option<Netns> {
-    match Netns::create() {
-        Ok(ns) => {
-            eprintln!(
-                "{test}: namespace {} ({} link, {:?}, host name {})",
-                ns.name, ns.link_kind, ns.addrs, ns.hostname
-            );
-            Some(ns)
-        }
-        Err(why) => {
-            assert!(
-                std::env::var_os("AEMP_NETNS_REQUIRED").is_none(),
-                "{test}: no network namespace: {why}"
-            );
-            eprintln!("{test}: SKIPPED, cannot create a network namespace: {why}");
-            None
-        }
-    }
+    let ns = common::netns::or_skip(test, Netns::create())?;
+    eprintln!(
+        "{test}: namespace {} ({} link, {:?}, host name {})",
+        ns.name, ns.link_kind, ns.addrs, ns.hostname
+    );
+    Some(ns)
 }
 
 /// Removes ANSI colour sequences (`ESC [ … m`).
