@@ -182,10 +182,19 @@ impl Background {
         assert!(status.success());
     }
 
-    /// Waits for the end; returns the status and the rest of stdout.
+    /// Waits for the end; returns the status and the rest of stdout (all
+    /// of it: the reader thread may still be passing on the last lines
+    /// when the process has exited, so this reads until it is done).
     fn finish(mut self) -> (ExitStatus, Vec<String>) {
         let status = wait_bounded(&mut self.child, LIMIT);
-        let rest = self.lines.try_iter().collect();
+        let deadline = std::time::Instant::now() + LIMIT;
+        let mut rest = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            rest.push(line);
+        }
         (status, rest)
     }
 }
