@@ -721,7 +721,12 @@ impl FramingDecoder for CborCodec {
 /// Writes the integer `n` (major 0) or `-1 - n` (major 1).
 fn write_int(out: &mut BytesMut, negative: bool, n: u64) {
     let mut b = itoa::Buffer::new();
-    if negative {
+    if negative && n > i64::MAX as u64 {
+        // below i64::MIN: no JSON reader (serde_json, JSON::XS) keeps it
+        // exact, and Perl's CBOR::XS makes it a float: so does this, and
+        // the frame reads back the same wherever it is re-encoded
+        write_float(out, -1.0 - n as f64);
+    } else if negative {
         out.extend_from_slice(b.format(-1 - i128::from(n)).as_bytes());
     } else {
         out.extend_from_slice(b.format(n).as_bytes());
@@ -867,8 +872,22 @@ mod tests {
         assert_eq!(
             one(b"\x83\x61a\x1b\xff\xff\xff\xff\xff\xff\xff\xff\x3b\xff\xff\xff\xff\xff\xff\xff\xff")
                 .unwrap(),
-            r#"["a",18446744073709551615,-18446744073709551616]"#
+            r#"["a",18446744073709551615,-1.8446744073709552e19]"#
         );
+        // below i64::MIN a float (as CBOR::XS gives Perl an NV): the exact
+        // text read back as a float by every JSON reader, so a re-encoded
+        // frame differed (found by the cbor fuzz target)
+        assert_eq!(
+            one(b"\x82\x61a\x3b\x80\x00\x00\x00\x00\x00\x00\x00").unwrap(),
+            r#"["a",-9223372036854775808]"#
+        );
+        assert_eq!(
+            one(b"\x82\x61a\x3b\x7f\xff\xff\xff\xff\xff\xff\xff").unwrap(),
+            r#"["a",-9223372036854775808]"#
+        );
+        crate::wire::fuzz_cbor(include_bytes!(
+            "../../../tests/fixtures/fuzz/cbor-below-i64-min.bin"
+        ));
         // byte strings are Latin-1, escapes where JSON needs them
         assert_eq!(
             one(b"\x82\x42\xe9\"\x44\x00\x0a\\\xff").unwrap(),
