@@ -1,28 +1,28 @@
 //! Ports run by the node: a handler function per port, like the
 //! reference's `rcv $port, sub { … }`.
 //!
-//! Each handler port is a small actix actor on the node's arbiter. A
-//! handler that returns an error or panics kills its port with
-//! `("die", <message>)`, as a Perl callback that dies does; messages still
-//! in the mailbox of a killed port are dropped. An async handler
-//! ([`Node::port_async`]) runs its future to the end before the port takes
-//! its next message (see the `rcv` module for the rules).
+//! The node's port runner (`port_runner.rs`) runs every handler port's
+//! callbacks, one message at a time per port. A handler that returns an
+//! error or panics kills its port with `("die", <message>)`, as a Perl
+//! callback that dies does; messages still queued for a port killed that
+//! way are dropped. An async handler ([`Node::port_async`]) runs its
+//! future to the end before the port takes its next message (see the
+//! `rcv` module for the rules).
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix::prelude::*;
+use actix::Recipient;
 use futures_util::future::LocalBoxFuture;
-use tokio_util::sync::CancellationToken;
 
 use super::monitor::Monitor;
 use super::monitors::{Action, Reason};
 use super::node::Node;
 use super::port::PortId;
-use super::rcv::{Callback, DefaultCb, Dispatch, Outcome, Rcv, SharedDispatch};
-use super::registry::{Control, PortTarget};
+use super::port_runner::PortCell;
+use super::rcv::{Callback, DefaultCb, Dispatch, Rcv, SharedDispatch};
+use super::registry::PortTarget;
 use crate::error::PortError;
 use crate::error::SendError;
 use crate::wire::Packet;
@@ -42,21 +42,14 @@ pub type AsyncHandlerFn =
 #[derive(Clone)]
 pub struct PortContext {
     node: Node,
-    port: PortId,
-    /// Set when the port was killed through this context (its handler
-    /// drops whatever is still queued).
-    killed: Arc<AtomicBool>,
-    /// Cancelled when the port dies, however it dies: ends an async
-    /// callback's future (see `rcv.rs`).
-    dead: CancellationToken,
-    /// The port's callbacks by tag and its default (see `rcv.rs`).
-    dispatch: SharedDispatch,
+    /// The port's id, callbacks and kill flags (see `port_runner.rs`).
+    cell: Arc<PortCell>,
 }
 
 impl fmt::Debug for PortContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PortContext")
-            .field("port", &self.port)
+            .field("port", self.port())
             .finish()
     }
 }
@@ -70,18 +63,22 @@ impl PortContext {
 
     /// The context of a port with the callbacks `dispatch`.
     pub(crate) fn with_dispatch(node: Node, port: PortId, dispatch: SharedDispatch) -> PortContext {
-        PortContext {
-            node,
-            port,
-            killed: Arc::new(AtomicBool::new(false)),
-            dead: CancellationToken::new(),
-            dispatch,
-        }
+        PortContext::from_cell(node, PortCell::new(port, dispatch))
+    }
+
+    /// The context of the port whose state is `cell`.
+    pub(crate) fn from_cell(node: Node, cell: Arc<PortCell>) -> PortContext {
+        PortContext { node, cell }
+    }
+
+    /// The port's state.
+    pub(crate) fn cell(&self) -> &Arc<PortCell> {
+        &self.cell
     }
 
     /// The port's callbacks.
     pub(crate) fn dispatch(&self) -> &SharedDispatch {
-        &self.dispatch
+        self.cell.dispatch()
     }
 
     /// The node this port lives on.
@@ -91,21 +88,22 @@ impl PortContext {
 
     /// This port's id (`$SELF`).
     pub fn port(&self) -> &PortId {
-        &self.port
+        self.cell.port()
     }
 
     /// Kills this port at once: with an empty reason a normal exit, else
     /// an error exit. Messages already queued for it are dropped.
     pub fn kil(&self, reason: Reason) {
-        if self.port.node() != self.node.id() {
+        let port = self.port();
+        if port.node() != self.node.id() {
             // a context for another node's port (see `Node::peval`)
-            if let Err(error) = self.node.kil(&self.port, reason) {
-                tracing::warn!(node = self.node.id(), port = %self.port, %error, "kil failed");
+            if let Err(error) = self.node.kil(port, reason) {
+                tracing::warn!(node = self.node.id(), %port, %error, "kil failed");
             }
             return;
         }
-        self.killed.store(true, Ordering::Release);
-        self.node.inner().kill_now(self.port.name(), reason);
+        self.cell.set_killed();
+        self.node.inner().kill_now(port.name(), reason);
     }
 
     /// Monitors `port` and kills this port with the same reason when it
@@ -113,7 +111,7 @@ impl PortContext {
     pub fn mon(&self, port: impl AsRef<str>) -> Monitor {
         self.node
             .inner()
-            .mon_action(port.as_ref(), Action::Kill(self.port.clone()))
+            .mon_action(port.as_ref(), Action::Kill(self.port().clone()))
     }
 
     /// Sends a message (shorthand for [`Node::snd`]).
@@ -292,41 +290,37 @@ impl PortBehaviour {
     pub(crate) fn into_target(self, ctx: PortContext) -> PortTarget {
         match self {
             PortBehaviour::Actor(r) => {
-                if ctx.dispatch.lock().has_callbacks() {
-                    tracing::warn!(node = ctx.node.id(), port = %ctx.port, "init made an actor port: the callbacks registered with rcv while it ran are dropped");
+                if ctx.dispatch().lock().has_callbacks() {
+                    tracing::warn!(node = ctx.node.id(), port = %ctx.port(), "init made an actor port: the callbacks registered with rcv while it ran are dropped");
                 }
                 PortTarget::Actor(r)
             }
             PortBehaviour::Handler(handler) => {
-                ctx.dispatch
+                ctx.dispatch()
                     .lock()
                     .set_default(DefaultCb::Call(Some(Callback::Sync(handler))));
                 start_handler(ctx)
             }
             PortBehaviour::AsyncHandler(handler) => {
-                ctx.dispatch
+                ctx.dispatch()
                     .lock()
                     .set_default(DefaultCb::Call(Some(Callback::Async(handler))));
                 start_handler(ctx)
             }
             PortBehaviour::Tags(rcv) => {
-                ctx.dispatch.lock().merge(rcv);
+                ctx.dispatch().lock().merge(rcv);
                 start_handler(ctx)
             }
         }
     }
 }
 
-/// Starts the actor of a handler port with context `ctx`.
+/// The registry target of the handler port with context `ctx`: its
+/// messages go to the node's port runner.
 fn start_handler(ctx: PortContext) -> PortTarget {
-    let arbiter = ctx.node.inner().transport.arbiter().clone();
-    let dispatch = ctx.dispatch.clone();
-    let dead = ctx.dead.clone();
-    let addr = HandlerPort::start_in_arbiter(&arbiter, move |_| HandlerPort { ctx });
     PortTarget::Handler {
-        addr,
-        dispatch,
-        dead,
+        runner: ctx.node.inner().ports.runner().clone(),
+        cell: ctx.cell,
     }
 }
 
@@ -345,74 +339,6 @@ impl fmt::Debug for PortBehaviour {
 /// trailing newlines removed as the reference does.
 pub(crate) fn die_reason(message: &str) -> Reason {
     crate::wire::die_reason(message)
-}
-
-/// The actor behind a handler port.
-pub(crate) struct HandlerPort {
-    ctx: PortContext,
-}
-
-impl Actor for HandlerPort {
-    type Context = Context<Self>;
-}
-
-impl Handler<Packet> for HandlerPort {
-    type Result = ();
-
-    fn handle(&mut self, msg: Packet, actx: &mut Context<Self>) {
-        if self.ctx.killed.load(Ordering::Acquire) {
-            // killed through its context: what was queued is dropped until
-            // the Stop (or an earlier outside kil's Die) ends the actor
-            return;
-        }
-        let src = msg.src_shared();
-        let outcome =
-            super::src_node::with_src(src.clone(), || super::rcv::dispatch(&self.ctx, msg));
-        match outcome {
-            Outcome::Done(Ok(())) => {}
-            Outcome::Done(Err(failure)) => self.fail(&failure),
-            Outcome::Wait(future) => {
-                // the mailbox waits until the future is done or the port dead
-                let dead = self.ctx.dead.clone();
-                let run = super::user_code::for_port_async(src, future);
-                let run = async move {
-                    tokio::select! {
-                        biased;
-                        _ = dead.cancelled() => Ok(()),
-                        result = run => result,
-                    }
-                };
-                actx.wait(run.into_actor(self).map(|result, port, _| {
-                    if let Err(failure) = result {
-                        port.fail(&failure);
-                    }
-                }));
-            }
-        }
-    }
-}
-
-impl HandlerPort {
-    /// A callback failed: the port dies now; if an outside kil got there
-    /// first, its Die (with the monitors) is still queued and ends the
-    /// actor.
-    fn fail(&self, failure: &str) {
-        tracing::debug!(node = %self.ctx.node.id(), port = %self.ctx.port, error = %failure, "port handler failed");
-        self.ctx.kil(die_reason(failure));
-    }
-}
-
-impl Handler<Control> for HandlerPort {
-    type Result = ();
-
-    fn handle(&mut self, control: Control, actx: &mut Context<Self>) {
-        if let Control::Die { reason, monitors } = control {
-            // a kil from outside, behind what was delivered before it
-            let node = self.ctx.node.inner();
-            node.fire_port_monitors(&self.ctx.port, monitors, &reason);
-        }
-        actx.stop();
-    }
 }
 
 impl Node {

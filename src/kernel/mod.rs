@@ -11,8 +11,9 @@
 //! [`Node`] facade; the behaviour that spans parts lives in a file named
 //! after it: `monitor.rs`, `node_port.rs`, `spawn.rs`, `cal.rs`,
 //! `lifecycle.rs` (nodes up and down), `link.rs` (what the transport calls),
-//! `handler.rs` (handler ports), `rcv.rs` (their tag dispatch), `calls.rs` (plain functions and
-//! configured services) `user_code.rs` (running user code), `awaiting.rs` (futures and
+//! `handler.rs` (handler ports), `port_runner.rs` (the task that runs
+//! them), `rcv.rs` (their tag dispatch), `calls.rs` (plain functions and
+//! configured services), `user_code.rs` (running user code), `awaiting.rs` (futures and
 //! streams to wait on) and `port_work.rs` (`psub`, `peval`, `mon_guard`,
 //! `after`). Parts
 //! import no behaviour; the one circle left is of types: the callbacks in
@@ -33,6 +34,7 @@ mod node;
 mod node_port;
 mod peers;
 mod port;
+mod port_runner;
 mod port_work;
 mod ports;
 mod rcv;

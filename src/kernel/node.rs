@@ -14,6 +14,7 @@ use super::functions::Functions;
 use super::monitors::{Action, Reason};
 use super::peers::{Full, Sent};
 use super::port::{PortId, alnum_random, split_port};
+use super::port_runner::Item;
 use super::ports::LocalPorts;
 use super::registry::{Control, Delivery, PortTarget};
 use super::remote::RemoteNodes;
@@ -380,12 +381,14 @@ impl NodeInner {
         let Some((target, monitors)) = self.ports.registry().kill(name) else {
             return;
         };
-        if let PortTarget::Handler { addr, dead, .. } = &target {
-            dead.cancel();
-            if addr.connected() {
-                addr.do_send(Control::Die { reason, monitors });
-                return;
+        if let PortTarget::Handler { cell, runner } = &target {
+            cell.die();
+            let die = Item::Control(Control::Die { reason, monitors });
+            // the runner is gone (its arbiter stopped): the monitors fire here
+            if let Err(Item::Control(Control::Die { reason, monitors })) = runner.send(cell, die) {
+                self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
             }
+            return;
         }
         self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
         if let PortTarget::ActorPort { killed, .. } = &target {
@@ -399,9 +402,9 @@ impl NodeInner {
     /// handled what was already in its mailbox.
     pub(crate) fn kill_now(&self, name: &str, reason: Reason) {
         if let Some((target, monitors)) = self.ports.registry().kill(name) {
-            if let PortTarget::Handler { addr, dead, .. } = &target {
-                dead.cancel();
-                addr.do_send(Control::Stop);
+            if let PortTarget::Handler { cell, runner } = &target {
+                cell.die();
+                let _ = runner.send(cell, Item::Control(Control::Stop));
             }
             self.fire_port_monitors(&PortId::new(&self.id, name), monitors, &reason);
             if let PortTarget::ActorPort { killed, .. } = &target {
@@ -886,7 +889,11 @@ impl NodeInner {
         });
         tracing::info!(node = %inner.id, listen = ?inner.listen_addrs, "node starting");
         inner.start_sweeper();
-        Ok((Node { inner }, listeners))
+        let node = Node { inner };
+        if let Some(queue) = node.inner.ports.take_runner_queue() {
+            queue.start(node.downgrade());
+        }
+        Ok((node, listeners))
     }
 }
 

@@ -7,11 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::budget::{LimitLog, RefusedSpawns};
 use super::functions::Functions;
 use super::port::{alnum_random, perl_counter};
+use super::port_runner::{Runner, RunnerQueue};
 use super::registry::Registry;
 
 /// Local ports, functions and port naming.
 pub(crate) struct LocalPorts {
     registry: Registry,
+    /// Runs the handler ports' callbacks.
+    runner: Runner,
+    /// The runner's queue, until the node starts its task.
+    runner_queue: parking_lot::Mutex<Option<RunnerQueue>>,
     functions: Functions,
     /// Prefix of generated port names (the reference's `$UNIQ`).
     uniq: String,
@@ -28,8 +33,11 @@ pub(crate) struct LocalPorts {
 impl LocalPorts {
     /// Empty, with fresh random prefixes, and `functions` registered.
     pub(crate) fn new(functions: Functions) -> LocalPorts {
+        let (runner, queue) = Runner::new();
         LocalPorts {
             registry: Registry::default(),
+            runner,
+            runner_queue: parking_lot::Mutex::new(Some(queue)),
             functions,
             uniq: alnum_random(9),
             runiq: alnum_random(12),
@@ -52,6 +60,16 @@ impl LocalPorts {
     /// The last refused `_spawn`s of each peer.
     pub(crate) fn refused_spawns(&self) -> &RefusedSpawns {
         &self.refused_spawns
+    }
+
+    /// Runs the handler ports' callbacks.
+    pub(crate) fn runner(&self) -> &Runner {
+        &self.runner
+    }
+
+    /// The runner's queue, once: for the node to start the runner task.
+    pub(crate) fn take_runner_queue(&self) -> Option<RunnerQueue> {
+        self.runner_queue.lock().take()
     }
 
     /// The functions other nodes may call or spawn ports with.

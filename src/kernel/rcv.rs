@@ -25,10 +25,11 @@
 //! after the first tag outside its `eval` (MP.pm 414/433), a failing
 //! default kills the port too.
 //!
-//! Callbacks run one message at a time on the port's actor. While a
-//! callback runs it is out of the table, so it may add, replace or remove
-//! any tag, its own included, without deadlock: a callback that removed
-//! or replaced itself is not put back.
+//! Callbacks run one message at a time per port, on the node's port
+//! runner (`port_runner.rs`). While a callback runs it is out of the
+//! table, so it may add, replace or remove any tag, its own included,
+//! without deadlock: a callback that removed or replaced itself is not
+//! put back.
 //!
 //! A callback may be *async* ([`Rcv::tag_async`], [`Node::port_async`],
 //! …): it returns a future, which the port runs to its end before it

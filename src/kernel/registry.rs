@@ -14,10 +14,12 @@ use tokio::sync::mpsc;
 
 use super::budget::PeerCounts;
 use super::monitors::{Action, Reason};
+use super::port_runner::{Item, PortCell, Runner};
 use super::rcv::SharedDispatch;
 use crate::wire::Packet;
 
-/// What the node tells a handler port's actor besides its messages.
+/// What the node tells a handler port besides its messages (through the
+/// port runner, behind them).
 pub(crate) enum Control {
     /// A kil from outside: it arrives behind the messages delivered before
     /// it, and runs the port's monitors once they are handled.
@@ -44,14 +46,10 @@ pub(crate) enum PortTarget {
     /// from outside, it still handles what was delivered before the kil,
     /// then runs its monitors.
     Handler {
-        /// Its actor: its messages, its kil and stop (one address for
-        /// both, rather than a `Recipient` each: a port costs one sender
-        /// less).
-        addr: actix::Addr<super::handler::HandlerPort>,
-        /// Its callbacks by tag (for `Node::rcv` from outside).
-        dispatch: SharedDispatch,
-        /// Cancelled when it dies (ends an async callback still running).
-        dead: tokio_util::sync::CancellationToken,
+        /// Its id, callbacks (for `Node::rcv` from outside) and flags.
+        cell: Arc<PortCell>,
+        /// Runs its callbacks: its messages, its kil and stop.
+        runner: Runner,
     },
     /// An actor made for its port ([`crate::Node::port_actor`]): its
     /// guard kills the port when the actor ends, so the port is never
@@ -87,7 +85,7 @@ impl PortTarget {
         match self {
             PortTarget::Actor(r) => !r.connected(),
             PortTarget::Channel(tx) => tx.is_closed(),
-            PortTarget::Handler { addr, .. } => !addr.connected(),
+            PortTarget::Handler { cell, runner } => cell.is_stopped() || runner.is_closed(),
             // its guard kills the port, with the right reason
             PortTarget::ActorPort { .. } | PortTarget::Pending { .. } => false,
         }
@@ -98,7 +96,8 @@ impl PortTarget {
     fn send(&self, packet: Packet) -> Result<(), Packet> {
         match self {
             PortTarget::Actor(r) => r.do_send(packet),
-            PortTarget::Handler { addr, .. } => addr.do_send(packet),
+            // a runner gone since the liveness check loses this packet
+            PortTarget::Handler { cell, runner } => drop(runner.send(cell, Item::Msg(packet))),
             PortTarget::ActorPort { deliver, .. } => deliver(packet),
             // a receiver dropped since the liveness check loses this packet,
             // as an actor stopping at that moment would
@@ -215,7 +214,7 @@ impl Registry {
     /// The callbacks of handler port `name`.
     pub(crate) fn dispatch_of(&self, name: &str) -> Lookup {
         match self.ports.get(name).as_deref().map(|e| &e.target) {
-            Some(PortTarget::Handler { dispatch, .. }) => Lookup::Found(dispatch.clone()),
+            Some(PortTarget::Handler { cell, .. }) => Lookup::Found(cell.dispatch().clone()),
             Some(PortTarget::Pending {
                 dispatch: Some(dispatch),
                 ..
@@ -223,6 +222,14 @@ impl Registry {
             Some(PortTarget::Pending { .. }) => Lookup::Pending,
             Some(_) => Lookup::NotHandler,
             None => Lookup::Missing,
+        }
+    }
+
+    /// The state of handler port `name`.
+    pub(crate) fn cell_of(&self, name: &str) -> Option<Arc<PortCell>> {
+        match self.ports.get(name).as_deref().map(|e| &e.target) {
+            Some(PortTarget::Handler { cell, .. }) => Some(cell.clone()),
+            _ => None,
         }
     }
 
