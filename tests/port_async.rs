@@ -166,6 +166,65 @@ async fn killing_a_port_ends_its_running_async_callback_and_fires_the_monitor_at
 }
 
 #[actix_rt::test]
+async fn while_one_port_awaits_the_others_on_its_node_go_on() {
+    // every handler port of a node runs on one runner: a port waiting in
+    // an async callback must hold back its own messages only. Here the
+    // waiting port is released by another port's message, sent after the
+    // one it waits on, so a runner that blocked on it would never get there.
+    let n = node("wo").await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (out, mut rx) = n.port_channel();
+    let (g, o) = (gate.clone(), out.clone());
+    let waiter = n.port_async(move |ctx, msg| {
+        let (g, o) = (g.clone(), o.clone());
+        async move {
+            let (i,): (u64,) = msg.decode()?;
+            if i == 0 {
+                g.notified().await;
+            }
+            ctx.snd(&o, &("waiter", i))?;
+            Ok(())
+        }
+    });
+    let (g, o) = (gate.clone(), out.clone());
+    let opener = n.port_fn(move |ctx, msg| {
+        let (i,): (u64,) = msg.decode()?;
+        ctx.snd(&o, &("opener", i))?;
+        if i == 2 {
+            g.notify_one();
+        }
+        Ok(())
+    });
+    for i in 0..3u64 {
+        n.snd(&waiter, &(i,)).unwrap();
+    }
+    for i in 0..3u64 {
+        n.snd(&opener, &(i,)).unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(recv(&mut rx).await.decode::<(String, u64)>().unwrap());
+    }
+    let of = |who: &str| -> Vec<u64> {
+        seen.iter()
+            .filter(|(w, _)| w == who)
+            .map(|(_, i)| *i)
+            .collect()
+    };
+    // the opener ran while the waiter waited; each port kept its order
+    assert_eq!(
+        seen[..3]
+            .iter()
+            .map(|(w, _)| w.as_str())
+            .collect::<Vec<_>>(),
+        ["opener"; 3]
+    );
+    assert_eq!(of("opener"), [0, 1, 2]);
+    assert_eq!(of("waiter"), [0, 1, 2]);
+    n.shutdown();
+}
+
+#[actix_rt::test]
 async fn an_async_init_behaviour_and_node_rcv_async() {
     let n = Node::builder()
         .node_id("ai")

@@ -295,15 +295,10 @@ impl Global {
             .filter(|s| !s.is_empty())
             .ok_or("Global::connect needs the caller's node id")?
             .to_owned();
-        // when that node's transport fails: forget it, and end this port
-        let (weak, r, me) = (Arc::downgrade(self), remote.clone(), ctx.clone());
-        node.mon(&remote, move |_| {
-            if let Some(g) = weak.upgrade() {
-                g.lock().seedme.remove(&r);
-            }
-            me.kil(Vec::new());
-        })
-        .forget();
+        // when that node's transport fails: end this port (Global.pm 321;
+        // its `delete $SEEDME{$node}` is in `mon_node`, once per node
+        // rather than a callback per port a peer spawns)
+        node.mon_exit(&remote, ctx.port()).forget();
         let weak = Arc::downgrade(self);
         Ok(PortBehaviour::handler(move |ctx, msg| {
             if let Some((g, node)) = alive(&weak) {
@@ -474,6 +469,7 @@ impl Global {
                 let mut st = self.lock();
                 st.nodecnt = st.nodecnt.saturating_sub(1);
                 st.addr.remove(id);
+                st.seedme.remove(id);
                 (st.nodecnt == 0, st.master.clone())
             };
             if last {

@@ -21,7 +21,7 @@ use super::monitors::{Action, Reason};
 use super::node::Node;
 use super::port::PortId;
 use super::port_runner::PortCell;
-use super::rcv::{Callback, DefaultCb, Dispatch, Rcv, SharedDispatch};
+use super::rcv::{Callback, DefaultCb, Dispatch, Rcv};
 use super::registry::PortTarget;
 use crate::error::PortError;
 use crate::error::SendError;
@@ -58,11 +58,11 @@ impl PortContext {
     /// The context of a port whose messages no tag matches are ignored
     /// until its behaviour says otherwise.
     pub(crate) fn new(node: Node, port: PortId) -> PortContext {
-        PortContext::with_dispatch(node, port, Dispatch::shared(DefaultCb::Ignore))
+        PortContext::with_dispatch(node, port, Dispatch::new(DefaultCb::Ignore))
     }
 
     /// The context of a port with the callbacks `dispatch`.
-    pub(crate) fn with_dispatch(node: Node, port: PortId, dispatch: SharedDispatch) -> PortContext {
+    pub(crate) fn with_dispatch(node: Node, port: PortId, dispatch: Dispatch) -> PortContext {
         PortContext::from_cell(node, PortCell::new(port, dispatch))
     }
 
@@ -77,7 +77,7 @@ impl PortContext {
     }
 
     /// The port's callbacks.
-    pub(crate) fn dispatch(&self) -> &SharedDispatch {
+    pub(crate) fn dispatch(&self) -> &parking_lot::Mutex<Dispatch> {
         self.cell.dispatch()
     }
 
@@ -365,7 +365,7 @@ impl Node {
         &self,
         handler: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
     ) -> PortId {
-        self.handler_port(Dispatch::shared(DefaultCb::Call(Some(Callback::sync(
+        self.handler_port(Dispatch::new(DefaultCb::Call(Some(Callback::sync(
             handler,
         )))))
     }
@@ -403,13 +403,13 @@ impl Node {
         F: FnMut(PortContext, Packet) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + 'static,
     {
-        self.handler_port(Dispatch::shared(DefaultCb::Call(Some(Callback::of_async(
+        self.handler_port(Dispatch::new(DefaultCb::Call(Some(Callback::of_async(
             handler,
         )))))
     }
 
     /// A handler port with a fresh id and the callbacks `dispatch`.
-    pub(crate) fn handler_port(&self, dispatch: SharedDispatch) -> PortId {
+    pub(crate) fn handler_port(&self, dispatch: Dispatch) -> PortId {
         // the handler's context names its port, so the name is reserved
         // before the handler exists
         let name = self.reserve_port_name();
@@ -434,7 +434,7 @@ impl Node {
     ) -> Result<PortId, PortError> {
         let me = self.clone();
         self.named_port(name, move |port| {
-            let dispatch = Dispatch::shared(DefaultCb::Call(Some(Callback::sync(handler))));
+            let dispatch = Dispatch::new(DefaultCb::Call(Some(Callback::sync(handler))));
             start_handler(PortContext::with_dispatch(me, port, dispatch))
         })
     }

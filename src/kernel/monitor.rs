@@ -139,7 +139,13 @@ impl NodeInner {
                     tracing::warn!(node = %node.id, %other, %error, "linked port not killed");
                 }
             }
-            Action::Send { port: to, mut msg } => {
+            Action::Exit(other) => {
+                if let Err(error) = node.kil(other.as_str(), Vec::new()) {
+                    tracing::warn!(node = %node.id, %other, %error, "linked port not ended");
+                }
+            }
+            Action::Send(send) => {
+                let (to, mut msg) = *send;
                 msg.extend(reason.iter().cloned());
                 if let Err(error) = node.snd(to.as_str(), &msg) {
                     tracing::warn!(node = %node.id, %to, %error, "monitor message not sent");
@@ -298,6 +304,14 @@ impl super::node::Node {
         )
     }
 
+    /// Ends `victim` with a normal exit when `port` (or a bare node id)
+    /// dies, however it dies: Perl's `mon $port, psub { kil $SELF }`,
+    /// without a callback to keep.
+    pub(crate) fn mon_exit(&self, port: impl AsRef<str>, victim: &PortId) -> Monitor {
+        self.inner()
+            .mon_action(port.as_ref(), Action::Exit(victim.clone()))
+    }
+
     /// Kills `victim` with the same reason when `port` dies with an error
     /// (a normal exit leaves it alone): linked ports.
     pub fn mon_kil(&self, port: impl AsRef<str>, victim: &PortId) -> Monitor {
@@ -314,13 +328,9 @@ impl super::node::Node {
         msg: &M,
     ) -> Result<Monitor, crate::wire::EncodeError> {
         let msg = crate::wire::packet::message_values(msg)?;
-        Ok(self.inner().mon_action(
-            port.as_ref(),
-            Action::Send {
-                port: to.clone(),
-                msg,
-            },
-        ))
+        Ok(self
+            .inner()
+            .mon_action(port.as_ref(), Action::Send(Box::new((to.clone(), msg)))))
     }
 
     /// Number of monitors this node holds on other nodes' ports and on

@@ -30,8 +30,13 @@ pub(crate) enum Action {
     Callback(Callback),
     /// Kill a port with the same reason, on an error exit only.
     Kill(PortId),
-    /// Send `msg` with the reason appended, on any exit.
-    Send { port: PortId, msg: Vec<Value> },
+    /// Kill a port with a normal exit, on any exit (Perl's
+    /// `mon $watched, psub { kil $SELF }`; cheaper than a callback).
+    Exit(PortId),
+    /// Send the message to the port with the reason appended, on any
+    /// exit (boxed: every monitor entry is the size of the largest
+    /// action).
+    Send(Box<(PortId, Vec<Value>)>),
     /// Another node monitors this local port (`mon1`): send it `kil0`.
     Remote(Arc<str>),
 }
@@ -41,7 +46,8 @@ impl fmt::Debug for Action {
         match self {
             Action::Callback(_) => f.write_str("Callback"),
             Action::Kill(p) => write!(f, "Kill({p})"),
-            Action::Send { port, .. } => write!(f, "Send({port})"),
+            Action::Exit(p) => write!(f, "Exit({p})"),
+            Action::Send(send) => write!(f, "Send({})", send.0),
             Action::Remote(n) => write!(f, "Remote({n})"),
         }
     }

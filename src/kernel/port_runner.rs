@@ -5,8 +5,9 @@
 //! A handler port is not an actor of its own. It is a [`PortCell`] — its
 //! id, its callbacks, its kill flags — and the registry hands its messages
 //! to the node's [`Runner`], a channel that one task drains in order. An
-//! idle port therefore costs only its cell (about a tenth of an actix
-//! actor with its mailbox, context and task), which is what makes a peer
+//! idle port costs its cell and its registry entry: 334 bytes in all for
+//! a spawned one, where an actix actor with its mailbox, context and task
+//! made it 896 (`tests/peer_limits.rs`, `memory`), which keeps a peer
 //! spawning tens of thousands of workers here cheap.
 //!
 //! Order is kept per port, as an actor's mailbox keeps it: the runner
@@ -17,7 +18,6 @@
 //! the runner again. Other ports go on meanwhile.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,7 +28,7 @@ use tokio::sync::{Notify, mpsc};
 use super::handler::{PortContext, die_reason};
 use super::node::{Node, WeakNode};
 use super::port::PortId;
-use super::rcv::{Outcome, SharedDispatch};
+use super::rcv::{Dispatch, Outcome};
 use super::registry::Control;
 use crate::error::HandlerError;
 use crate::wire::Packet;
@@ -37,34 +37,34 @@ use crate::wire::Packet;
 /// other tasks, the connections, after each such batch).
 const BATCH: usize = 128;
 
-/// A handler port's state, shared by its contexts, the registry and the
-/// runner.
+/// A handler port's state, shared by its contexts, the registry (for
+/// [`Node::rcv`](crate::Node::rcv) from outside) and the runner. A spawned
+/// port has it from its reservation on, so that its init function and
+/// `rcv` can fill its callbacks before it is complete.
 pub(crate) struct PortCell {
     port: PortId,
     /// Its callbacks by tag and its default (see `rcv.rs`).
-    dispatch: SharedDispatch,
+    dispatch: Mutex<Dispatch>,
     /// Set when the port was killed through one of its contexts (its
     /// callbacks or init function): what is still queued is dropped.
     killed: AtomicBool,
     /// Set when the port died, however it died: ends an async callback's
-    /// future at its next await (see [`PortCell::died`]).
+    /// future at its next await (see [`dead_or`]).
     dead: AtomicBool,
-    /// Woken when `dead` is set.
-    died: Notify,
     /// Set once the runner handled the port's last job (its `Die` or
     /// `Stop`): later jobs are dropped.
     stopped: AtomicBool,
-    /// Jobs that came while an async callback's future ran.
-    run: Mutex<RunState>,
+    /// While an async callback's future runs (made then, so that a port
+    /// that never waits costs one pointer).
+    waiting: Mutex<Option<Box<Waiting>>>,
 }
 
-/// What the runner knows of a port beyond its flags.
-#[derive(Default)]
-struct RunState {
-    /// An async callback's future is running: jobs go to `backlog`.
-    waiting: bool,
+/// A port whose async callback's future runs.
+struct Waiting {
     /// The jobs that came meanwhile, in order.
     backlog: VecDeque<Item>,
+    /// Woken when the port dies.
+    died: Arc<Notify>,
 }
 
 /// One job of a port.
@@ -83,15 +83,14 @@ struct Job {
 
 impl PortCell {
     /// The state of port `port` with the callbacks `dispatch`.
-    pub(crate) fn new(port: PortId, dispatch: SharedDispatch) -> Arc<PortCell> {
+    pub(crate) fn new(port: PortId, dispatch: Dispatch) -> Arc<PortCell> {
         Arc::new(PortCell {
             port,
-            dispatch,
+            dispatch: Mutex::new(dispatch),
             killed: AtomicBool::new(false),
             dead: AtomicBool::new(false),
-            died: Notify::new(),
             stopped: AtomicBool::new(false),
-            run: Mutex::new(RunState::default()),
+            waiting: Mutex::new(None),
         })
     }
 
@@ -101,7 +100,7 @@ impl PortCell {
     }
 
     /// The port's callbacks.
-    pub(crate) fn dispatch(&self) -> &SharedDispatch {
+    pub(crate) fn dispatch(&self) -> &Mutex<Dispatch> {
         &self.dispatch
     }
 
@@ -115,7 +114,9 @@ impl PortCell {
     /// await, and queued async callbacks' futures are never polled.
     pub(crate) fn die(&self) {
         self.dead.store(true, Ordering::Release);
-        self.died.notify_waiters();
+        if let Some(waiting) = self.waiting.lock().as_ref() {
+            waiting.died.notify_waiters();
+        }
     }
 
     /// Whether the runner is done with the port.
@@ -123,26 +124,10 @@ impl PortCell {
         self.stopped.load(Ordering::Acquire)
     }
 
-    /// Ready once the port is dead.
-    async fn died(&self) {
-        loop {
-            let notified = self.died.notified();
-            tokio::pin!(notified);
-            // registered before the check, so a `die` in between wakes it
-            notified.as_mut().enable();
-            if self.dead.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     /// The runner is done with the port: what is left is dropped.
     fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        let mut run = self.run.lock();
-        run.waiting = false;
-        run.backlog = VecDeque::new();
+        *self.waiting.lock() = None;
     }
 }
 
@@ -209,17 +194,18 @@ fn run_job(node: &Node, job: Job) {
     if cell.is_stopped() {
         return;
     }
-    {
-        let mut run = cell.run.lock();
-        if run.waiting {
-            run.backlog.push_back(item);
-            return;
-        }
+    if let Some(waiting) = cell.waiting.lock().as_mut() {
+        waiting.backlog.push_back(item);
+        return;
     }
     let ctx = PortContext::from_cell(node.clone(), cell);
-    if let Step::Wait(future) = step(&ctx, item) {
-        ctx.cell().run.lock().waiting = true;
-        actix_rt::spawn(wait_then_drain(ctx, future));
+    if let Step::Wait(future, src) = step(&ctx, item) {
+        let died = Arc::new(Notify::new());
+        *ctx.cell().waiting.lock() = Some(Box::new(Waiting {
+            backlog: VecDeque::new(),
+            died: died.clone(),
+        }));
+        actix_rt::spawn(wait_then_drain(ctx, died, future, src));
     }
 }
 
@@ -229,9 +215,12 @@ enum Step {
     Next,
     /// The port is done.
     Stopped,
-    /// This future first (an async callback's, `$SRCNODE` set while it
-    /// is polled).
-    Wait(std::pin::Pin<Box<dyn Future<Output = Result<(), String>>>>),
+    /// This future first (an async callback's, with the `$SRCNODE` of
+    /// its message).
+    Wait(
+        LocalBoxFuture<'static, Result<(), HandlerError>>,
+        Option<Arc<str>>,
+    ),
 }
 
 /// Runs one job of the port of `ctx`.
@@ -253,7 +242,7 @@ fn step(ctx: &PortContext, item: Item) -> Step {
                     fail(ctx, &failure);
                     Step::Next
                 }
-                Outcome::Wait(future) => Step::Wait(Box::pin(future_for(cell, src, future))),
+                Outcome::Wait(future) => Step::Wait(future, src),
             }
         }
         Item::Control(control) => {
@@ -269,21 +258,31 @@ fn step(ctx: &PortContext, item: Item) -> Step {
     }
 }
 
-/// An async callback's future as the port runs it: ended by the port's
-/// death, with `$SRCNODE` = `src` while polled; the text of its failure.
-fn future_for(
-    cell: &Arc<PortCell>,
+/// Runs an async callback's `future` (with `$SRCNODE` = `src` while it
+/// is polled) until it is done or the port of `cell` dies (`died` wakes
+/// it then): the text of its failure.
+async fn dead_or(
+    cell: &PortCell,
+    died: &Notify,
     src: Option<Arc<str>>,
     future: LocalBoxFuture<'static, Result<(), HandlerError>>,
-) -> impl Future<Output = Result<(), String>> + 'static {
-    let cell = cell.clone();
-    let run = super::user_code::for_port_async(src, future);
-    async move {
-        tokio::select! {
-            biased;
-            _ = cell.died() => Ok(()),
-            result = run => result,
+) -> Result<(), String> {
+    let dead = async {
+        loop {
+            let notified = died.notified();
+            tokio::pin!(notified);
+            // registered before the check, so a `die` in between wakes it
+            notified.as_mut().enable();
+            if cell.dead.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
+    };
+    tokio::select! {
+        biased;
+        _ = dead => Ok(()),
+        result = super::user_code::for_port_async(src, future) => result,
     }
 }
 
@@ -292,20 +291,25 @@ fn future_for(
 /// another future must run first.
 async fn wait_then_drain(
     ctx: PortContext,
-    mut future: std::pin::Pin<Box<dyn Future<Output = Result<(), String>>>>,
+    died: Arc<Notify>,
+    mut future: LocalBoxFuture<'static, Result<(), HandlerError>>,
+    mut src: Option<Arc<str>>,
 ) {
     loop {
-        if let Err(failure) = future.as_mut().await {
+        if let Err(failure) = dead_or(ctx.cell(), &died, src, future).await {
             fail(&ctx, &failure);
         }
         loop {
             let item = {
-                let mut run = ctx.cell().run.lock();
-                match run.backlog.pop_front() {
+                let mut waiting = ctx.cell().waiting.lock();
+                let Some(w) = waiting.as_mut() else {
+                    // stopped meanwhile
+                    return;
+                };
+                match w.backlog.pop_front() {
                     Some(item) => item,
                     None => {
-                        run.waiting = false;
-                        run.backlog = VecDeque::new();
+                        *waiting = None;
                         return;
                     }
                 }
@@ -313,8 +317,8 @@ async fn wait_then_drain(
             match step(&ctx, item) {
                 Step::Next => {}
                 Step::Stopped => return,
-                Step::Wait(next) => {
-                    future = next;
+                Step::Wait(next, next_src) => {
+                    (future, src) = (next, next_src);
                     break;
                 }
             }

@@ -362,17 +362,10 @@ impl Node {
         f: impl FnOnce(&PortContext) -> Result<R, HandlerError>,
     ) -> Option<R> {
         let ctx = if port.node() == self.id() {
-            let registry = self.inner().ports.registry();
-            match registry.cell_of(port.name()) {
-                // a handler port's own context
-                Some(cell) => PortContext::from_cell(self.clone(), cell),
-                None => match registry.dispatch_of(port.name()) {
-                    // a spawned port whose init runs
-                    Lookup::Found(dispatch) => {
-                        PortContext::with_dispatch(self.clone(), port.clone(), dispatch)
-                    }
-                    _ => PortContext::new(self.clone(), port.clone()),
-                },
+            match self.inner().ports.registry().dispatch_of(port.name()) {
+                // a handler port's own context (or a spawning port's)
+                Lookup::Found(cell) => PortContext::from_cell(self.clone(), cell),
+                _ => PortContext::new(self.clone(), port.clone()),
             }
         } else {
             PortContext::new(self.clone(), port.clone())

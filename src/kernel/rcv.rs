@@ -53,6 +53,7 @@ use parking_lot::Mutex;
 use super::handler::{AsyncHandlerFn, HandlerError, HandlerFn, PortContext};
 use super::node::Node;
 use super::port::{PortId, split_port};
+use super::port_runner::PortCell;
 use super::registry::Lookup;
 use crate::error::RcvError;
 use crate::wire::Packet;
@@ -130,23 +131,25 @@ struct TagSlot {
 pub(crate) struct Dispatch {
     default: DefaultCb,
     default_generation: u64,
-    tags: HashMap<String, TagSlot, ahash::RandomState>,
+    /// Made with the first tag: most ports have none, and an empty table
+    /// with its hasher's keys is 64 bytes, a boxed one a pointer.
+    #[expect(
+        clippy::box_collection,
+        reason = "a port without tags costs 8 bytes, not 64"
+    )]
+    tags: Option<Box<HashMap<String, TagSlot, ahash::RandomState>>>,
     next_generation: u64,
 }
 
-/// A handler port's callbacks, shared by the port's actor, its context and
-/// the registry (for [`Node::rcv`] from outside).
-pub(crate) type SharedDispatch = Arc<Mutex<Dispatch>>;
-
 impl Dispatch {
     /// No tags, and `default` for every message.
-    pub(crate) fn shared(default: DefaultCb) -> SharedDispatch {
-        Arc::new(Mutex::new(Dispatch {
+    pub(crate) fn new(default: DefaultCb) -> Dispatch {
+        Dispatch {
             default,
             default_generation: 0,
-            tags: HashMap::default(),
+            tags: None,
             next_generation: 1,
-        }))
+        }
     }
 
     fn generation(&mut self) -> u64 {
@@ -157,7 +160,7 @@ impl Dispatch {
     /// Registers (or replaces) the callback of `tag`.
     pub(crate) fn set_tag(&mut self, tag: String, callback: Callback) {
         let generation = self.generation();
-        self.tags.insert(
+        self.tags.get_or_insert_default().insert(
             tag,
             TagSlot {
                 generation,
@@ -168,7 +171,9 @@ impl Dispatch {
 
     /// Removes the callback of `tag`; whether there was one.
     pub(crate) fn remove_tag(&mut self, tag: &str) -> bool {
-        self.tags.remove(tag).is_some()
+        self.tags
+            .as_mut()
+            .is_some_and(|tags| tags.remove(tag).is_some())
     }
 
     /// Replaces the default.
@@ -180,7 +185,8 @@ impl Dispatch {
     /// Whether any callback is set (a tag, or a default other than
     /// ignoring).
     pub(crate) fn has_callbacks(&self) -> bool {
-        !self.tags.is_empty() || !matches!(self.default, DefaultCb::Ignore)
+        self.tags.as_ref().is_some_and(|tags| !tags.is_empty())
+            || !matches!(self.default, DefaultCb::Ignore)
     }
 
     /// Adds what a [`Rcv`] names: its tags, and its default if it has one.
@@ -198,9 +204,10 @@ impl Dispatch {
 pub(crate) fn dispatch(ctx: &PortContext, packet: Packet) -> Outcome {
     let table = ctx.dispatch();
     let mut t = table.lock();
-    if !t.tags.is_empty()
+    if let Some(tags) = t.tags.as_mut()
+        && !tags.is_empty()
         && let Some(tag) = packet.tag()
-        && let Some(slot) = t.tags.get_mut(&*tag)
+        && let Some(slot) = tags.get_mut(&*tag)
         && let Some(mut callback) = slot.callback.take()
     {
         let generation = slot.generation;
@@ -210,7 +217,7 @@ pub(crate) fn dispatch(ctx: &PortContext, packet: Packet) -> Outcome {
         let rest = packet.without_tag().unwrap_or(packet);
         let outcome = callback.call(ctx, rest);
         let mut t = table.lock();
-        if let Some(slot) = t.tags.get_mut(&tag)
+        if let Some(slot) = t.tags.as_mut().and_then(|tags| tags.get_mut(&tag))
             && slot.generation == generation
             && slot.callback.is_none()
         {
@@ -597,7 +604,7 @@ impl Node {
     /// # });
     /// ```
     pub fn port_bare(&self) -> PortId {
-        self.handler_port(Dispatch::shared(DefaultCb::Kill))
+        self.handler_port(Dispatch::new(DefaultCb::Kill))
     }
 
     /// Creates a port with the callbacks of `rcv` (Perl's
@@ -606,8 +613,8 @@ impl Node {
     /// killing the port; use [`Node::port_bare`] and [`Node::rcv`] for
     /// Perl's exact behaviour). See [`Rcv`] for an example.
     pub fn port_rcv(&self, rcv: Rcv) -> PortId {
-        let dispatch = Dispatch::shared(DefaultCb::Ignore);
-        dispatch.lock().merge(rcv);
+        let mut dispatch = Dispatch::new(DefaultCb::Ignore);
+        dispatch.merge(rcv);
         self.handler_port(dispatch)
     }
 
@@ -648,6 +655,7 @@ impl Node {
         callback: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
     ) -> Result<(), RcvError> {
         self.dispatch_of(port)?
+            .dispatch()
             .lock()
             .set_tag(tag.into(), Callback::sync(callback));
         Ok(())
@@ -684,6 +692,7 @@ impl Node {
         Fut: Future<Output = Result<(), HandlerError>> + 'static,
     {
         self.dispatch_of(port)?
+            .dispatch()
             .lock()
             .set_tag(tag.into(), Callback::of_async(callback));
         Ok(())
@@ -703,7 +712,7 @@ impl Node {
     /// # });
     /// ```
     pub fn unrcv(&self, port: &PortId, tag: &str) -> Result<bool, RcvError> {
-        Ok(self.dispatch_of(port)?.lock().remove_tag(tag))
+        Ok(self.dispatch_of(port)?.dispatch().lock().remove_tag(tag))
     }
 
     /// Replaces the default callback of the local handler port `port`
@@ -727,19 +736,20 @@ impl Node {
         callback: impl FnMut(&PortContext, Packet) -> Result<(), HandlerError> + Send + 'static,
     ) -> Result<(), RcvError> {
         self.dispatch_of(port)?
+            .dispatch()
             .lock()
             .set_default(DefaultCb::Call(Some(Callback::sync(callback))));
         Ok(())
     }
 
-    /// The callback table of local handler port `port`.
-    fn dispatch_of(&self, port: &PortId) -> Result<SharedDispatch, RcvError> {
+    /// The state (with the callback table) of local handler port `port`.
+    fn dispatch_of(&self, port: &PortId) -> Result<Arc<PortCell>, RcvError> {
         let (node, name) = split_port(port.as_str());
         if node != self.id() {
             return Err(RcvError::NotLocal(port.to_string()));
         }
         match self.inner().ports.registry().dispatch_of(name) {
-            Lookup::Found(d) => Ok(d),
+            Lookup::Found(cell) => Ok(cell),
             Lookup::Missing => Err(RcvError::NoSuchPort(port.to_string())),
             Lookup::NotHandler => Err(RcvError::NotMatching(port.to_string())),
             Lookup::Pending => Err(RcvError::Pending(port.to_string())),

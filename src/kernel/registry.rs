@@ -15,7 +15,6 @@ use tokio::sync::mpsc;
 use super::budget::PeerCounts;
 use super::monitors::{Action, Reason};
 use super::port_runner::{Item, PortCell, Runner};
-use super::rcv::SharedDispatch;
 use crate::wire::Packet;
 
 /// What the node tells a handler port besides its messages (through the
@@ -66,17 +65,18 @@ pub(crate) enum PortTarget {
     Pending {
         /// The messages, in order.
         queue: Vec<Packet>,
-        /// A spawned port's callbacks, filled by `rcv` while its init runs.
-        dispatch: Option<SharedDispatch>,
+        /// A spawned port's state, whose callbacks its init and `rcv` fill
+        /// while the init runs.
+        cell: Option<Arc<PortCell>>,
     },
 }
 
 impl PortTarget {
     /// A placeholder for a port whose target comes later.
-    pub(crate) fn pending(dispatch: Option<SharedDispatch>) -> PortTarget {
+    pub(crate) fn pending(cell: Option<Arc<PortCell>>) -> PortTarget {
         PortTarget::Pending {
             queue: Vec::new(),
-            dispatch,
+            cell,
         }
     }
 
@@ -110,8 +110,8 @@ impl PortTarget {
 
 /// What [`Registry::dispatch_of`] found.
 pub(crate) enum Lookup {
-    /// A handler port's callbacks.
-    Found(SharedDispatch),
+    /// A handler port's (or a spawning port's) state, with its callbacks.
+    Found(Arc<PortCell>),
     /// No such port.
     Missing,
     /// An actor or channel port.
@@ -211,25 +211,16 @@ impl Registry {
         self.ports.contains_key(name)
     }
 
-    /// The callbacks of handler port `name`.
+    /// The state of handler port `name` (with its callbacks).
     pub(crate) fn dispatch_of(&self, name: &str) -> Lookup {
         match self.ports.get(name).as_deref().map(|e| &e.target) {
-            Some(PortTarget::Handler { cell, .. }) => Lookup::Found(cell.dispatch().clone()),
-            Some(PortTarget::Pending {
-                dispatch: Some(dispatch),
-                ..
-            }) => Lookup::Found(dispatch.clone()),
+            Some(PortTarget::Handler { cell, .. })
+            | Some(PortTarget::Pending {
+                cell: Some(cell), ..
+            }) => Lookup::Found(cell.clone()),
             Some(PortTarget::Pending { .. }) => Lookup::Pending,
             Some(_) => Lookup::NotHandler,
             None => Lookup::Missing,
-        }
-    }
-
-    /// The state of handler port `name`.
-    pub(crate) fn cell_of(&self, name: &str) -> Option<Arc<PortCell>> {
-        match self.ports.get(name).as_deref().map(|e| &e.target) {
-            Some(PortTarget::Handler { cell, .. }) => Some(cell.clone()),
-            _ => None,
         }
     }
 

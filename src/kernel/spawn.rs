@@ -13,13 +13,16 @@
 //! reference always sends right after) is answered with `no_such_port`.
 //! Perl silently replaces an existing port of the same name; aemp refuses.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::functions::{Function, check_name};
 use super::handler::PortContext;
 use super::node::NodeInner;
 use super::port::{PortId, split_port};
-use super::rcv::{DefaultCb, Dispatch, SharedDispatch};
+use super::port_runner::PortCell;
+use super::rcv::{DefaultCb, Dispatch};
 use super::registry::{PortTarget, SpawnRefused};
 use crate::Limit;
 use crate::error::{InitError, SpawnError};
@@ -72,25 +75,33 @@ impl NodeInner {
     /// the init's context and [`crate::Node::rcv`] fill meanwhile (in Perl
     /// a local spawn's init has run when `spawn` returns, so `rcv` on the
     /// new port works at once). `None` if the name is taken.
-    fn reserve_spawned(&self, name: &str) -> Option<SharedDispatch> {
-        let dispatch = Dispatch::shared(DefaultCb::Ignore);
+    fn reserve_spawned(&self, name: &str) -> Option<Arc<PortCell>> {
+        let cell = self.spawned_cell(name);
         self.ports
             .registry()
-            .insert_new(name, PortTarget::pending(Some(dispatch.clone())))
+            .insert_new(name, PortTarget::pending(Some(cell.clone())))
             .ok()
-            .map(|()| dispatch)
+            .map(|()| cell)
+    }
+
+    /// The state of the spawned port `name`, without callbacks yet.
+    fn spawned_cell(&self, name: &str) -> Arc<PortCell> {
+        PortCell::new(
+            PortId::new(&self.id, name),
+            Dispatch::new(DefaultCb::Ignore),
+        )
     }
 
     /// [`NodeInner::reserve_spawned`] for a port peer `from` spawns: it
     /// takes one unit of that peer's budget of spawned ports
     /// ([`crate::NodeConfig::peer_max_spawned_ports`]) until it dies.
-    fn reserve_spawned_for(&self, name: &str, from: &str) -> Result<SharedDispatch, SpawnRefused> {
-        let dispatch = Dispatch::shared(DefaultCb::Ignore);
+    fn reserve_spawned_for(&self, name: &str, from: &str) -> Result<Arc<PortCell>, SpawnRefused> {
+        let cell = self.spawned_cell(name);
         let cap = self.config.peer_max_spawned_ports;
         self.ports
             .registry()
-            .insert_spawned(name, PortTarget::pending(Some(dispatch.clone())), from, cap)
-            .map(|()| dispatch)
+            .insert_spawned(name, PortTarget::pending(Some(cell.clone())), from, cap)
+            .map(|()| cell)
     }
 
     /// A `_spawn` from `from` over its cap of spawned ports: no port is
@@ -104,15 +115,14 @@ impl NodeInner {
         self.spawn_refused(from, name);
     }
 
-    /// Runs init function `func` for the port `name`: the port's target,
-    /// whose handler (if any) gets the same context (and callbacks) the
-    /// init function had, or why there is none.
+    /// Runs init function `func` for the port whose state is `cell`: the
+    /// port's target, whose handler (if any) gets the same context (and
+    /// callbacks) the init function had, or why there is none.
     fn run_init(
         &self,
-        name: &str,
         func: &str,
         args: Vec<Value>,
-        dispatch: SharedDispatch,
+        cell: Arc<PortCell>,
     ) -> Result<PortTarget, InitError> {
         let init = match self.ports.functions().get(func) {
             Some(Function::Init(f)) => f,
@@ -121,7 +131,7 @@ impl NodeInner {
             }
             None => return Err(InitError::Unknown(func.to_owned())),
         };
-        let ctx = PortContext::with_dispatch(self.handle(), PortId::new(&self.id, name), dispatch);
+        let ctx = PortContext::from_cell(self.handle(), cell);
         // a local spawn runs deferred: $SRCNODE is this node; a remote
         // one runs inside its node-port request, which set the requester
         let src = super::src_node::current()
@@ -171,8 +181,8 @@ impl NodeInner {
     /// Runs the init of the pending port `name` and completes it (the
     /// deferred half of a local spawn, the whole of a remote one); kills
     /// the placeholder with `no_such_port` when the init gives no port.
-    fn run_local_spawn(&self, name: &str, func: &str, args: Vec<Value>, dispatch: SharedDispatch) {
-        match self.run_init(name, func, args, dispatch) {
+    fn run_local_spawn(&self, name: &str, func: &str, args: Vec<Value>, cell: Arc<PortCell>) {
+        match self.run_init(func, args, cell) {
             Ok(target) => {
                 if !self.ports.registry().complete_pending(name, target) {
                     tracing::debug!(node = %self.id, port = name, "spawned port was killed before its init ran");
