@@ -24,17 +24,28 @@ use tokio::sync::mpsc;
 
 const ENV: &str = "AEMP_TEST_FAULT_NODE";
 
+/// The certificate both nodes of a TLS case hold (an `AnyEvent::MP`
+/// `gencert`-style one: certificate and key in one file).
+const TLS_CERT: &str = include_str!("fixtures/certs/gencert-openssl.pem");
+
+fn tls_cert() -> aemp::wire::NodeCert {
+    aemp::wire::NodeCert::from_pem(TLS_CERT).expect("the test certificate")
+}
+
 /// The body of a child node process, not a test (see `ChildNode`, which
 /// runs it with `--ignored --exact`): a node named by `$AEMP_TEST_FAULT_NODE`
 /// with a port `echo` that sends `seq` to `to` for every `[to, seq]`; with
 /// `<id>,<seed>` it seeds from `seed` (and redials it whenever it is cut off
-/// from it).
+/// from it); with `<id>,<seed>,tls` it also has the test certificate
+/// ([`TLS_CERT`]), so it talks TLS to a node that has it too.
 #[test]
 #[ignore = "a child node process: ChildNode starts it, with AEMP_TEST_FAULT_NODE set"]
 fn fault_node_process() {
     let spec = std::env::var(ENV).expect("run by ChildNode, with AEMP_TEST_FAULT_NODE set");
-    let (id, seed) = spec.split_once(',').unwrap_or((&spec, ""));
-    let (id, seed) = (id.to_owned(), seed.to_owned());
+    let mut parts = spec.split(',').map(str::to_owned);
+    let id = parts.next().unwrap_or_default();
+    let seed = parts.next().unwrap_or_default();
+    let tls = parts.next().as_deref() == Some("tls");
     actix_rt::System::new().block_on(async move {
         let mut builder = Node::builder()
             .node_id(id)
@@ -42,6 +53,9 @@ fn fault_node_process() {
             .bind("127.0.0.1:0");
         if !seed.is_empty() {
             builder = builder.seed(seed);
+        }
+        if tls {
+            builder = builder.cert(tls_cert());
         }
         let node = builder.start().await.expect("node starts");
         let (_echo, mut rx) = node.port_channel_named("echo").unwrap();
@@ -63,12 +77,13 @@ impl Peer {
         Peer(ChildNode::start("fault_node_process", ENV, id))
     }
 
-    /// A peer that seeds from `seed`.
-    fn seeding(id: &str, seed: &str) -> Peer {
+    /// A peer that seeds from `seed` (over TLS with `tls`).
+    fn seeding(id: &str, seed: &str, tls: bool) -> Peer {
+        let tls = if tls { ",tls" } else { "" };
         Peer(ChildNode::start(
             "fault_node_process",
             ENV,
-            &format!("{id},{seed}"),
+            &format!("{id},{seed}{tls}"),
         ))
     }
 
@@ -244,19 +259,35 @@ async fn a_peer_killed_mid_stream() {
 /// and a fresh round trip works.
 #[actix_rt::test]
 async fn a_stopped_peer_is_noticed_within_peer_timeout() {
+    stopped_peer(false).await;
+}
+
+/// **SIGSTOP over TLS.** The same case with both nodes holding the test
+/// certificate, so the connection, its heartbeat requests and the answers
+/// are TLS records: the same outcome is expected.
+#[actix_rt::test]
+async fn a_stopped_tls_peer_is_noticed_within_peer_timeout() {
+    stopped_peer(true).await;
+}
+
+/// The SIGSTOP case, over TLS with `tls`.
+async fn stopped_peer(tls: bool) {
     let timeout = Duration::from_secs(2);
-    let node = Node::builder()
+    let mut builder = Node::builder()
         .node_id("waker")
         .secret(SECRET)
         .bind("127.0.0.1:0")
-        .peer_timeout(Some(timeout))
-        .start()
-        .await
-        .unwrap();
+        .peer_timeout(Some(timeout));
+    if tls {
+        builder = builder.cert(tls_cert());
+    }
+    let node = builder.start().await.unwrap();
     let mut events = node.events();
     // the peer dials us (its seed), and redials when cut off
-    let peer = Peer::seeding("sleeper", &addr_of(&node));
+    let peer = Peer::seeding("sleeper", &addr_of(&node), tls);
     node_up(&node, "sleeper").await;
+    let auth = node.peer_auth("sleeper").expect("authenticated");
+    assert_eq!(auth.tls(), tls, "{auth:?}");
     let lost = Arc::new(AtomicBool::new(false));
     let [mut node_mon, mut port_mon] = watch(&node, &peer, "sleeper", &lost).await;
     let (back, mut rx) = node.port_channel_named("back").unwrap();
@@ -314,8 +345,9 @@ async fn a_stopped_peer_is_noticed_within_peer_timeout() {
     fired_once(&mut node_mon).await;
     fired_once(&mut port_mon).await;
     assert!(node.node_is_up("sleeper"));
+    assert_eq!(node.peer_auth("sleeper").map(|a| a.tls()), Some(tls));
     eprintln!(
-        "SIGSTOP: noticed {noticed:?} after the stop; {before} of {sent} echoed before; \
+        "SIGSTOP (tls {tls}): noticed {noticed:?} after the stop; {before} of {sent} echoed before; \
          after SIGCONT: new connection {}, {} late echoes over it",
         match came_back {
             Some(false) => "dialled by the continued peer",
