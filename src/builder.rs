@@ -235,6 +235,14 @@ impl NodeBuilder {
         self
     }
 
+    /// The most nodes one peer may have us try to reach at a time through
+    /// Global `nodes` messages (see
+    /// [`NodeConfig::peer_max_introduced_nodes`]).
+    pub fn peer_max_introduced_nodes(mut self, n: usize) -> Self {
+        self.config.peer_max_introduced_nodes = n;
+        self
+    }
+
     // --- end of the per-peer state limits ---
 
     /// Registers an init function before the node starts (so no spawn

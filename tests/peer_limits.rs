@@ -335,6 +335,65 @@ async fn global_addresses_per_message_are_capped() {
     node.shutdown();
 }
 
+/// Nodes a peer names in Global `nodes` messages, which we neither are
+/// connected to nor have a Global link with, are tried (connector, Global
+/// spawn) — a peer could have us dial any number of them, a message at a
+/// time. Each holds a unit of the peer's `peer_max_introduced_nodes`
+/// until it comes up or the attempt gives up; over the cap the rest of
+/// the message is dropped and the peer's Global port killed.
+#[actix_rt::test]
+async fn nodes_a_peer_introduces_are_capped_and_come_back() {
+    use aemp::Limit::IntroducedNodes;
+    let node = aemp::Node::builder()
+        .node_id("caps")
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .peer_max_introduced_nodes(3)
+        .monitor_timeout(std::time::Duration::from_millis(800))
+        .start()
+        .await
+        .unwrap();
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    perl_style_opening(&mut peer, "raw", "gp", "127.0.0.1:1", json!({})).await;
+    let (nowhere1, nowhere2) = (free_port(), free_port());
+    peer.send(json!(["gp", "nodes", {"n1": [nowhere1], "n2": [nowhere2]}]))
+        .await;
+    until("two introduced", || {
+        node.peer_usage("raw", IntroducedNodes) == Some(2)
+    })
+    .await;
+    // one already being tried costs nothing; the peer itself neither
+    peer.send(json!(["gp", "nodes", {"n1": [nowhere1], "n3": [nowhere1], "raw": []}]))
+        .await;
+    until("three introduced", || {
+        node.peer_usage("raw", IntroducedNodes) == Some(3)
+    })
+    .await;
+    assert_eq!(node.addresses("n3"), [nowhere1.clone()]);
+    // a fourth: refused, the Global port killed, n4 never tried
+    peer.send(json!(["gp", "nodes", {"n4": [nowhere2]}])).await;
+    let kil0 = peer.recv_until(|p| is_kil0_of(p, "gp")).await;
+    assert_eq!(
+        (&kil0[3], &kil0[4]),
+        (&json!("limit_exceeded"), &json!("introduced_nodes"))
+    );
+    assert!(
+        kil0[5]
+            .as_str()
+            .unwrap()
+            .contains("peer_max_introduced_nodes"),
+        "{kil0}"
+    );
+    assert_eq!(node.limit_hit_count("raw", IntroducedNodes), 1);
+    assert!(node.addresses("n4").is_empty(), "n4 was tried");
+    // the attempts give up after monitor_timeout: the units come back
+    until("attempts given up", || {
+        node.peer_usage("raw", IntroducedNodes) == Some(0)
+    })
+    .await;
+    node.shutdown();
+}
+
 #[test]
 fn the_caps_are_configuration_file_keys() {
     let values = json!({
@@ -343,6 +402,7 @@ fn the_caps_are_configuration_file_keys() {
         "peer_max_monitors": "8",
         "peer_max_group_registrations": 9,
         "peer_max_addresses": 0,
+        "peer_max_introduced_nodes": 4,
         "dataconn_max_pending": 3,
         "dataconn_max_timeout": 12,
     });
@@ -356,6 +416,7 @@ fn the_caps_are_configuration_file_keys() {
         (7, 8, 9)
     );
     assert_eq!(c.peer_max_addresses, 0);
+    assert_eq!(c.peer_max_introduced_nodes, 4);
     assert_eq!(c.dataconn_max_pending, 3);
     assert_eq!(c.dataconn_max_timeout, std::time::Duration::from_secs(12));
     let d = aemp::NodeConfig::default();

@@ -177,6 +177,14 @@ pub struct NodeConfig {
     /// Default 10,000 (a master passing on a network of thousands of
     /// nodes). Configuration-file key `peer_max_addresses`.
     pub peer_max_addresses: usize,
+    /// Most nodes one peer may have us try to reach at a time by naming
+    /// them in Global `nodes` messages: nodes we had no connection and no
+    /// Global link with, each held until it comes up or the attempt gives
+    /// up (`monitor_timeout`). Over it, the rest of that message is
+    /// dropped and the peer's Global port here is killed with
+    /// `["limit_exceeded", "introduced_nodes", text]`. Default 10,000.
+    /// Configuration-file key `peer_max_introduced_nodes`.
+    pub peer_max_introduced_nodes: usize,
     // --- end of the per-peer state limits ---
 }
 
@@ -191,6 +199,9 @@ pub const DEFAULT_PEER_MAX_GROUP_REGISTRATIONS: usize = 100_000;
 
 /// Default of [`NodeConfig::peer_max_addresses`].
 pub const DEFAULT_PEER_MAX_ADDRESSES: usize = 10_000;
+
+/// Default of [`NodeConfig::peer_max_introduced_nodes`].
+pub const DEFAULT_PEER_MAX_INTRODUCED_NODES: usize = 10_000;
 
 /// Default of [`NodeConfig::peer_timeout`]: a stopped peer is noticed
 /// within a minute, and a peer has 45 s to answer a heartbeat.
@@ -249,6 +260,7 @@ impl Default for NodeConfig {
             peer_max_monitors: DEFAULT_PEER_MAX_MONITORS,
             peer_max_group_registrations: DEFAULT_PEER_MAX_GROUP_REGISTRATIONS,
             peer_max_addresses: DEFAULT_PEER_MAX_ADDRESSES,
+            peer_max_introduced_nodes: DEFAULT_PEER_MAX_INTRODUCED_NODES,
         }
     }
 }
@@ -418,6 +430,7 @@ impl NodeConfig {
             "peer_max_monitors" => &mut self.peer_max_monitors,
             "peer_max_group_registrations" => &mut self.peer_max_group_registrations,
             "peer_max_addresses" => &mut self.peer_max_addresses,
+            "peer_max_introduced_nodes" => &mut self.peer_max_introduced_nodes,
             "dataconn_max_pending" => &mut self.dataconn_max_pending,
             "dataconn_max_timeout" => {
                 self.dataconn_max_timeout = seconds(key, v)?;

@@ -69,16 +69,44 @@ pub(crate) fn addr(g: &Arc<Global>, node: &Node, remote: &str, addresses: Vec<St
 }
 
 /// `nodes`: connect to each node listed and start Global with it.
-pub(crate) fn nodes(g: &Arc<Global>, node: &Node, known: Vec<(String, Vec<String>)>) {
+///
+/// A node we neither are connected to nor have a Global link with is
+/// *introduced* by `from`: it takes a unit of `from`'s
+/// `peer_max_introduced_nodes` until it comes up or our link to it dies
+/// (the connect attempt gave up). `Err(cap)` when `from` is out of units:
+/// the rest of the message is dropped.
+pub(crate) fn nodes(
+    g: &Arc<Global>,
+    node: &Node,
+    from: &str,
+    known: Vec<(String, Vec<String>)>,
+) -> Result<(), usize> {
+    let cap = node.config().peer_max_introduced_nodes;
     for (id, addresses) in known {
         if id == node.id() || id.is_empty() || id.contains('#') {
             continue;
         }
+        let new = {
+            let st = g.lock();
+            !st.port.contains_key(&id) && !st.introduced.contains_key(&id)
+        } && !node.node_is_up(&id);
+        if new && g.introduced_by(from) >= cap {
+            return Err(cap);
+        }
         // tried first, also by a connector under way (Node.pm 130)
         node.learn_addresses(&id, addresses);
         node.connect_node(&id);
-        g.start_node(node, &id);
+        if g.start_node(node, &id) && new {
+            let mut st = g.lock();
+            // the link may have died already (a spawn refused at once), or
+            // the node come up
+            if st.port.contains_key(&id) && !node.node_is_up(&id) {
+                st.introduced.insert(id, from.to_owned());
+                *st.introduced_per_peer.entry(from.to_owned()).or_default() += 1;
+            }
+        }
     }
+    Ok(())
 }
 
 /// Node ids behind seeds.

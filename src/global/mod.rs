@@ -57,6 +57,13 @@ pub(crate) struct State {
     pub(crate) greg_per_node: HashMap<String, usize>,
     /// Group watchers (`%gmon`).
     pub(crate) gmon: HashMap<String, Vec<(u64, GroupMonFn)>>,
+    /// Nodes a peer's `nodes` message had us try to reach, unknown to us
+    /// until then, with the peer that named them: each holds a unit of
+    /// that peer's `peer_max_introduced_nodes` until it comes up or our
+    /// Global link to it dies (the attempt gave up).
+    pub(crate) introduced: HashMap<String, String>,
+    /// How many of `introduced` each peer named.
+    pub(crate) introduced_per_peer: HashMap<String, usize>,
     /// Nodes that asked us for network updates (`%SEEDME`).
     pub(crate) seedme: HashSet<String>,
     /// Seed addresses and the node id behind each, once known (`%SEEDS`).
@@ -98,6 +105,19 @@ fn int_of(v: &Value) -> Option<i64> {
 }
 
 impl State {
+    /// `id` came up, or our Global link to it died: the peer that named
+    /// it gets its unit of `peer_max_introduced_nodes` back.
+    fn release_introduced(&mut self, id: &str) {
+        if let Some(peer) = self.introduced.remove(id)
+            && let Some(n) = self.introduced_per_peer.get_mut(&peer)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.introduced_per_peer.remove(&peer);
+            }
+        }
+    }
+
     /// Every address we know, as a `nodes` message; `None` if we know
     /// none.
     fn nodes_message(&self) -> Option<GlobalMsg> {
@@ -200,23 +220,23 @@ impl Global {
 
     /// Opens the Global exchange with node `id` (once per node): spawns our
     /// connect port there, monitors it, and sends `addr`, `nodes`, `set`,
-    /// `setup`.
-    pub(crate) fn start_node(self: &Arc<Self>, node: &Node, id: &str) {
+    /// `setup`. Whether it spawned the port now.
+    pub(crate) fn start_node(self: &Arc<Self>, node: &Node, id: &str) -> bool {
         if id == node.id() {
-            return;
+            return false;
         }
         let args = crate::wire::connect_args(GLOBAL_VERSION, node.id());
         let (gport, nodes, set) = {
             let mut st = self.lock();
             if st.port.contains_key(id) {
-                return;
+                return false;
             }
             // spawning only sends: it never calls back into this service
             let gport = match node.spawn(id, CONNECT_FUNCTION, &args) {
                 Ok(p) => p,
                 Err(error) => {
                     tracing::warn!(node = node.id(), remote = id, %error, "cannot start Global with node");
-                    return;
+                    return false;
                 }
             };
             st.port.insert(id.to_owned(), gport.clone());
@@ -250,6 +270,7 @@ impl Global {
                 tracing::warn!(node = node.id(), remote = id, %error, "Global message not sent");
             }
         }
+        true
     }
 
     /// Our connect port on `remote` died: its registrations go.
@@ -259,6 +280,7 @@ impl Global {
             if st.port.get(remote) == Some(gport) {
                 st.port.remove(remote);
             }
+            st.release_introduced(remote);
         }
         groups::unreg_groups(self, node, remote);
     }
@@ -317,11 +339,13 @@ impl Global {
     fn refuse(&self, node: &Node, remote: &str, ctx: &PortContext, limit: Limit, cap: usize) {
         let what = match limit {
             Limit::GroupRegistrations => "a Global group registration",
+            Limit::IntroducedNodes => "a node named in a Global nodes message",
             _ => "a Global addr or nodes message",
         };
         node.limit_refused(remote, limit, cap, what);
         let setting = match limit {
             Limit::GroupRegistrations => "peer_max_group_registrations",
+            Limit::IntroducedNodes => "peer_max_introduced_nodes",
             _ => "peer_max_addresses",
         };
         let text = format!(
@@ -364,7 +388,11 @@ impl Global {
                 mesh::addr(self, node, remote, addresses);
                 self.setups.send_modify(|n| *n = n.wrapping_add(1));
             }
-            GlobalMsg::Nodes(known) => mesh::nodes(self, node, known),
+            GlobalMsg::Nodes(known) => {
+                if let Err(cap) = mesh::nodes(self, node, remote, known) {
+                    return self.refuse(node, remote, ctx, Limit::IntroducedNodes, cap);
+                }
+            }
             GlobalMsg::Find(other) => {
                 let known = self.lock().addr.get(&other).cloned();
                 if let Some(addrs) = known {
@@ -455,10 +483,24 @@ impl Global {
         self.lock().greg_per_node.get(peer).copied().unwrap_or(0)
     }
 
+    /// How many nodes `peer` named in `nodes` messages that we still try
+    /// to reach (its `peer_max_introduced_nodes` budget in use).
+    pub(crate) fn introduced_by(&self, peer: &str) -> usize {
+        self.lock()
+            .introduced_per_peer
+            .get(peer)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// A node went up or down (the reference's `mon_node`).
     fn mon_node(self: &Arc<Self>, node: &Node, id: &str, up: bool) {
         if up {
-            self.lock().nodecnt += 1;
+            {
+                let mut st = self.lock();
+                st.nodecnt += 1;
+                st.release_introduced(id);
+            }
             self.start_node(node, id);
             mesh::master_on_up(self, node, id);
         }
@@ -489,6 +531,7 @@ impl Global {
 pub(crate) fn peer_usage(node: &Node, peer: &str, limit: Limit) -> Option<usize> {
     match limit {
         Limit::GroupRegistrations => Some(Global::of(node).registrations_of(peer)),
+        Limit::IntroducedNodes => Some(Global::of(node).introduced_by(peer)),
         _ => node.kernel_usage(peer, limit),
     }
 }

@@ -34,6 +34,8 @@ pub enum Limit {
     GroupRegistrations,
     /// The addresses a peer told Global.
     GroupAddresses,
+    /// The nodes a peer's Global `nodes` messages have us try to reach.
+    IntroducedNodes,
     /// A peer's pending data-connection expectations.
     DataconnExpectations,
     /// A peer answered no heartbeat in time.
@@ -42,7 +44,7 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, in declaration order.
-    pub const ALL: [Limit; 10] = [
+    pub const ALL: [Limit; 11] = [
         Limit::PendingHandshakes,
         Limit::PacketSize,
         Limit::SendQueue,
@@ -51,6 +53,7 @@ impl Limit {
         Limit::RemoteMonitors,
         Limit::GroupRegistrations,
         Limit::GroupAddresses,
+        Limit::IntroducedNodes,
         Limit::DataconnExpectations,
         Limit::PeerTimeout,
     ];
@@ -66,6 +69,7 @@ impl Limit {
             Limit::RemoteMonitors => "remote_monitors",
             Limit::GroupRegistrations => "group_registrations",
             Limit::GroupAddresses => "group_addresses",
+            Limit::IntroducedNodes => "introduced_nodes",
             Limit::DataconnExpectations => "dataconn_expectations",
             Limit::PeerTimeout => "peer_timeout",
         }
