@@ -390,7 +390,7 @@ impl Global {
             }
             GlobalMsg::Nodes(known) => {
                 if let Err(cap) = mesh::nodes(self, node, remote, known) {
-                    return self.refuse(node, remote, ctx, Limit::IntroducedNodes, cap);
+                    self.refuse(node, remote, ctx, Limit::IntroducedNodes, cap);
                 }
             }
             GlobalMsg::Find(other) => {
