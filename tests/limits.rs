@@ -460,6 +460,50 @@ async fn an_overflowing_connecting_queue_fails_the_wait_for_the_node() {
     a.shutdown();
 }
 
+/// After a connecting queue's overflow failed the wait for a node, the
+/// next send starts a new wait with a connector of its own: the old
+/// connector must end, not go on and give the new wait up at its own,
+/// earlier deadline (`unable to connect` to monitors made after the
+/// overflow, before their `monitor_timeout` passed).
+#[actix_rt::test]
+async fn the_wait_after_an_overflow_has_its_own_deadline() {
+    let timeout = Duration::from_millis(1200);
+    let a = Node::builder()
+        .node_id("a")
+        .secret(SECRET)
+        .max_send_queue(1000)
+        .monitor_timeout(timeout)
+        .connect_interval(Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let payload = "x".repeat(400);
+    a.snd("nowhere#p", &(&payload,)).unwrap();
+    tokio::time::sleep(timeout / 2).await;
+    a.snd("nowhere#p", &(&payload,)).unwrap();
+    assert!(a.snd("nowhere#p", &(&payload,)).is_err(), "overflow");
+    // a new wait: its monitor, its first message
+    let (cb, mut mon) = reporter();
+    a.mon("nowhere", cb).forget();
+    let started = std::time::Instant::now();
+    a.snd("nowhere#p", &(&payload,)).unwrap();
+    assert_eq!(
+        reason(&mut mon).await,
+        json!(["transport_error", "nowhere", "unable to connect"])
+            .as_array()
+            .unwrap()
+            .clone()
+    );
+    let after = started.elapsed();
+    assert!(
+        after >= timeout - Duration::from_millis(150),
+        "gave up after {after:?} of a {timeout:?} monitor_timeout"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(mon.try_recv().is_err(), "a second reason");
+    a.shutdown();
+}
+
 /// A raw peer `id` with one framing, connected to `node`.
 async fn raw_with(node: &Node, id: &str, framing: Framing) -> RawPeer {
     let mut cfg = client_cfg(id, SECRET);

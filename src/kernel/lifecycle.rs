@@ -12,6 +12,7 @@ use super::port::PortId;
 use super::watchers::NodeChange;
 use crate::error::ConnectionError;
 use crate::transport::Peer;
+use crate::transport::connector::ConnectorId;
 
 /// How often ports whose receivers are gone are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
@@ -125,11 +126,12 @@ impl NodeInner {
 
     /// Starts the connector of `node` (its deadline and, with known
     /// addresses, its paced connect attempts).
-    pub(crate) fn start_connector(&self, node: &str) {
+    pub(crate) fn start_connector(&self, node: &str, id: ConnectorId) {
         crate::transport::connector::spawn_node_connector(
             self.transport.clone(),
             self.link(),
             Arc::from(node),
+            id,
         );
     }
 
@@ -268,8 +270,10 @@ impl Node {
     /// to it does); without a connection within `monitor_timeout`, its
     /// monitors fire with `unable to connect`.
     pub fn connect_node(&self, node: &str) {
-        if node != self.id() && self.inner().remote.peers().start_connecting(node) {
-            self.inner().start_connector(node);
+        if node != self.id()
+            && let Some(id) = self.inner().remote.peers().start_connecting(node)
+        {
+            self.inner().start_connector(node, id);
         }
     }
 }

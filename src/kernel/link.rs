@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use super::node::{NodeEvent, NodeInner};
 use crate::error::ConnectionError;
+use crate::transport::connector::ConnectorId;
 use crate::transport::dataconn::DataLink;
 use crate::transport::outbox::Outbox;
 use crate::transport::{Link, Peer, SlotTable};
@@ -56,12 +57,12 @@ impl Link for NodeInner {
         self.remote.peers().is_up(node)
     }
 
-    fn is_connecting(&self, node: &str) -> bool {
-        self.remote.peers().is_connecting(node)
+    fn is_connecting(&self, node: &str, id: ConnectorId) -> bool {
+        self.remote.peers().is_connecting(node, id)
     }
 
-    fn stop_connecting(&self, node: &str) {
-        self.remote.peers().stop_connecting(node)
+    fn stop_connecting(&self, node: &str, id: ConnectorId) {
+        self.remote.peers().stop_connecting(node, id)
     }
 
     fn unable_to_connect(&self, node: &str) {

@@ -177,7 +177,7 @@ impl NodeInner {
         }
         if node != &*self.id {
             match self.remote.peers().send(node, name, msg) {
-                Ok(Sent::QueuedStartConnecting) => self.start_connector(node),
+                Ok(Sent::QueuedStartConnecting(id)) => self.start_connector(node, id),
                 Ok(_) => {}
                 Err(e) => return Err(self.send_failed(node, e)),
             }
@@ -227,7 +227,7 @@ impl NodeInner {
             return self.send(node, name, msg).map(Ok);
         }
         match self.remote.peers().try_send(node, name, msg)? {
-            Ok(Sent::QueuedStartConnecting) => self.start_connector(node),
+            Ok(Sent::QueuedStartConnecting(id)) => self.start_connector(node, id),
             Ok(_) => {}
             Err(full) => return Ok(Err(full)),
         }

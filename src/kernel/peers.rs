@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -24,6 +24,7 @@ use dashmap::mapref::one::RefMut;
 use serde::Serialize;
 
 use crate::error::SendError;
+use crate::transport::connector::ConnectorId;
 use crate::transport::handshake::SlotTable;
 use crate::transport::outbox::{Outbox, Refused};
 use crate::wire::Packet;
@@ -44,8 +45,10 @@ struct Pending {
     bytes: usize,
     /// The handshake that holds this node's slot, and how to stop it.
     holder: Option<(Holder, CancellationToken)>,
-    /// A connector (with its deadline) runs for this node.
-    connecting: bool,
+    /// The connector (with its deadline) that runs for this node, if any.
+    /// One that finds another id here (its attempt was failed or reset,
+    /// and a newer connector took over) ends without doing anything.
+    connecting: Option<ConnectorId>,
     /// The node's transport just failed and its monitors are firing:
     /// no connection may complete until they have.
     failing: bool,
@@ -53,7 +56,7 @@ struct Pending {
 
 impl Pending {
     fn idle(&self) -> bool {
-        self.queue.is_empty() && self.holder.is_none() && !self.connecting && !self.failing
+        self.queue.is_empty() && self.holder.is_none() && self.connecting.is_none() && !self.failing
     }
 }
 
@@ -64,8 +67,9 @@ pub(crate) enum Sent {
     Now,
     /// Queued for a node that is not up; a connector runs already.
     Queued,
-    /// Queued, and nothing connects to that node yet: start a connector.
-    QueuedStartConnecting,
+    /// Queued, and nothing connects to that node yet: start a connector
+    /// with this id.
+    QueuedStartConnecting(ConnectorId),
 }
 
 /// The node table.
@@ -79,6 +83,8 @@ pub(crate) struct Peers {
     max_waiting: usize,
     /// Set by `drain` (shutdown): no connection attaches any more.
     drained: AtomicBool,
+    /// The id of the next connector.
+    next_connector: AtomicU64,
 }
 
 /// Sends what `encode` writes (one packet) into an outbox, mapping the
@@ -168,6 +174,7 @@ impl Peers {
             slot_changes: watch::Sender::new(0),
             max_waiting,
             drained: AtomicBool::new(false),
+            next_connector: AtomicU64::new(1),
         }
     }
 
@@ -305,24 +312,31 @@ impl Peers {
         }
         pending.bytes += frame.len();
         pending.queue.push_back(frame);
-        if pending.connecting {
+        if pending.connecting.is_some() {
             Ok(Ok(Sent::Queued))
         } else {
-            pending.connecting = true;
-            Ok(Ok(Sent::QueuedStartConnecting))
+            let id = self.connector_id();
+            pending.connecting = Some(id);
+            Ok(Ok(Sent::QueuedStartConnecting(id)))
         }
     }
 
-    /// Marks that a connector runs for `node`; false if one runs already
-    /// (or the node is up).
-    pub(crate) fn start_connecting(&self, node: &str) -> bool {
+    /// A fresh connector id.
+    fn connector_id(&self) -> ConnectorId {
+        ConnectorId(self.next_connector.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Marks that a connector runs for `node`: its id, or `None` if one
+    /// runs already (or the node is up).
+    pub(crate) fn start_connecting(&self, node: &str) -> Option<ConnectorId> {
         let mut entry = self.entry(Arc::from(node));
         match entry.value_mut() {
-            Peer::Up(_) => false,
-            Peer::Down(p) if p.connecting => false,
+            Peer::Up(_) => None,
+            Peer::Down(p) if p.connecting.is_some() => None,
             Peer::Down(p) => {
-                p.connecting = true;
-                true
+                let id = self.connector_id();
+                p.connecting = Some(id);
+                Some(id)
             }
         }
     }
@@ -340,9 +354,13 @@ impl Peers {
         }
     }
 
-    /// The connector of `node` ended (the node came up, or shutdown).
-    pub(crate) fn stop_connecting(&self, node: &str) {
-        self.update_down(node, |p| p.connecting = false);
+    /// Connector `id` of `node` ended (the node came up, or shutdown).
+    pub(crate) fn stop_connecting(&self, node: &str, id: ConnectorId) {
+        self.update_down(node, |p| {
+            if p.connecting == Some(id) {
+                p.connecting = None;
+            }
+        });
     }
 
     /// Tells waiting handshakes that a slot may have changed.
@@ -431,8 +449,8 @@ impl Peers {
     }
 
     /// Whether something waits for `node` (a queue or a connector).
-    pub(crate) fn is_connecting(&self, node: &str) -> bool {
-        matches!(self.map.get(node).as_deref(), Some(Peer::Down(p)) if p.connecting)
+    pub(crate) fn is_connecting(&self, node: &str, id: ConnectorId) -> bool {
+        matches!(self.map.get(node).as_deref(), Some(Peer::Down(p)) if p.connecting == Some(id))
     }
 
     /// Removes every entry, returning the live outboxes.

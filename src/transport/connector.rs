@@ -73,17 +73,33 @@ pub(super) async fn dial(
 /// The deadline is armed once. Addresses learned meanwhile are tried
 /// first, at once (the reference puts them in front, Node.pm 130): a node
 /// restarted on a new port is reached as soon as its new address arrives.
-pub(crate) fn spawn_node_connector(transport: Arc<Transport>, link: Arc<dyn Link>, id: Arc<str>) {
+pub(crate) fn spawn_node_connector(
+    transport: Arc<Transport>,
+    link: Arc<dyn Link>,
+    id: Arc<str>,
+    me: ConnectorId,
+) {
     let arbiter = transport.arbiter().clone();
     let spawned = arbiter.spawn(async move {
-        run_node_connector(&transport, &link, &id).await;
+        run_node_connector(&transport, &link, &id, me).await;
     });
     if !spawned {
         tracing::debug!("arbiter gone; node connector not started");
     }
 }
 
-async fn run_node_connector(transport: &Arc<Transport>, link: &Arc<dyn Link>, id: &Arc<str>) {
+/// Which connector of a node this is (see `Link::is_connecting`): a
+/// connector whose attempt was failed (a connecting queue's overflow) or
+/// reset while it slept ends without acting, even when a newer one runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectorId(pub(crate) u64);
+
+async fn run_node_connector(
+    transport: &Arc<Transport>,
+    link: &Arc<dyn Link>,
+    id: &Arc<str>,
+    me: ConnectorId,
+) {
     use rand::RngExt as _;
     let cfg = &transport.cfg;
     let start = tokio::time::Instant::now();
@@ -103,10 +119,10 @@ async fn run_node_connector(transport: &Arc<Transport>, link: &Arc<dyn Link>, id
         slots.borrow_and_update();
         addresses.borrow_and_update();
         if transport.is_shut_down() || link.node_is_up(id) {
-            link.stop_connecting(id);
+            link.stop_connecting(id, me);
             return;
         }
-        if !link.is_connecting(id) {
+        if !link.is_connecting(id, me) {
             return; // failed or reset meanwhile
         }
         let now = tokio::time::Instant::now();

@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::NodeConfig;
 use crate::error::ConnectionError;
 use crate::wire::{Established, HandshakeConfig, Packet, TlsConfigs};
+use connector::ConnectorId;
 pub(crate) use handshake::SlotTable;
 use outbox::Outbox;
 
@@ -59,11 +60,12 @@ pub(crate) trait Link: Send + Sync + 'static {
     fn address_changes(&self) -> watch::Receiver<u64>;
     /// Whether a live connection to `node` exists.
     fn node_is_up(&self, node: &str) -> bool;
-    /// Whether a connector runs for `node` (its attempt was not reset or
-    /// failed meanwhile).
-    fn is_connecting(&self, node: &str) -> bool;
-    /// The connector of `node` ended (it came up, or shutdown).
-    fn stop_connecting(&self, node: &str);
+    /// Whether connector `id` is the one that runs for `node` (its
+    /// attempt was not reset or failed meanwhile, and no newer connector
+    /// took over).
+    fn is_connecting(&self, node: &str, id: ConnectorId) -> bool;
+    /// Connector `id` of `node` ended (it came up, or shutdown).
+    fn stop_connecting(&self, node: &str, id: ConnectorId);
     /// No connection to `node` came up before its connect deadline.
     fn unable_to_connect(&self, node: &str);
     /// An accepted data connection completed its handshake: the stream is
