@@ -408,3 +408,82 @@ async fn after_a_loss_nothing_arrives_before_the_senders_monitor_fired() {
     );
     let _: Value = json!(lost);
 }
+
+/// At shutdown a connection writes what was queued, ends its half, and
+/// reads (dropping it) what the peer still sends until the peer ends its
+/// half: closing a socket with unread input resets the connection, and a
+/// reset discards what our kernel has not sent yet — here the end of a
+/// backlog the peer reads slowly, with the shutdown's `kil0` behind it —
+/// and ends the peer's stream with an error instead of its end. The peer
+/// sends all the time, so the node always has unread input when it is
+/// done writing; the peer must still read everything, the `kil0` last,
+/// and then a clean end of the stream.
+#[actix_rt::test]
+async fn shutdown_ends_the_stream_cleanly_while_the_peer_still_sends() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for round in 0..2 {
+        let node = listening_node("closer").await;
+        let (_port, _rx) = node.port_channel_named("p").unwrap();
+        let mut peer = RawPeer::connect(&node, "chatty").await;
+        peer.send(json!(["", "mon1", "p"])).await;
+        until("the mon1", || {
+            node.peer_usage("chatty", aemp::Limit::RemoteMonitors) == Some(1)
+        })
+        .await;
+        // a backlog of 16 MiB for the peer, more than the sockets hold
+        let payload = "b".repeat(64 * 1024);
+        for _ in 0..256 {
+            node.snd("chatty#sink", &(&payload,)).unwrap();
+        }
+        node.shutdown();
+        let (mut rd, mut wr) = peer.stream.split();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let writer = async {
+            // keepalives, 64 KiB at a time, until the node's end arrived
+            let chunk = "[]".repeat(32 * 1024);
+            while !done.load(Ordering::Relaxed) {
+                if wr.write_all(chunk.as_bytes()).await.is_err() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            let _ = wr.shutdown().await;
+        };
+        let reader = async {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let end = tokio::time::timeout(WAIT, async {
+                for reads in 0u64.. {
+                    // a slow reader: the backlog stays in the sockets
+                    if reads % 4 == 0 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    match rd.read(&mut buf).await {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                        Err(e) => return Err(e),
+                    }
+                }
+                unreachable!("the reads never run out")
+            })
+            .await;
+            done.store(true, Ordering::Relaxed);
+            (end, got)
+        };
+        let ((), (end, got)) = tokio::join!(writer, reader);
+        let end = end.expect("the stream ended within the wait");
+        assert!(end.is_ok(), "round {round}: the stream ended with {end:?}");
+        let text = String::from_utf8_lossy(&got);
+        assert_eq!(
+            text.matches(&payload).count(),
+            256,
+            "round {round}: backlog lost"
+        );
+        assert!(
+            text.trim_end()
+                .ends_with(r#"["","kil0","p","shutdown","node closer is shutting down"]"#),
+            "round {round}: the kil0 is not last of {} bytes",
+            got.len()
+        );
+    }
+}

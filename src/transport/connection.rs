@@ -94,7 +94,18 @@ struct Up {
     last_probe: Option<Instant>,
     /// A write found the socket full, and none went through since.
     write_blocked: bool,
+    /// Shutting down: everything queued was written and our half ended;
+    /// what the peer still sends is read and dropped until it ends its
+    /// half (see [`LINGER`]).
+    closing: bool,
 }
+
+/// How long a connection closing at shutdown goes on reading (and
+/// dropping) what the peer sends after our half ended, waiting for the
+/// peer to end its half. Closing a socket with unread input resets the
+/// connection, and a reset makes the peer's kernel drop what the peer has
+/// not read yet — our last `kil0`s among it.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The port a heartbeat's answer goes to, on our node: a name with `#`,
 /// which no port can have, so the answer is dropped on arrival (the bytes
@@ -207,6 +218,7 @@ impl Connection {
             last_life: Instant::now(),
             last_probe: None,
             write_blocked: false,
+            closing: false,
         }));
         tracing::info!(
             node = %self.transport.local, peer = %self.peer_addr, remote = %remote,
@@ -352,10 +364,16 @@ impl Connection {
                     return Poll::Ready(());
                 };
                 match up.decoder.decode(&mut up.rbuf) {
+                    // dropped once we are closing
+                    Ok(Some(_)) if up.closing => {}
                     // keepalives are dropped, node-port requests run here
                     // (in packet order), the rest goes to its port's mailbox
                     Ok(Some(packet)) => self.link.route(&up.remote, packet),
                     Ok(None) => break,
+                    Err(_) if up.closing => {
+                        self.fail(ConnectionError::Shutdown, ctx);
+                        return Poll::Ready(());
+                    }
                     Err(e) => {
                         if let FrameError::TooLarge { limit } = e {
                             // `max_packet`: the peer's packet (or the JSON
@@ -389,6 +407,7 @@ impl Connection {
                         || matches!(&end, Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof) =>
                 {
                     let error = match up.decoder.decode_eof(&mut up.rbuf) {
+                        _ if up.closing => ConnectionError::Shutdown,
                         Err(e) => e.into(),
                         Ok(_) => ConnectionError::Eof,
                     };
@@ -397,7 +416,12 @@ impl Connection {
                 }
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
-                    self.fail(e.into(), ctx);
+                    let error = if up.closing {
+                        ConnectionError::Shutdown
+                    } else {
+                        e.into()
+                    };
+                    self.fail(error, ctx);
                     return Poll::Ready(());
                 }
             }
@@ -433,8 +457,19 @@ impl Connection {
                     Next::Write => up.wbuf_taken = up.wbuf.len(),
                     Next::Idle => return Poll::Pending,
                     Next::Close => {
-                        self.fail(ConnectionError::Shutdown, ctx);
-                        return Poll::Ready(());
+                        // all written: end our half (TLS's close_notify,
+                        // then a FIN); the reader ends the connection when
+                        // the peer ends its half, or LINGER does
+                        if !up.closing {
+                            up.closing = true;
+                            ctx.run_later(LINGER, |act, ctx| {
+                                act.fail(ConnectionError::Shutdown, ctx);
+                            });
+                        }
+                        return match Pin::new(&mut up.writer).poll_shutdown(cx) {
+                            Poll::Pending => Poll::Pending,
+                            Poll::Ready(_) => Poll::Ready(()),
+                        };
                     }
                     Next::Overflowed => {
                         self.send_queue_overflowed(ctx);
