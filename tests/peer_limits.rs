@@ -305,6 +305,36 @@ async fn global_registrations_per_peer_are_capped_and_come_back() {
     node.shutdown();
 }
 
+/// When we cut a peer's Global link over a limit, its Global drops our
+/// registrations (Global.pm 295); once it links up again (a new connect
+/// port here), we send them again, or it would never see them.
+#[actix_rt::test]
+async fn after_a_cut_link_is_made_again_our_registrations_are_sent_again() {
+    let node = capped_node("caps").await;
+    let (ours, _rx) = node.port_channel();
+    node.grp_reg("ours", &ours).unwrap().forget();
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    perl_style_opening(&mut peer, "raw", "gp", "127.0.0.1:1", json!({})).await;
+    // our connect port on the raw peer, and our registrations through it
+    let spawn = peer
+        .recv_until(|p| p[0] == "" && p[1] == "AnyEvent::MP::_spawn")
+        .await;
+    let gport = spawn[2].as_str().unwrap().to_owned();
+    let is_set = |p: &Value| p[0] == gport.as_str() && p[1] == "set";
+    let first = peer.recv_until(is_set).await;
+    assert_eq!(first[2], json!({"ours": [ours.to_string()]}));
+    // over the group cap: its link cut
+    for p in ["raw#a", "raw#b", "raw#c"] {
+        peer.send(json!(["gp", "reg1", "g", p])).await;
+    }
+    peer.recv_until(|p| is_kil0_of(p, "gp")).await;
+    // its Global links up again: our registrations come again
+    perl_style_opening(&mut peer, "raw", "gp2", "127.0.0.1:1", json!({})).await;
+    let again = peer.recv_until(is_set).await;
+    assert_eq!(again[2], json!({"ours": [ours.to_string()]}));
+    node.shutdown();
+}
+
 #[actix_rt::test]
 async fn global_addresses_per_message_are_capped() {
     use aemp::Limit::GroupAddresses;
@@ -339,8 +369,9 @@ async fn global_addresses_per_message_are_capped() {
 /// connected to nor have a Global link with, are tried (connector, Global
 /// spawn) — a peer could have us dial any number of them, a message at a
 /// time. Each holds a unit of the peer's `peer_max_introduced_nodes`
-/// until it comes up or the attempt gives up; over the cap the rest of
-/// the message is dropped and the peer's Global port killed.
+/// until it comes up or the attempt gives up; nodes over the cap are
+/// skipped (not dialled, counted), and the peer's Global link stays, as
+/// every Perl node names all the nodes it knows when it links up.
 #[actix_rt::test]
 async fn nodes_a_peer_introduces_are_capped_and_come_back() {
     use aemp::Limit::IntroducedNodes;
@@ -370,27 +401,30 @@ async fn nodes_a_peer_introduces_are_capped_and_come_back() {
     })
     .await;
     assert_eq!(node.addresses("n3"), std::slice::from_ref(&nowhere1));
-    // a fourth: refused, the Global port killed, n4 never tried
-    peer.send(json!(["gp", "nodes", {"n4": [nowhere2]}])).await;
-    let kil0 = peer.recv_until(|p| is_kil0_of(p, "gp")).await;
-    assert_eq!(
-        (&kil0[3], &kil0[4]),
-        (&json!("limit_exceeded"), &json!("introduced_nodes"))
-    );
-    assert!(
-        kil0[5]
-            .as_str()
-            .unwrap()
-            .contains("peer_max_introduced_nodes"),
-        "{kil0}"
-    );
-    assert_eq!(node.limit_hit_count("raw", IntroducedNodes), 1);
-    assert!(node.addresses("n4").is_empty(), "n4 was tried");
-    // the attempts give up after monitor_timeout: the units come back
+    // two more: skipped and counted, the link stays
+    peer.send(json!(["gp", "nodes", {"n4": [nowhere2], "n5": [nowhere2]}]))
+        .await;
+    until("the refusal counted", || {
+        node.limit_hit_count("raw", IntroducedNodes) == 1
+    })
+    .await;
+    assert!(node.addresses("n4").is_empty() && node.addresses("n5").is_empty());
+    assert_eq!(node.peer_usage("raw", IntroducedNodes), Some(3));
+    let cut = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        peer.recv_until(|p| is_kil0_of(p, "gp")),
+    )
+    .await;
+    assert!(cut.is_err(), "the Global link was cut: {cut:?}");
+    // the attempts give up after monitor_timeout: the units come back,
+    // and a node named again is tried
     until("attempts given up", || {
         node.peer_usage("raw", IntroducedNodes) == Some(0)
     })
     .await;
+    peer.send(json!(["gp", "nodes", {"n4": [nowhere2]}])).await;
+    until("n4 tried", || node.addresses("n4") == [nowhere2.clone()]).await;
+    assert_eq!(node.peer_usage("raw", IntroducedNodes), Some(1));
     node.shutdown();
 }
 

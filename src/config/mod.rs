@@ -166,7 +166,8 @@ pub struct NodeConfig {
     /// here (its `reg1` and `set`); over it, all its registrations here
     /// are dropped and the Global port it spawned here is killed with
     /// `["limit_exceeded", "group_registrations", text]` (its node
-    /// forgets its Global link to us, as at a port death). Registrations
+    /// forgets its Global link to us, as at a port death, until it links
+    /// up again; it then gets our registrations again). Registrations
     /// count until `reg0` or the peer's node going down. Default 100,000.
     /// Configuration-file key `peer_max_group_registrations`.
     pub peer_max_group_registrations: usize,
@@ -180,10 +181,10 @@ pub struct NodeConfig {
     /// Most nodes one peer may have us try to reach at a time by naming
     /// them in Global `nodes` messages: nodes we had no connection and no
     /// Global link with, each held until it comes up or the attempt gives
-    /// up (`monitor_timeout`). Over it, the rest of that message is
-    /// dropped and the peer's Global port here is killed with
-    /// `["limit_exceeded", "introduced_nodes", text]`. Default 10,000.
-    /// Configuration-file key `peer_max_introduced_nodes`.
+    /// up (`monitor_timeout`). Nodes over it are skipped (not dialled) and
+    /// the refusal counted ([`crate::Limit::IntroducedNodes`]); the peer's
+    /// Global link stays. Default 10,000. Configuration-file key
+    /// `peer_max_introduced_nodes`.
     pub peer_max_introduced_nodes: usize,
     // --- end of the per-peer state limits ---
 }

@@ -73,15 +73,14 @@ pub(crate) fn addr(g: &Arc<Global>, node: &Node, remote: &str, addresses: Vec<St
 /// A node we neither are connected to nor have a Global link with is
 /// *introduced* by `from`: it takes a unit of `from`'s
 /// `peer_max_introduced_nodes` until it comes up or our link to it dies
-/// (the connect attempt gave up). `Err(cap)` when `from` is out of units:
-/// the rest of the message is dropped.
-pub(crate) fn nodes(
-    g: &Arc<Global>,
-    node: &Node,
-    from: &str,
-    known: Vec<(String, Vec<String>)>,
-) -> Result<(), usize> {
+/// (the connect attempt gave up). Nodes over that budget are skipped —
+/// not dialled, their addresses not learned — and the refusal counted
+/// once for the message; the link stays, since every Perl node names all
+/// the nodes it knows when it links up, and a later `nodes` (or a `find`)
+/// names the skipped ones again.
+pub(crate) fn nodes(g: &Arc<Global>, node: &Node, from: &str, known: Vec<(String, Vec<String>)>) {
     let cap = node.config().peer_max_introduced_nodes;
+    let mut skipped = 0usize;
     for (id, addresses) in known {
         if id == node.id() || id.is_empty() || id.contains('#') {
             continue;
@@ -91,7 +90,8 @@ pub(crate) fn nodes(
             !st.port.contains_key(&id) && !st.introduced.contains_key(&id)
         } && !node.node_is_up(&id);
         if new && g.introduced_by(from) >= cap {
-            return Err(cap);
+            skipped += 1;
+            continue;
         }
         // tried first, also by a connector under way (Node.pm 130)
         node.learn_addresses(&id, addresses);
@@ -106,7 +106,20 @@ pub(crate) fn nodes(
             }
         }
     }
-    Ok(())
+    if skipped > 0 {
+        node.limit_refused(
+            from,
+            crate::Limit::IntroducedNodes,
+            cap,
+            "a node named in a Global nodes message",
+        );
+        tracing::debug!(
+            node = node.id(),
+            remote = from,
+            skipped,
+            "introduced nodes skipped"
+        );
+    }
 }
 
 /// Node ids behind seeds.

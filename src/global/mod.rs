@@ -64,6 +64,10 @@ pub(crate) struct State {
     pub(crate) introduced: HashMap<String, String>,
     /// How many of `introduced` each peer named.
     pub(crate) introduced_per_peer: HashMap<String, usize>,
+    /// Peers whose connect port here we killed over a limit: their Global
+    /// dropped our registrations then, so they get them again when they
+    /// spawn a new one (see `Global::refuse`).
+    pub(crate) cut_links: HashSet<String>,
     /// Nodes that asked us for network updates (`%SEEDME`).
     pub(crate) seedme: HashSet<String>,
     /// Seed addresses and the node id behind each, once known (`%SEEDS`).
@@ -116,6 +120,18 @@ impl State {
                 self.introduced_per_peer.remove(&peer);
             }
         }
+    }
+
+    /// Our registrations, as a `set` message; `None` if we have none.
+    fn set_message(&self) -> Option<GlobalMsg> {
+        (!self.lreg.is_empty()).then(|| {
+            GlobalMsg::Set(
+                self.lreg
+                    .iter()
+                    .map(|(g, ports)| (g.clone(), ports.iter().map(|p| p.to_string()).collect()))
+                    .collect(),
+            )
+        })
     }
 
     /// Every address we know, as a `nodes` message; `None` if we know
@@ -241,17 +257,7 @@ impl Global {
             };
             st.port.insert(id.to_owned(), gport.clone());
             let nodes = st.nodes_message();
-            let set = (!st.lreg.is_empty()).then(|| {
-                GlobalMsg::Set(
-                    st.lreg
-                        .iter()
-                        .map(|(g, ports)| {
-                            (g.clone(), ports.iter().map(|p| p.to_string()).collect())
-                        })
-                        .collect(),
-                )
-            });
-            (gport, nodes, set)
+            (gport, nodes, st.set_message())
         };
         let weak = Arc::downgrade(self);
         let (remote, watched) = (id.to_owned(), gport.clone());
@@ -317,6 +323,18 @@ impl Global {
             .filter(|s| !s.is_empty())
             .ok_or("Global::connect needs the caller's node id")?
             .to_owned();
+        // a link we cut over a limit is made again: that node's Global
+        // dropped our registrations when we cut it
+        let relinked = {
+            let mut st = self.lock();
+            st.cut_links
+                .remove(&remote)
+                .then(|| st.set_message())
+                .flatten()
+        };
+        if let Some(set) = relinked {
+            self.to_node(node, &remote, &set);
+        }
         // when that node's transport fails: end this port (Global.pm 321;
         // its `delete $SEEDME{$node}` is in `mon_node`, once per node
         // rather than a callback per port a peer spawns)
@@ -333,19 +351,20 @@ impl Global {
     /// A message of `remote` to its connect port `ctx` here went over one
     /// of the per-peer limits: its registrations here go, and the port is
     /// killed with `["limit_exceeded", limit, text]` — `remote`'s Global
-    /// then forgets its link to us, as when the port dies otherwise
-    /// (Global.pm 295), until its node reconnects. The protocol has no
-    /// error message of its own.
+    /// then forgets its link to us and our registrations, as when the port
+    /// dies otherwise (Global.pm 295), until it spawns a new connect port
+    /// here (at its next node-up of us, or when a `nodes` message names us
+    /// to it: Global.pm 350–353); we send it our registrations again then.
+    /// The protocol has no error message of its own.
     fn refuse(&self, node: &Node, remote: &str, ctx: &PortContext, limit: Limit, cap: usize) {
+        self.lock().cut_links.insert(remote.to_owned());
         let what = match limit {
             Limit::GroupRegistrations => "a Global group registration",
-            Limit::IntroducedNodes => "a node named in a Global nodes message",
             _ => "a Global addr or nodes message",
         };
         node.limit_refused(remote, limit, cap, what);
         let setting = match limit {
             Limit::GroupRegistrations => "peer_max_group_registrations",
-            Limit::IntroducedNodes => "peer_max_introduced_nodes",
             _ => "peer_max_addresses",
         };
         let text = format!(
@@ -388,11 +407,7 @@ impl Global {
                 mesh::addr(self, node, remote, addresses);
                 self.setups.send_modify(|n| *n = n.wrapping_add(1));
             }
-            GlobalMsg::Nodes(known) => {
-                if let Err(cap) = mesh::nodes(self, node, remote, known) {
-                    self.refuse(node, remote, ctx, Limit::IntroducedNodes, cap);
-                }
-            }
+            GlobalMsg::Nodes(known) => mesh::nodes(self, node, remote, known),
             GlobalMsg::Find(other) => {
                 let known = self.lock().addr.get(&other).cloned();
                 if let Some(addrs) = known {
@@ -512,6 +527,7 @@ impl Global {
                 st.nodecnt = st.nodecnt.saturating_sub(1);
                 st.addr.remove(id);
                 st.seedme.remove(id);
+                st.cut_links.remove(id);
                 (st.nodecnt == 0, st.master.clone())
             };
             if last {
