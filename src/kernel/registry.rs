@@ -97,7 +97,7 @@ impl PortTarget {
         match self {
             PortTarget::Actor(r) => r.do_send(packet),
             // a runner gone since the liveness check loses this packet
-            PortTarget::Handler { cell, runner } => drop(runner.send(cell, Item::Msg(packet))),
+            PortTarget::Handler { cell, runner } => to_runner(runner, cell, packet),
             PortTarget::ActorPort { deliver, .. } => deliver(packet),
             // a receiver dropped since the liveness check loses this packet,
             // as an actor stopping at that moment would
@@ -106,6 +106,13 @@ impl PortTarget {
         }
         Ok(())
     }
+}
+
+/// Hands `packet` to the port runner (out of line: `deliver` stays small
+/// for the other kinds of port).
+#[inline(never)]
+fn to_runner(runner: &Runner, cell: &Arc<PortCell>, packet: Packet) {
+    drop(runner.send(cell, Item::Msg(packet)));
 }
 
 /// What [`Registry::dispatch_of`] found.
