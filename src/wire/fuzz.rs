@@ -43,6 +43,20 @@ pub struct Decoded {
     pub end: Result<(), FrameError>,
 }
 
+/// `data` in pieces that end at `cuts` (ascending offsets into `data`;
+/// others are skipped) and at its end.
+fn pieces<'a>(data: &'a [u8], cuts: &'a [usize]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut from = 0;
+    cuts.iter()
+        .copied()
+        .chain(std::iter::once(data.len()))
+        .filter_map(move |cut| {
+            let piece = data.get(from..cut)?;
+            from = cut;
+            Some(piece)
+        })
+}
+
 /// Decodes `data` in `framing` with the given limits, handing it to the
 /// decoder in pieces that end at `cuts` (ascending offsets into `data`;
 /// others are ignored), then at the end of the stream
@@ -57,13 +71,8 @@ pub fn decode_stream(
     let mut codec = framing.codec(max_packet, max_depth);
     let mut buf = BytesMut::new();
     let mut packets = Vec::new();
-    let mut from = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&data.len())) {
-        let Some(piece) = data.get(from..cut) else {
-            continue;
-        };
+    for piece in pieces(data, cuts) {
         buf.extend_from_slice(piece);
-        from = cut;
         loop {
             match codec.decode(&mut buf) {
                 Ok(Some(p)) => packets.push(p),
@@ -195,13 +204,8 @@ pub fn fuzz_cbor(data: &[u8]) {
 pub fn take_lines(data: &[u8], cuts: &[usize]) -> (Vec<Bytes>, Option<HandshakeError>) {
     let mut buf = BytesMut::new();
     let mut lines = Vec::new();
-    let mut from = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&data.len())) {
-        let Some(piece) = data.get(from..cut) else {
-            continue;
-        };
+    for piece in pieces(data, cuts) {
         buf.extend_from_slice(piece);
-        from = cut;
         loop {
             match take_line(&mut buf) {
                 Ok(Some(line)) => lines.push(line),
