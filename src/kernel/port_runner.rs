@@ -33,8 +33,8 @@ use super::registry::Control;
 use crate::error::HandlerError;
 use crate::wire::Packet;
 
-/// How many jobs the runner takes at a time (it yields to the arbiter's
-/// other tasks, the connections, after each such batch).
+/// How many jobs the runner takes at a time (after a full batch it
+/// yields to the arbiter's other tasks, the connections).
 const BATCH: usize = 128;
 
 /// A handler port's state, shared by its contexts, the registry (for
@@ -174,7 +174,8 @@ impl RunnerQueue {
 async fn run(node: WeakNode, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
-        if rx.recv_many(&mut batch, BATCH).await == 0 {
+        let taken = rx.recv_many(&mut batch, BATCH).await;
+        if taken == 0 {
             return;
         }
         let Some(node) = node.upgrade() else {
@@ -184,7 +185,10 @@ async fn run(node: WeakNode, mut rx: mpsc::UnboundedReceiver<Job>) {
             run_job(&node, job);
         }
         drop(node);
-        tokio::task::yield_now().await;
+        if taken == BATCH {
+            // more may be waiting: let the connections run first
+            tokio::task::yield_now().await;
+        }
     }
 }
 
