@@ -197,6 +197,53 @@ async fn a_slow_reader_of_a_backlog_is_kept_until_it_stops_reading() {
     node.shutdown();
 }
 
+/// A reader far slower than the socket's buffers — 64 KiB every 250 ms —
+/// is alive too: the full socket would become writable again only once
+/// half of what it holds was read (seconds here), but the peer
+/// acknowledging more of the backlog at each heartbeat look (`SIOCOUTQ`
+/// shrinking) counts as life. Stopping is noticed as before.
+#[cfg(target_os = "linux")]
+#[actix_rt::test]
+async fn a_very_slow_reader_of_a_backlog_is_kept() {
+    let timeout = Duration::from_secs(2);
+    let node = node_with_timeout("trickler", Some(timeout)).await;
+    let mut peer = RawPeer::connect(&node, "slow").await;
+    let (cb, mut mon) = reporter();
+    node.mon("slow", cb).forget();
+    let chunk = "x".repeat(1000);
+    for i in 0..32_000u32 {
+        node.snd("slow#sink", &(i, &chunk)).unwrap();
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = Instant::now() + timeout * 3;
+    while Instant::now() < end {
+        let mut got = 0;
+        while got < buf.len() {
+            let n = tokio::time::timeout(WAIT, peer.stream.read(&mut buf[got..]))
+                .await
+                .expect("data within the wait")
+                .expect("read");
+            assert!(n > 0, "the node dropped a reading peer");
+            got += n;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(node.node_is_up("slow"), "a reading peer was dropped");
+    assert!(mon.try_recv().is_err());
+    let stopped = Instant::now();
+    let r = reason(&mut mon).await;
+    assert_eq!(
+        Value::from(r),
+        json!(["transport_error", "slow", "peer timeout"])
+    );
+    assert!(
+        stopped.elapsed() < timeout * 2,
+        "noticed after {:?}",
+        stopped.elapsed()
+    );
+    node.shutdown();
+}
+
 /// Our own stall is not the peer's fault: the node's thread is blocked for
 /// 2.5 peer timeouts while the peer (on its own thread) keeps answering;
 /// afterwards the node reads the answers before it judges, and keeps the

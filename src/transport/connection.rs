@@ -94,6 +94,11 @@ struct Up {
     last_probe: Option<Instant>,
     /// A write found the socket full, and none went through since.
     write_blocked: bool,
+    /// The socket, to see the peer acknowledge a backlog (see
+    /// [`Connection::heartbeat`]), and how many bytes it held
+    /// unacknowledged at the last look.
+    socket: Option<super::SocketFd>,
+    unacked: Option<u32>,
     /// Shutting down: everything queued was written and our half ended;
     /// what the peer still sends is read and dropped until it ends its
     /// half (see [`LINGER`]).
@@ -201,6 +206,7 @@ impl Connection {
             };
             return self.handshake_failed(error.into(), Some(remote.to_string()), ctx);
         }
+        let socket = stream.socket();
         let (reader, writer) = match stream.into_split() {
             Ok(halves) => halves,
             Err(e) => return self.handshake_failed(e.into(), Some(remote.to_string()), ctx),
@@ -218,6 +224,8 @@ impl Connection {
             last_life: Instant::now(),
             last_probe: None,
             write_blocked: false,
+            socket,
+            unacked: None,
             closing: false,
         }));
         tracing::info!(
@@ -259,6 +267,15 @@ impl Connection {
             return;
         };
         let now = Instant::now();
+        // a backlog the peer acknowledged more of since the last look: it
+        // reads, if slowly (the socket may not have become writable yet,
+        // which takes half of what it holds drained)
+        if let Some(unacked) = up.socket.and_then(super::unacked_bytes) {
+            if up.unacked.is_some_and(|before| unacked < before) {
+                up.last_life = now;
+            }
+            up.unacked = Some(unacked);
+        }
         let idle = now.saturating_duration_since(up.last_life);
         let probe_after = timeout / 4;
         // the request outstanding (sent after the last sign of life), and

@@ -264,6 +264,49 @@ impl Transport {
     }
 }
 
+/// A connection's socket as the system names it, to ask the system about
+/// it while the connection (which keeps the socket open) lives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SocketFd(#[cfg(target_os = "linux")] std::os::fd::RawFd);
+
+impl SocketFd {
+    /// The socket of `stream`, where [`unacked_bytes`] can use it.
+    pub(crate) fn of(stream: &TcpStream) -> Option<SocketFd> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            Some(SocketFd(stream.as_raw_fd()))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = stream;
+            None
+        }
+    }
+}
+
+/// How many bytes written to `socket` the peer has not acknowledged yet
+/// (Linux `SIOCOUTQ`: unsent and unacknowledged bytes of the send queue).
+/// When it shrinks, the peer's window opened: its application read. The
+/// heartbeat counts that as life (see `Connection::heartbeat`). `None`
+/// where the system does not tell.
+pub(crate) fn unacked_bytes(socket: SocketFd) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut n: libc::c_int = 0;
+        // SAFETY: the descriptor is a TCP socket that the connection holding
+        // `socket` keeps open while it asks; SIOCOUTQ (= TIOCOUTQ) writes
+        // one c_int to the pointer, which points at `n`.
+        let r = unsafe { libc::ioctl(socket.0, libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
+        (r == 0).then(|| u32::try_from(n).ok()).flatten()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = socket;
+        None
+    }
+}
+
 /// SO_KEEPALIVE on every transport (the reference relies on it to notice
 /// dead idle peers), with the keepalive timing and TCP_USER_TIMEOUT of
 /// `cfg.liveness` where set (the system's otherwise), and TCP_NODELAY per

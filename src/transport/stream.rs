@@ -169,6 +169,20 @@ impl<S> Stream<S> {
 }
 
 impl Stream<tokio::net::TcpStream> {
+    /// The socket under the stream (TLS or not), for what only the system
+    /// can tell about it (see [`super::unacked_bytes`]).
+    pub(crate) fn socket(&self) -> Option<super::SocketFd> {
+        let tcp = match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(tls) => match tls.as_ref() {
+                TlsStream::Client(c) => &c.get_ref().0.inner,
+                TlsStream::Server(s) => &s.get_ref().0.inner,
+            },
+            Stream::Switching => return None,
+        };
+        super::SocketFd::of(tcp)
+    }
+
     /// Splits the stream for the connection's read and write loops.
     pub(crate) fn into_split(self) -> io::Result<(ReadSide, WriteSide)> {
         match self {
