@@ -1,9 +1,10 @@
 //! aemp: AEMP, the message-passing protocol of Perl's AnyEvent::MP, in Rust.
 //!
-//! A [`Node`] has local ports (actix actors or channels, registered under
-//! `<nodeid>#<name>`), listens and dials TCP, runs the reference's
-//! handshake on every connection, and routes each decoded packet straight
-//! to its port's mailbox. Messages are JSON arrays; send anything that
+//! A [`Node`] has local ports (handler callbacks, actix actors or
+//! channels, registered under `<nodeid>#<name>`), listens and dials TCP,
+//! runs the reference's handshake on every connection, and routes each
+//! decoded packet straight to its port's mailbox (a handler port's is the
+//! node's port runner). Messages are JSON arrays; send anything that
 //! serializes to one, decode into your own types ([`Packet::decode`]).
 //!
 //! ```
