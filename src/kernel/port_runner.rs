@@ -336,3 +336,22 @@ fn fail(ctx: &PortContext, failure: &str) {
     tracing::debug!(node = %ctx.node().id(), port = %ctx.port(), error = %failure, "port handler failed");
     ctx.kil(die_reason(failure));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    /// What an idle handler port and a monitor entry are made of stays
+    /// small: the memory per spawned port and per `mon1` (README, "State a
+    /// peer can create") is mostly these.
+    #[test]
+    fn a_port_cell_and_a_monitor_entry_stay_small() {
+        assert!(
+            size_of::<super::PortCell>() <= 104,
+            "{}",
+            size_of::<super::PortCell>()
+        );
+        let action = size_of::<super::super::monitors::Action>();
+        assert!(action <= 32, "{action}");
+    }
+}
