@@ -157,44 +157,8 @@ async fn after_an_answer_the_next_request_waits_a_quarter() {
 /// `peer_timeout` (plus slack for the last drain).
 #[actix_rt::test]
 async fn a_slow_reader_of_a_backlog_is_kept_until_it_stops_reading() {
-    let timeout = Duration::from_secs(2);
-    let node = node_with_timeout("streamer", Some(timeout)).await;
-    let mut peer = RawPeer::connect(&node, "reader").await;
-    let (cb, mut mon) = reporter();
-    node.mon("reader", cb).forget();
-    let chunk = "x".repeat(1000);
-    for i in 0..32_000u32 {
-        node.snd("reader#sink", &(i, &chunk)).unwrap();
-    }
     // 1 MiB per 200 ms: the 32 MB take about 6 s
-    let mut buf = vec![0u8; 1 << 20];
-    let end = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < end {
-        let mut got = 0;
-        while got < buf.len() {
-            let n = tokio::time::timeout(WAIT, peer.stream.read(&mut buf[got..]))
-                .await
-                .expect("data within the wait")
-                .expect("read");
-            assert!(n > 0, "the node dropped a reading peer");
-            got += n;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(node.node_is_up("reader"), "a reading peer was dropped");
-    assert!(mon.try_recv().is_err());
-    let stopped = Instant::now();
-    let r = reason(&mut mon).await;
-    assert_eq!(
-        Value::from(r),
-        json!(["transport_error", "reader", "peer timeout"])
-    );
-    assert!(
-        stopped.elapsed() < timeout * 2,
-        "noticed after {:?}",
-        stopped.elapsed()
-    );
-    node.shutdown();
+    reader_of_a_backlog("streamer", "reader", 1 << 20, Duration::from_millis(200), 3).await;
 }
 
 /// A reader far slower than the socket's buffers — 64 KiB every 250 ms —
@@ -205,36 +169,44 @@ async fn a_slow_reader_of_a_backlog_is_kept_until_it_stops_reading() {
 #[cfg(target_os = "linux")]
 #[actix_rt::test]
 async fn a_very_slow_reader_of_a_backlog_is_kept() {
+    reader_of_a_backlog("trickler", "slow", 64 * 1024, Duration::from_millis(250), 6).await;
+}
+
+/// Node `id` (`peer_timeout` 2 s) queues 32 MB for raw peer `peer`, which
+/// reads `chunk` bytes, pauses `pause`, and so on for `seconds`: it must
+/// stay up, and be dropped with `peer timeout` within two timeouts once
+/// it stops reading.
+async fn reader_of_a_backlog(id: &str, peer: &str, chunk: usize, pause: Duration, seconds: u64) {
     let timeout = Duration::from_secs(2);
-    let node = node_with_timeout("trickler", Some(timeout)).await;
-    let mut peer = RawPeer::connect(&node, "slow").await;
+    let node = node_with_timeout(id, Some(timeout)).await;
+    let mut raw = RawPeer::connect(&node, peer).await;
     let (cb, mut mon) = reporter();
-    node.mon("slow", cb).forget();
-    let chunk = "x".repeat(1000);
+    node.mon(peer, cb).forget();
+    let payload = "x".repeat(1000);
     for i in 0..32_000u32 {
-        node.snd("slow#sink", &(i, &chunk)).unwrap();
+        node.snd(&format!("{peer}#sink"), &(i, &payload)).unwrap();
     }
-    let mut buf = vec![0u8; 64 * 1024];
-    let end = Instant::now() + timeout * 3;
+    let mut buf = vec![0u8; chunk];
+    let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
         let mut got = 0;
         while got < buf.len() {
-            let n = tokio::time::timeout(WAIT, peer.stream.read(&mut buf[got..]))
+            let n = tokio::time::timeout(WAIT, raw.stream.read(&mut buf[got..]))
                 .await
                 .expect("data within the wait")
                 .expect("read");
             assert!(n > 0, "the node dropped a reading peer");
             got += n;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(pause).await;
     }
-    assert!(node.node_is_up("slow"), "a reading peer was dropped");
+    assert!(node.node_is_up(peer), "a reading peer was dropped");
     assert!(mon.try_recv().is_err());
     let stopped = Instant::now();
     let r = reason(&mut mon).await;
     assert_eq!(
         Value::from(r),
-        json!(["transport_error", "slow", "peer timeout"])
+        json!(["transport_error", peer, "peer timeout"])
     );
     assert!(
         stopped.elapsed() < timeout * 2,
