@@ -182,9 +182,9 @@ async fn reader_of_a_backlog(id: &str, peer: &str, chunk: usize, pause: Duration
     let mut raw = RawPeer::connect(&node, peer).await;
     let (cb, mut mon) = reporter();
     node.mon(peer, cb).forget();
-    let payload = "x".repeat(1000);
+    let (payload, sink) = ("x".repeat(1000), format!("{peer}#sink"));
     for i in 0..32_000u32 {
-        node.snd(&format!("{peer}#sink"), &(i, &payload)).unwrap();
+        node.snd(&sink, &(i, &payload)).unwrap();
     }
     let mut buf = vec![0u8; chunk];
     let end = Instant::now() + Duration::from_secs(seconds);
