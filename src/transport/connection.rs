@@ -108,8 +108,9 @@ struct Up {
 /// How long a connection closing at shutdown goes on reading (and
 /// dropping) what the peer sends after our half ended, waiting for the
 /// peer to end its half. Closing a socket with unread input resets the
-/// connection, and a reset makes the peer's kernel drop what the peer has
-/// not read yet — our last `kil0`s among it.
+/// connection: our kernel throws away what it has not sent yet (the end
+/// of a backlog, our last `kil0`s behind it) and the peer's stream ends
+/// with an error instead of its end.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// The port a heartbeat's answer goes to, on our node: a name with `#`,
