@@ -266,6 +266,19 @@ impl CborCodec {
         Ok(())
     }
 
+    /// Where the body of a string head ends in the buffer: its head's
+    /// length plus the declared length, checked against the room left
+    /// under `max_packet` before anything waits for those bytes. A
+    /// declared length near 2^64 is too large, not a wrapped small one.
+    fn body_end(&self, h: &Head) -> Result<usize, FrameError> {
+        let total = h
+            .arg
+            .checked_add(h.len as u64)
+            .ok_or_else(|| self.too_large())?;
+        self.check_size(total)?;
+        usize::try_from(total).map_err(|_| self.too_large())
+    }
+
     /// Writes the separator before a value or key and clears the pending
     /// tag.
     fn begin_item(&mut self) {
@@ -471,8 +484,7 @@ impl CborCodec {
             if h.major != if text { 3 } else { 2 } || h.indefinite {
                 return Err(self.fault(CborFault::BadChunk));
             }
-            self.check_size(h.len as u64 + h.arg)?;
-            let end = h.len + h.arg as usize;
+            let end = self.body_end(&h)?;
             let Some(body) = buf.get(h.len..end) else {
                 return Ok(Step::Wait);
             };
@@ -537,8 +549,7 @@ impl CborCodec {
                 });
                 return Ok(Step::Go(h.len));
             }
-            self.check_size(h.len as u64 + h.arg)?;
-            let end = h.len + h.arg as usize;
+            let end = self.body_end(&h)?;
             let Some(body) = buf.get(h.len..end) else {
                 return Ok(Step::Wait);
             };
@@ -575,8 +586,7 @@ impl CborCodec {
                     });
                     return Ok(Step::Go(h.len));
                 }
-                self.check_size(h.len as u64 + h.arg)?;
-                let end = h.len + h.arg as usize;
+                let end = self.body_end(&h)?;
                 let Some(body) = buf.get(h.len..end) else {
                     return Ok(Step::Wait);
                 };
@@ -1063,6 +1073,23 @@ mod tests {
             codec.decode(&mut buf),
             Err(FrameError::TooLarge { limit: 100 })
         );
+        // a declared length near 2^64 does not wrap into a small one (it
+        // wrapped, and the decoder waited for bytes forever while the
+        // connection buffered them): byte string, text, bignum and chunk
+        for item in [
+            b"\x82\x41d\x5b\xff\xff\xff\xff\xff\xff\xff\xff".as_slice(),
+            b"\x82\x41d\x7b\xff\xff\xff\xff\xff\xff\xff\xfe",
+            b"\x82\x41d\xc2\x5b\xff\xff\xff\xff\xff\xff\xff\xfa",
+            b"\x82\x41d\x5f\x5b\xff\xff\xff\xff\xff\xff\xff\xf7",
+        ] {
+            let mut buf = BytesMut::from(item);
+            buf.extend_from_slice(&[b'x'; 64]);
+            assert_eq!(
+                CborCodec::new(1 << 20, 8).decode(&mut buf),
+                Err(FrameError::TooLarge { limit: 1 << 20 }),
+                "{item:x?}"
+            );
+        }
         // exactly at the limit is fine; one more byte is not
         let item = b"\x82\x40\x58\x60";
         let mut ok = item.to_vec();
