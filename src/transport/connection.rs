@@ -44,6 +44,9 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Reads per poll before the connection yields to its mailbox and writer.
 const READS_PER_POLL: usize = 16;
+/// The most a framing puts before a packet's body (storable's BER
+/// length: at most 10 bytes for a 64-bit length).
+const MAX_PREFIX: usize = 16;
 
 /// Who is told how the handshake of a dialled connection ended.
 pub(crate) type DoneSender = oneshot::Sender<Result<String, ConnectionError>>;
@@ -77,6 +80,11 @@ struct Up {
     remote: Arc<str>,
     decoder: Codec,
     rbuf: BytesMut,
+    /// `max_packet`: after decoding, `rbuf` holds at most one unfinished
+    /// packet, so more than this (plus a length prefix) buffered is a
+    /// decoder that failed to see a packet's size; the connection fails
+    /// rather than buffering on.
+    max_packet: usize,
     reader: ReadSide,
     writer: WriteSide,
     outbox: Arc<Outbox>,
@@ -216,6 +224,7 @@ impl Connection {
             remote: remote.clone(),
             decoder: recv_framing.codec(cfg.max_packet, cfg.max_depth),
             rbuf: rest,
+            max_packet: cfg.max_packet,
             reader,
             writer,
             outbox,
@@ -412,6 +421,21 @@ impl Connection {
             let State::Up(up) = &mut self.state else {
                 return Poll::Ready(());
             };
+            if up.rbuf.len() > up.max_packet.saturating_add(MAX_PREFIX) {
+                // every framing refuses a larger packet itself; this
+                // holds the bound even where a decoder would not
+                let limit = up.max_packet;
+                tracing::warn!(
+                    node = %self.transport.local, peer = %self.peer_addr,
+                    remote = %up.remote, limit, "unfinished packet larger than max_packet"
+                );
+                let remote = up.remote.clone();
+                self.transport
+                    .limit_hits()
+                    .hit(&remote, super::limits::Limit::PacketSize);
+                self.fail(FrameError::TooLarge { limit }.into(), ctx);
+                return Poll::Ready(());
+            }
             if up.rbuf.capacity() - up.rbuf.len() < READ_CHUNK / 4 {
                 up.rbuf.reserve(READ_CHUNK);
             }
