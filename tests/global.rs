@@ -547,3 +547,61 @@ async fn anonymous_nodes_leave_no_address_or_provider_behind() {
     }
     b.shutdown();
 }
+
+#[actix_rt::test]
+async fn a_peer_neither_connects_as_nor_unregisters_for_another_node() {
+    // the reference takes both on trust; a peer naming another node (or a
+    // made-up one) would hold registrations under an id that never goes
+    // down, or withdraw that node's ports
+    let node = listening_node("glob").await;
+    let mut other = RawPeer::connect(&node, "other").await;
+    let (_, _) = opening(&mut other, node.id()).await;
+    perl_style_opening(
+        &mut other,
+        "other",
+        "o.a",
+        "127.0.0.1:2",
+        json!({"svc": ["other#svc"]}),
+    )
+    .await;
+    group_is(&node, "svc", &[PortId::from("other#svc")]).await;
+
+    let mut raw = RawPeer::connect(&node, "raw").await;
+    let (_, _) = opening(&mut raw, node.id()).await;
+    perl_style_opening(&mut raw, "raw", "g.a", "127.0.0.1:1", json!({})).await;
+    raw.send(json!(["g.a", "reg0", "svc", "other#svc"])).await;
+    raw.send(json!(["g.a", "reg1", "svc", "raw#svc"])).await;
+    group_is(
+        &node,
+        "svc",
+        &[PortId::from("other#svc"), PortId::from("raw#svc")],
+    )
+    .await;
+
+    for claimed in ["other", "fake"] {
+        raw.send(json!([
+            "",
+            "AnyEvent::MP::_spawn",
+            "g.x",
+            "AnyEvent::MP::Global::connect",
+            0,
+            claimed
+        ]))
+        .await;
+        raw.send(json!(["", "mon1", "g.x"])).await;
+        assert_eq!(
+            raw.recv_until(|m| m[1] == "kil0").await,
+            json!([
+                "",
+                "kil0",
+                "g.x",
+                "no_such_port",
+                "cannot monitor nonexistent port",
+                "glob#g.x"
+            ])
+        );
+    }
+    // the port it opened as itself still works
+    raw.send(json!(["g.a", "reg0", "svc", "raw#svc"])).await;
+    group_is(&node, "svc", &[PortId::from("other#svc")]).await;
+}

@@ -323,6 +323,16 @@ impl Global {
             .filter(|s| !s.is_empty())
             .ok_or("Global::connect needs the caller's node id")?
             .to_owned();
+        // the reference takes the id on trust; a peer naming another node
+        // (or a made-up one) would hold registrations under a name that
+        // never goes down, charged to nobody
+        if let Some(src) = ctx.src_node()
+            && src != remote
+        {
+            return Err(
+                format!("Global::connect: node {src} cannot connect as node {remote}").into(),
+            );
+        }
         // a link we cut over a limit is made again: that node's Global
         // dropped our registrations when we cut it
         let relinked = {
@@ -425,7 +435,9 @@ impl Global {
                 groups::change(self, node, &group, add, vec![]);
             }
             GlobalMsg::Reg0 { group, port } => {
-                groups::change(self, node, &group, vec![], vec![PortId::from(port)]);
+                // as for `reg1`: a peer withdraws its own ports only
+                let remove = groups::own_ports(node, remote, &group, vec![port]);
+                groups::change(self, node, &group, vec![], remove);
             }
             GlobalMsg::Seedme0 => {
                 self.lock().seedme.remove(remote);
