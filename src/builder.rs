@@ -243,6 +243,13 @@ impl NodeBuilder {
         self
     }
 
+    /// The most nodes that are not up one peer may have us queue relayed
+    /// messages for at a time (see [`NodeConfig::peer_max_relay_nodes`]).
+    pub fn peer_max_relay_nodes(mut self, n: usize) -> Self {
+        self.config.peer_max_relay_nodes = n;
+        self
+    }
+
     // --- end of the per-peer state limits ---
 
     /// Registers an init function before the node starts (so no spawn

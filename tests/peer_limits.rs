@@ -634,3 +634,71 @@ async fn memory_per_spawned_port_and_registration() {
     .await;
     node.shutdown();
 }
+
+/// Messages a peer has us relay (node-port `snd`, replies naming a port
+/// elsewhere) to nodes that are not up wait in a queue with a connector
+/// each: at most `peer_max_relay_nodes` such nodes, and `max_send_queue`
+/// bytes, per peer. Over it the relay is dropped and counted; the peer's
+/// connection stays, and relays to nodes that are up are not counted.
+#[actix_rt::test]
+async fn relays_to_nodes_that_are_not_up_are_capped_per_peer() {
+    use aemp::Limit::RelayQueue;
+    let node = aemp::Node::builder()
+        .node_id("caps")
+        .secret(SECRET)
+        .bind("127.0.0.1:0")
+        .peer_max_relay_nodes(3)
+        .max_send_queue(256 * 1024)
+        .monitor_timeout(std::time::Duration::from_millis(800))
+        .start()
+        .await
+        .unwrap();
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    for n in ["g1", "g2", "g1", "g3", "g4"] {
+        peer.send(json!(["", "snd", format!("{n}#p"), "x"])).await;
+    }
+    // replies too: a `time` whose reply port is on a made-up node
+    peer.send(json!(["", "time", "g5#p"])).await;
+    // relays to the peer itself (up) cost nothing
+    peer.send(json!(["", "snd", "raw#back", "here"])).await;
+    assert_eq!(
+        peer.recv_until(|m| m[0] == "back").await,
+        json!(["back", "here"])
+    );
+    assert_eq!(node.peer_usage("raw", RelayQueue), Some(3));
+    assert_eq!(node.limit_hit_count("raw", RelayQueue), 2);
+    let known = node.known_nodes();
+    assert!(
+        ["g1", "g2", "g3"]
+            .iter()
+            .all(|n| known.contains(&n.to_string())),
+        "{known:?}"
+    );
+    assert!(!known.iter().any(|n| n == "g4" || n == "g5"), "{known:?}");
+    // the attempts give up after monitor_timeout: the nodes come back
+    until("attempts given up", || {
+        node.peer_usage("raw", RelayQueue) == Some(0)
+    })
+    .await;
+    // (a spent budget is looked through for nodes no longer waiting at
+    // most every 250 ms)
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // bytes: one relay larger than max_send_queue is refused, a small one
+    // to a fresh node then fits
+    let big = "y".repeat(300 * 1024);
+    peer.send(json!(["", "snd", "g6#p", big])).await;
+    peer.send(json!(["", "snd", "g7#p", "small"])).await;
+    until("g7 queued", || {
+        node.peer_usage("raw", RelayQueue) == Some(1)
+    })
+    .await;
+    assert_eq!(node.limit_hit_count("raw", RelayQueue), 3);
+    assert!(!node.known_nodes().iter().any(|n| n == "g6"));
+    // the connection is still good
+    peer.send(json!(["", "snd", "raw#back", "still"])).await;
+    assert_eq!(
+        peer.recv_until(|m| m[0] == "back").await,
+        json!(["back", "still"])
+    );
+    node.shutdown();
+}

@@ -186,6 +186,17 @@ pub struct NodeConfig {
     /// Global link stays. Default 10,000. Configuration-file key
     /// `peer_max_introduced_nodes`.
     pub peer_max_introduced_nodes: usize,
+    /// Most nodes that are not up one peer may have us queue relayed
+    /// messages for at a time (node-port `snd` requests, and the replies
+    /// to its `time`, `info` and similar requests when they name a port
+    /// on such a node); each node is held until it comes up or the attempt
+    /// gives up. All that one peer's relays queue that way together is
+    /// bounded by [`NodeConfig::max_send_queue`] too. A relay over either
+    /// bound is dropped and counted ([`crate::Limit::RelayQueue`]); the
+    /// peer's connection stays. Relays to nodes that are up are not
+    /// counted. Default 10,000. Configuration-file key
+    /// `peer_max_relay_nodes`.
+    pub peer_max_relay_nodes: usize,
     // --- end of the per-peer state limits ---
 }
 
@@ -203,6 +214,9 @@ pub const DEFAULT_PEER_MAX_ADDRESSES: usize = 10_000;
 
 /// Default of [`NodeConfig::peer_max_introduced_nodes`].
 pub const DEFAULT_PEER_MAX_INTRODUCED_NODES: usize = 10_000;
+
+/// Default of [`NodeConfig::peer_max_relay_nodes`].
+pub const DEFAULT_PEER_MAX_RELAY_NODES: usize = 10_000;
 
 /// Default of [`NodeConfig::peer_timeout`]: a stopped peer is noticed
 /// within a minute, and a peer has 45 s to answer a heartbeat.
@@ -262,6 +276,7 @@ impl Default for NodeConfig {
             peer_max_group_registrations: DEFAULT_PEER_MAX_GROUP_REGISTRATIONS,
             peer_max_addresses: DEFAULT_PEER_MAX_ADDRESSES,
             peer_max_introduced_nodes: DEFAULT_PEER_MAX_INTRODUCED_NODES,
+            peer_max_relay_nodes: DEFAULT_PEER_MAX_RELAY_NODES,
         }
     }
 }
@@ -432,6 +447,7 @@ impl NodeConfig {
             "peer_max_group_registrations" => &mut self.peer_max_group_registrations,
             "peer_max_addresses" => &mut self.peer_max_addresses,
             "peer_max_introduced_nodes" => &mut self.peer_max_introduced_nodes,
+            "peer_max_relay_nodes" => &mut self.peer_max_relay_nodes,
             "dataconn_max_pending" => &mut self.dataconn_max_pending,
             "dataconn_max_timeout" => {
                 self.dataconn_max_timeout = seconds(key, v)?;

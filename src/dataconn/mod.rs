@@ -783,7 +783,9 @@ impl Node {
     /// [`Limit::GroupRegistrations`](crate::Limit::GroupRegistrations) the
     /// Global registrations of its ports,
     /// [`Limit::DataconnExpectations`](crate::Limit::DataconnExpectations)
-    /// its pending data-connection expectations; `None` for limits that
+    /// its pending data-connection expectations,
+    /// [`Limit::RelayQueue`](crate::Limit::RelayQueue) the nodes (not up)
+    /// its relayed messages wait for; `None` for limits that
     /// are no per-peer budget (packet size, queues, …). Each is bounded
     /// by its `NodeConfig::peer_max_*` (or `dataconn_max_pending`) setting.
     ///

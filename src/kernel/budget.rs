@@ -131,6 +131,95 @@ impl RefusedSpawns {
     }
 }
 
+/// How often the nodes a peer's relays wait for are checked, at most,
+/// for ones that came up or gave up (only when its budget is spent).
+const RELAY_PRUNE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What one peer's relays wait for: the nodes (not up) that a relayed
+/// message of it was queued for, with the bytes charged to each.
+#[derive(Default)]
+struct PeerRelays {
+    nodes: std::collections::HashMap<Arc<str>, usize, ahash::RandomState>,
+    bytes: usize,
+    pruned: Option<Instant>,
+}
+
+/// The relays each peer has waiting for nodes that are not up (node-port
+/// `snd`, replies naming such a node): at most
+/// [`crate::NodeConfig::peer_max_relay_nodes`] nodes and
+/// [`crate::NodeConfig::max_send_queue`] bytes per peer. Without it a
+/// peer naming made-up nodes would have us keep a queue and a connector
+/// for each. A node is released once it is no longer waiting (up, or its
+/// attempt gave up), found when the budget is spent; forgotten when the
+/// peer goes down.
+#[derive(Default)]
+pub(crate) struct RelayBudget {
+    by_peer: parking_lot::Mutex<std::collections::HashMap<Arc<str>, PeerRelays>>,
+}
+
+impl RelayBudget {
+    /// Charges `bytes` for a relay of `peer` to `node` within `max_nodes`
+    /// nodes and `max_bytes` bytes; `waiting(node)` tells whether a node
+    /// charged earlier still waits. False: over the budget.
+    fn charge(
+        &self,
+        peer: &str,
+        node: &str,
+        bytes: usize,
+        (max_nodes, max_bytes): (usize, usize),
+        waiting: impl Fn(&str) -> bool,
+    ) -> bool {
+        let mut map = self.by_peer.lock();
+        let relays = match map.get_mut(peer) {
+            Some(r) => r,
+            None => map.entry(Arc::from(peer)).or_default(),
+        };
+        let fits = |r: &PeerRelays| {
+            r.bytes.saturating_add(bytes) <= max_bytes
+                && (r.nodes.contains_key(node) || r.nodes.len() < max_nodes)
+        };
+        if !fits(relays)
+            && relays
+                .pruned
+                .is_none_or(|at| at.elapsed() >= RELAY_PRUNE_INTERVAL)
+        {
+            let mut freed = 0;
+            relays.nodes.retain(|n, b| {
+                let keep = waiting(n);
+                if !keep {
+                    freed += *b;
+                }
+                keep
+            });
+            relays.bytes -= freed;
+            relays.pruned = Some(Instant::now());
+        }
+        if !fits(relays) {
+            return false;
+        }
+        relays.bytes += bytes;
+        match relays.nodes.get_mut(node) {
+            Some(b) => *b += bytes,
+            None => {
+                relays.nodes.insert(Arc::from(node), bytes);
+            }
+        }
+        true
+    }
+
+    /// How many nodes `peer`'s relays wait for.
+    fn nodes_of(&self, peer: &str, waiting: impl Fn(&str) -> bool) -> usize {
+        self.by_peer
+            .lock()
+            .get(peer)
+            .map_or(0, |r| r.nodes.keys().filter(|n| waiting(n)).count())
+    }
+
+    fn forget(&self, peer: &str) {
+        self.by_peer.lock().remove(peer);
+    }
+}
+
 /// When each peer's refusals by each limit were last logged.
 #[derive(Default)]
 pub(crate) struct LimitLog {
@@ -183,10 +272,35 @@ impl NodeInner {
     }
 
     /// `peer` went down: its refusals are logged afresh next time, and
-    /// its refused spawns are forgotten.
+    /// its refused spawns and its relays' budget are forgotten.
     pub(crate) fn forget_limit_log(&self, peer: &str) {
         self.ports.limit_log().forget(peer);
         self.ports.refused_spawns().forget(peer);
+        self.ports.relay_budget().forget(peer);
+    }
+
+    /// Whether a message `peer` has us relay to `node` (encoded: `bytes`)
+    /// may be queued: always when `node` is up (or this node, or the peer
+    /// itself), else within the peer's [`RelayBudget`]. A refusal is
+    /// counted and logged as [`Limit::RelayQueue`].
+    pub(crate) fn relay_allowed(&self, peer: &str, node: &str, bytes: usize) -> bool {
+        let peers = self.remote.peers();
+        if node == &*self.id || node == peer || peers.is_up(node) {
+            return true;
+        }
+        let caps = (self.config.peer_max_relay_nodes, self.config.max_send_queue);
+        let charged = self.ports.relay_budget().charge(
+            peer,
+            node,
+            bytes.saturating_add(node.len()),
+            caps,
+            |n| peers.is_waiting(n),
+        );
+        if !charged {
+            let what = format!("a relayed message to node {node}, which is not up,");
+            self.limit_refused(peer, Limit::RelayQueue, caps.0, &what);
+        }
+        charged
     }
 
     /// Remembers that `peer`'s `_spawn` of `name` was refused by the
@@ -218,14 +332,24 @@ impl Node {
 
     /// How much of its budget of `limit` peer `peer` holds on this node,
     /// for the budgets the kernel keeps: [`Limit::SpawnedPorts`] (live
-    /// ports it spawned here) and [`Limit::RemoteMonitors`] (its `mon1`
-    /// registrations); `None` for other limits (Global's registrations:
+    /// ports it spawned here), [`Limit::RemoteMonitors`] (its `mon1`
+    /// registrations) and [`Limit::RelayQueue`] (nodes its relays wait
+    /// for); `None` for other limits (Global's registrations:
     /// [`Node::peer_usage`](crate::Node::peer_usage)).
     pub(crate) fn kernel_usage(&self, peer: &str, limit: Limit) -> Option<usize> {
         let inner = self.inner();
         match limit {
             Limit::SpawnedPorts => Some(inner.ports.registry().spawned_by(peer)),
             Limit::RemoteMonitors => Some(inner.remote.monitors().rmon_count(peer)),
+            Limit::RelayQueue => {
+                let peers = inner.remote.peers();
+                Some(
+                    inner
+                        .ports
+                        .relay_budget()
+                        .nodes_of(peer, |n| peers.is_waiting(n)),
+                )
+            }
             _ => None,
         }
     }

@@ -185,6 +185,14 @@ impl Peers {
             .is_some_and(|p| matches!(&*p, Peer::Up(_)))
     }
 
+    /// Whether `node` is down with something waiting for it: a queue, a
+    /// connector or a handshake.
+    pub(crate) fn is_waiting(&self, node: &str) -> bool {
+        self.map
+            .get(node)
+            .is_some_and(|p| matches!(&*p, Peer::Down(p) if !p.idle()))
+    }
+
     /// The ids of all nodes with a live connection.
     pub(crate) fn up_nodes(&self) -> Vec<String> {
         self.map

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::budget::{LimitLog, RefusedSpawns};
+use super::budget::{LimitLog, RefusedSpawns, RelayBudget};
 use super::functions::Functions;
 use super::port::{alnum_random, perl_counter};
 use super::port_runner::{Runner, RunnerQueue};
@@ -28,6 +28,8 @@ pub(crate) struct LocalPorts {
     limit_log: LimitLog,
     /// The last refused `_spawn`s of each peer.
     refused_spawns: RefusedSpawns,
+    /// What each peer's relays wait for.
+    relay_budget: RelayBudget,
 }
 
 impl LocalPorts {
@@ -44,6 +46,7 @@ impl LocalPorts {
             counter: AtomicU64::new(0),
             limit_log: LimitLog::default(),
             refused_spawns: RefusedSpawns::default(),
+            relay_budget: RelayBudget::default(),
         }
     }
 
@@ -60,6 +63,11 @@ impl LocalPorts {
     /// The last refused `_spawn`s of each peer.
     pub(crate) fn refused_spawns(&self) -> &RefusedSpawns {
         &self.refused_spawns
+    }
+
+    /// What each peer's relays wait for.
+    pub(crate) fn relay_budget(&self) -> &RelayBudget {
+        &self.relay_budget
     }
 
     /// Runs the handler ports' callbacks.

@@ -40,11 +40,15 @@ pub enum Limit {
     DataconnExpectations,
     /// A peer answered no heartbeat in time.
     PeerTimeout,
+    /// Messages a peer had us relay (node-port `snd`, replies to `time`,
+    /// `info`, …) to nodes that are not up: how many such nodes, and the
+    /// bytes queued for them.
+    RelayQueue,
 }
 
 impl Limit {
     /// Every limit, in declaration order.
-    pub const ALL: [Limit; 11] = [
+    pub const ALL: [Limit; 12] = [
         Limit::PendingHandshakes,
         Limit::PacketSize,
         Limit::SendQueue,
@@ -56,6 +60,7 @@ impl Limit {
         Limit::IntroducedNodes,
         Limit::DataconnExpectations,
         Limit::PeerTimeout,
+        Limit::RelayQueue,
     ];
 
     /// The limit's name in logs and counters (snake case).
@@ -72,6 +77,7 @@ impl Limit {
             Limit::IntroducedNodes => "introduced_nodes",
             Limit::DataconnExpectations => "dataconn_expectations",
             Limit::PeerTimeout => "peer_timeout",
+            Limit::RelayQueue => "relay_queue",
         }
     }
 
