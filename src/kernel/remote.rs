@@ -11,6 +11,12 @@ use super::monitors::Monitors;
 use super::peers::Peers;
 use crate::wire::AuthMethod;
 
+/// The most addresses Global may teach us of one node (newest first; the
+/// oldest go). A node has a few listeners; a peer repeating `nodes`
+/// messages with fresh addresses for a node that stays up must not grow
+/// the list, nor the connectors' work on it, without bound.
+pub(crate) const MAX_LEARNED_ADDRESSES: usize = 1024;
+
 /// Remote nodes.
 pub(crate) struct RemoteNodes {
     peers: Peers,
@@ -133,10 +139,16 @@ impl RemoteNodes {
         }
         {
             let mut known = self.addresses.entry(Arc::from(node)).or_default();
-            known.learned.retain(|a| !addrs.contains(a));
-            let mut learned = addrs;
-            learned.dedup();
+            let mut new = std::collections::HashSet::with_capacity(addrs.len());
+            let mut learned: Vec<String> = addrs
+                .into_iter()
+                .filter(|a| new.insert(a.clone()))
+                .collect();
+            known.learned.retain(|a| !new.contains(a));
             learned.append(&mut known.learned);
+            // a node that stays up is told of again and again: the oldest
+            // go, not our memory
+            learned.truncate(MAX_LEARNED_ADDRESSES);
             known.learned = learned;
         }
         self.changed();
@@ -144,7 +156,8 @@ impl RemoteNodes {
 
     /// `node` told us its addresses itself (`addr`): they replace what was
     /// learned before (Global.pm 333).
-    pub(crate) fn replace_addresses(&self, node: &str, addrs: Vec<String>) {
+    pub(crate) fn replace_addresses(&self, node: &str, mut addrs: Vec<String>) {
+        addrs.truncate(MAX_LEARNED_ADDRESSES);
         {
             let mut known = self.addresses.entry(Arc::from(node)).or_default();
             known.learned = addrs;
@@ -196,5 +209,28 @@ impl RemoteNodes {
     /// Records `node`'s `provider`.
     pub(crate) fn set_provider(&self, node: Arc<str>, provider: &str) {
         self.providers.insert(node, provider.to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learned_addresses_are_newest_first_deduplicated_and_bounded() {
+        let r = RemoteNodes::new(Arc::from("me"), 1024);
+        r.learn_addresses("n", vec!["a:1".into(), "b:1".into(), "a:1".into()]);
+        r.learn_addresses("n", vec!["c:1".into(), "b:1".into()]);
+        assert_eq!(r.addresses_of("n"), ["c:1", "b:1", "a:1"]);
+        // a node that stays up, told of ever new addresses
+        for round in 0..4 {
+            let fresh = (0..1000).map(|i| format!("10.{round}.{}.{}:1", i / 256, i % 256));
+            r.learn_addresses("n", fresh.collect());
+        }
+        let all = r.addresses_of("n");
+        assert_eq!(all.len(), MAX_LEARNED_ADDRESSES);
+        assert_eq!(all[0], "10.3.0.0:1", "the newest first");
+        r.replace_addresses("n", (0..5000).map(|i| format!("x:{i}")).collect());
+        assert_eq!(r.addresses_of("n").len(), MAX_LEARNED_ADDRESSES);
     }
 }

@@ -131,12 +131,16 @@ async fn run_node_connector(
             return;
         }
         let current = link.addresses_of(id);
-        for a in current.iter().rev() {
-            if !seen.contains(a) {
-                fresh.push_front(a.clone());
+        {
+            let old: std::collections::HashSet<&String> = seen.iter().collect();
+            for a in current.iter().rev() {
+                if !old.contains(a) {
+                    fresh.push_front(a.clone());
+                }
             }
+            let now_known: std::collections::HashSet<&String> = current.iter().collect();
+            fresh.retain(|a| now_known.contains(a));
         }
-        fresh.retain(|a| current.contains(a));
         seen = current;
         if !fresh.is_empty() {
             // new addresses (the first ones, or a restarted node's): use
