@@ -556,7 +556,10 @@ impl Node {
 
     /// Every limit a peer hit on this node, with how often: `(peer,
     /// limit, count)`, sorted; a peer is a node id, or `addr:<ip>` for one
-    /// not yet authenticated. Limits that were never hit are left out.
+    /// not yet authenticated (an IPv6 source by its /64:
+    /// `addr:2001:db8:1:2::/64`). Limits that were never hit are left out.
+    /// The table keeps a row for at most 65,536 peers; the hits of any
+    /// beyond are counted together under `other`.
     pub fn limit_hits(&self) -> Vec<(String, crate::Limit, u64)> {
         self.inner.transport.limit_hits().snapshot()
     }

@@ -93,6 +93,16 @@ impl fmt::Display for Limit {
     }
 }
 
+/// The most peers whose limit hits are counted each in a row of their
+/// own (the table is never emptied: the counts are for the node's
+/// lifetime); sources beyond it, such as connections from ever new
+/// addresses, share the row [`OTHER_PEERS`].
+pub(crate) const MAX_COUNTED_PEERS: usize = 65_536;
+
+/// The row of [`crate::Node::limit_hits`] that counts the peers beyond
+/// [`MAX_COUNTED_PEERS`] together.
+pub(crate) const OTHER_PEERS: &str = "other";
+
 /// Per-peer counts of limits hit (see the module docs).
 #[derive(Default)]
 pub(crate) struct LimitHits {
@@ -100,12 +110,19 @@ pub(crate) struct LimitHits {
 }
 
 impl LimitHits {
-    /// Counts one hit of `limit` by `peer` (a node id, or `addr:<ip>`).
+    /// Counts one hit of `limit` by `peer` (a node id, or `addr:<ip>`);
+    /// once [`MAX_COUNTED_PEERS`] peers have a row, the hits of further
+    /// ones are counted under [`OTHER_PEERS`].
     pub(crate) fn hit(&self, peer: &str, limit: Limit) {
         if let Some(counts) = self.peers.get(peer) {
             counts[limit.index()].fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let peer = if self.peers.len() >= MAX_COUNTED_PEERS {
+            OTHER_PEERS
+        } else {
+            peer
+        };
         self.peers.entry(Arc::from(peer)).or_default()[limit.index()]
             .fetch_add(1, Ordering::Relaxed);
     }
@@ -164,6 +181,16 @@ mod tests {
                 ("addr:127.0.0.1".to_owned(), Limit::PendingHandshakes, 1),
             ]
         );
+        // the table is bounded: later peers share one row
+        let hits = LimitHits::default();
+        for i in 0..MAX_COUNTED_PEERS + 10 {
+            hits.hit(
+                &format!("addr:10.0.{}.{}", i / 256, i % 256),
+                Limit::PendingHandshakes,
+            );
+        }
+        assert_eq!(hits.peers.len(), MAX_COUNTED_PEERS + 1);
+        assert_eq!(hits.count(OTHER_PEERS, Limit::PendingHandshakes), 10);
         for (i, l) in Limit::ALL.iter().enumerate() {
             assert_eq!(l.index(), i, "{l}");
         }

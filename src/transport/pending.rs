@@ -114,7 +114,13 @@ impl PendingTable {
 
     /// Logs (rate-limited) and counts a refusal of `peer` by `cap`.
     pub(crate) fn refused(&self, local: &str, peer: SocketAddr, cap: Cap, hits: &LimitHits) {
-        hits.hit(&format!("addr:{}", peer.ip()), Limit::PendingHandshakes);
+        // counted as the cap counts: an IPv6 source by its /64, so one
+        // network cannot add a row per address
+        let counted = match key(peer.ip()) {
+            IpAddr::V6(prefix) => format!("addr:{prefix}/64"),
+            v4 => format!("addr:{v4}"),
+        };
+        hits.hit(&counted, Limit::PendingHandshakes);
         let now = Instant::now();
         let mut last = self.last_warn.lock();
         if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
