@@ -362,3 +362,37 @@ async fn a_tiny_peer_timeout_is_refused() {
         "{err}"
     );
 }
+
+/// A duration longer than 10^9 s is refused at start, as in the
+/// configuration file: `monitor_timeout(Duration::MAX)` made the first
+/// handshake's deadline overflow the clock (a panic).
+#[actix_rt::test]
+async fn an_endless_duration_is_refused() {
+    let Err(err) = Node::builder().monitor_timeout(Duration::MAX).start().await else {
+        panic!("an endless monitor_timeout was accepted");
+    };
+    assert!(
+        matches!(
+            err,
+            StartError::Config(SettingError::Invalid(InvalidConfig::TooLong(
+                "monitor_timeout"
+            )))
+        ),
+        "{err}"
+    );
+    let Err(err) = Node::builder()
+        .tcp_user_timeout(Some(Duration::from_secs(2_000_000_000)))
+        .start()
+        .await
+    else {
+        panic!("an endless tcp_user_timeout was accepted");
+    };
+    assert!(err.to_string().contains("tcp_user_timeout"), "{err}");
+    // the longest accepted still starts a node
+    let node = Node::builder()
+        .monitor_timeout(aemp::config::MAX_SETTING_DURATION)
+        .start()
+        .await
+        .unwrap();
+    node.shutdown();
+}

@@ -226,6 +226,11 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// or [`NodeConfig::tcp_user_timeout`] accepted: 100 ms.
 pub const MIN_LIVENESS_TIMEOUT: Duration = Duration::from_millis(100);
 
+/// The longest duration setting accepted, 10^9 s (about 31 years), as in
+/// the configuration file: a deadline further off could overflow the
+/// clock.
+pub const MAX_SETTING_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
 /// Default of [`NodeConfig::tcp_keepalive`].
 pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -550,6 +555,19 @@ impl NodeConfig {
                 return Err(InvalidConfig::Liveness(name));
             }
         }
+        // (a deadline this far off would overflow the clock)
+        for (name, d) in [
+            ("monitor_timeout", Some(self.monitor_timeout)),
+            ("connect_interval", Some(self.connect_interval)),
+            ("dataconn_max_timeout", Some(self.dataconn_max_timeout)),
+            ("peer_timeout", self.peer_timeout),
+            ("tcp_keepalive", self.tcp_keepalive),
+            ("tcp_user_timeout", self.tcp_user_timeout),
+        ] {
+            if d.is_some_and(|d| d > MAX_SETTING_DURATION) {
+                return Err(InvalidConfig::TooLong(name));
+            }
+        }
         Ok(())
     }
 }
@@ -588,6 +606,9 @@ pub enum InvalidConfig {
     /// to turn it off).
     #[error("{0} must be at least 100 ms (or none)")]
     Liveness(&'static str),
+    /// A duration setting is longer than [`MAX_SETTING_DURATION`].
+    #[error("{0} must be at most 10^9 seconds")]
+    TooLong(&'static str),
 }
 
 /// A node id that cannot be used (`anon/` is replaced by a generated id
