@@ -201,18 +201,19 @@ impl Packet {
     /// Perl sends numbers that were once used as strings as JSON strings;
     /// use [`Lenient`](crate::wire::Lenient) for fields that may arrive
     /// either way.
+    ///
+    /// Values nested up to [`MAX_DECODE_DEPTH`] (the framings' default
+    /// limit, as Perl's JSON::XS) decode; serde_json alone stops at 128.
     pub fn decode<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
         let (frame, skip) = self.raw_parts();
-        let mut de = serde_json::Deserializer::from_slice(frame);
-        let t = de::DeserializeSeed::deserialize(
-            Body::<T> {
-                skip,
-                marker: PhantomData,
-            },
-            &mut de,
-        )?;
-        de.end()?;
-        Ok(t)
+        match decode_body(frame, skip, false) {
+            // rare: deeper than serde_json's own limit, but within ours
+            // (its limit guards the stack, which 512 levels do not strain)
+            Err(e) if e.is_syntax() && nesting(frame) <= MAX_DECODE_DEPTH => {
+                decode_body(frame, skip, true).map_err(|_| e)
+            }
+            result => result,
+        }
     }
 
     /// The message elements as JSON values.
@@ -598,6 +599,59 @@ impl<'de, T: Deserialize<'de>> de::DeserializeSeed<'de> for Body<T> {
     }
 }
 
+/// How deeply [`Packet::decode`] decodes nested values at most: the
+/// framings' default `max_depth` (the top array counts as one level).
+pub const MAX_DECODE_DEPTH: usize = 512;
+
+/// `T` from the elements of `frame` after the first `skip`, with or
+/// without serde_json's recursion limit of 128.
+fn decode_body<'de, T: Deserialize<'de>>(
+    frame: &'de [u8],
+    skip: usize,
+    unlimited: bool,
+) -> Result<T, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(frame);
+    if unlimited {
+        de.disable_recursion_limit();
+    }
+    let t = de::DeserializeSeed::deserialize(
+        Body::<T> {
+            skip,
+            marker: PhantomData,
+        },
+        &mut de,
+    )?;
+    de.end()?;
+    Ok(t)
+}
+
+/// The deepest nesting of arrays and objects in the JSON text `frame`.
+fn nesting(frame: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in frame {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 impl<'de, T: Deserialize<'de>> Visitor<'de> for Body<T> {
     type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -628,6 +682,33 @@ mod tests {
         assert_eq!(parse(r#"["a\u0062c",1]"#).unwrap().dest(), Some("abc"));
         assert_eq!(parse(r#"["a\"b",1]"#).unwrap().dest(), Some("a\"b"));
         assert_eq!(parse(r#"["ü#x"]"#).unwrap().dest(), Some("ü#x"));
+    }
+
+    #[test]
+    fn values_nested_as_deep_as_the_framings_allow_decode() {
+        let nested = |levels: usize| {
+            let text = format!(r#"["d",{}1{}]"#, "[".repeat(levels), "]".repeat(levels));
+            parse(&text)
+        };
+        // the top array is one level: 511 more make the framings' 512
+        let deep = nested(MAX_DECODE_DEPTH - 1).unwrap();
+        assert_eq!(nesting(deep.frame()), MAX_DECODE_DEPTH);
+        // in little stack: 512 levels are far from straining a thread's
+        let values = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || deep.values().map(|v| v.len()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(values.unwrap(), 1);
+        assert_eq!(
+            nested(MAX_DECODE_DEPTH).unwrap_err(),
+            FrameError::TooDeep { limit: 512 }
+        );
+        // past serde_json's own 128
+        assert_eq!(nested(200).unwrap().values().unwrap().len(), 1);
+        // strings do not count
+        assert_eq!(nesting(br#"["[[\"[",{"a":["]"]}]"#), 3);
     }
 
     #[test]
