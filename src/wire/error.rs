@@ -326,6 +326,12 @@ pub enum CborFault {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The bignums of one item together are longer than the limit.
+    #[error("bignums longer than {limit} bytes in one item")]
+    BignumsTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 /// `tokio_util`'s `Decoder` contract wants decode errors to absorb I/O

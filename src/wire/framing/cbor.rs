@@ -29,6 +29,11 @@ use crate::wire::packet::{DestSpan, Packet};
 /// quadratic in its length.
 pub const MAX_BIGNUM: usize = 4096;
 
+/// The most bignum bytes (tag 2/3 contents together) one item may carry:
+/// 16 of the longest, a few milliseconds of conversion, where a packet
+/// full of them took tens of seconds.
+pub const MAX_BIGNUM_BYTES: usize = 16 * MAX_BIGNUM;
+
 /// Size of the blocks JSON frames are written into.
 const OUT_BLOCK: usize = 8192;
 
@@ -198,6 +203,8 @@ pub struct CborCodec {
     dest: DestSpan,
     /// Bignum bytes of an indefinite-length byte string.
     scratch: Vec<u8>,
+    /// Bignum bytes of the item so far (bounded by [`MAX_BIGNUM_BYTES`]).
+    bignum_bytes: usize,
     /// The stream is broken: every later call returns this error.
     failed: Option<FrameError>,
 }
@@ -240,6 +247,7 @@ impl CborCodec {
             bignum_due: None,
             dest: DestSpan::None,
             scratch: Vec::new(),
+            bignum_bytes: 0,
             failed: None,
         }
     }
@@ -423,6 +431,12 @@ impl CborCodec {
     fn bignum(&mut self, negative: bool, bytes: &[u8]) -> Result<(), FrameError> {
         if bytes.len() > MAX_BIGNUM {
             return Err(self.fault(CborFault::BignumTooLong { limit: MAX_BIGNUM }));
+        }
+        self.bignum_bytes += bytes.len();
+        if self.bignum_bytes > MAX_BIGNUM_BYTES {
+            return Err(self.fault(CborFault::BignumsTooLong {
+                limit: MAX_BIGNUM_BYTES,
+            }));
         }
         self.out.extend_from_slice(b"\"");
         if negative {
@@ -681,6 +695,7 @@ impl CborCodec {
         self.tag_due = false;
         self.bignum_due = None;
         self.scratch.clear();
+        self.bignum_bytes = 0;
     }
 }
 
@@ -1042,6 +1057,27 @@ mod tests {
             long.resize(long.len() + 1000, 1);
         }
         assert_eq!(fault(&long), CborFault::BignumTooLong { limit: MAX_BIGNUM });
+        // 16 of the longest bignums in one item decode, a 17th does not
+        let many = |n: usize| {
+            let mut item = vec![0x82, 0x40, 0x98, n as u8];
+            for _ in 0..n {
+                item.extend_from_slice(b"\xc2\x59\x10\x00");
+                item.resize(item.len() + MAX_BIGNUM, 0xff);
+            }
+            item
+        };
+        assert!(one(&many(16)).is_ok());
+        assert_eq!(
+            fault(&many(17)),
+            CborFault::BignumsTooLong {
+                limit: MAX_BIGNUM_BYTES
+            }
+        );
+        // and the count starts again with the next item
+        let mut codec = CborCodec::default();
+        let mut buf = BytesMut::from(&[many(16), many(16)].concat()[..]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+        assert!(codec.decode(&mut buf).unwrap().is_some());
         // the offset points at the offending head
         assert_eq!(
             one(b"\x83\x40\x01\x1d"),
