@@ -253,6 +253,11 @@ impl FramingDecoder for StorableCodec {
         match result {
             Ok(()) => {
                 let frame = self.out.split().freeze();
+                if self.out.capacity() > ARENA {
+                    // what a large frame's reservation left over: it
+                    // would keep that frame's whole allocation alive
+                    self.out = BytesMut::new();
+                }
                 let _ = buf.split_to(total);
                 Packet::from_scanned(frame, dest).map(Some)
             }
@@ -350,13 +355,25 @@ struct KeySpan {
 }
 
 impl Scratch {
+    /// Empties the tables for the next frame; what a large frame grew
+    /// them to goes back (a connection keeps only small tables between
+    /// frames, not the peak of its largest one).
     fn clear(&mut self) {
-        self.seen.clear();
-        self.stack.clear();
-        self.scan.clear();
-        self.keys.clear();
-        self.classes.clear();
+        reuse(&mut self.seen);
+        reuse(&mut self.stack);
+        reuse(&mut self.scan);
+        reuse(&mut self.keys);
+        reuse(&mut self.classes);
     }
+}
+
+/// The most entries a scratch table keeps room for between frames.
+const SCRATCH_KEEP: usize = 4096;
+
+/// Empties `v`, keeping room for at most [`SCRATCH_KEEP`] entries.
+fn reuse<T>(v: &mut Vec<T>) {
+    v.clear();
+    v.shrink_to(SCRATCH_KEEP);
 }
 
 /// A scalar item.
@@ -1917,6 +1934,33 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 3030);
+    }
+
+    #[test]
+    fn a_large_frame_leaves_no_large_tables_behind() {
+        // a hash of 100,000 keys (a key span each) and as many refs
+        let keys: serde_json::Map<String, serde_json::Value> = (0..100_000)
+            .map(|i| (format!("k{i}"), json!([i])))
+            .collect();
+        let mut wire = BytesMut::new();
+        encode_packet("p", &(keys,), &mut wire).unwrap();
+        encode_packet("p", &("small",), &mut wire).unwrap();
+        let mut codec = StorableCodec::default();
+        let big = codec.decode(&mut wire).unwrap().unwrap();
+        assert!(big.frame().len() > 1_000_000);
+        let s = &codec.scratch;
+        for (table, room) in [
+            ("seen", s.seen.capacity()),
+            ("stack", s.stack.capacity()),
+            ("scan", s.scan.capacity()),
+            ("keys", s.keys.capacity()),
+            ("classes", s.classes.capacity()),
+        ] {
+            assert!(room <= SCRATCH_KEEP, "{table} keeps room for {room}");
+        }
+        assert!(codec.out.capacity() <= ARENA, "{}", codec.out.capacity());
+        let small = codec.decode(&mut wire).unwrap().unwrap();
+        assert_eq!(small.frame(), &br#"["p","small"]"#[..]);
     }
 
     #[test]
