@@ -202,7 +202,7 @@ impl Packet {
     /// use [`Lenient`](crate::wire::Lenient) for fields that may arrive
     /// either way.
     ///
-    /// Values nested up to [`MAX_DECODE_DEPTH`] (the framings' default
+    /// Values nested up to 512 levels (the framings' default
     /// limit, as Perl's JSON::XS) decode; serde_json alone stops at 128.
     pub fn decode<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
         let (frame, skip) = self.raw_parts();
@@ -601,7 +601,7 @@ impl<'de, T: Deserialize<'de>> de::DeserializeSeed<'de> for Body<T> {
 
 /// How deeply [`Packet::decode`] decodes nested values at most: the
 /// framings' default `max_depth` (the top array counts as one level).
-pub const MAX_DECODE_DEPTH: usize = 512;
+pub(crate) const MAX_DECODE_DEPTH: usize = 512;
 
 /// `T` from the elements of `frame` after the first `skip`, with or
 /// without serde_json's recursion limit of 128.
