@@ -206,14 +206,17 @@ impl Packet {
     /// limit, as Perl's JSON::XS) decode; serde_json alone stops at 128.
     pub fn decode<'de, T: Deserialize<'de>>(&'de self) -> Result<T, serde_json::Error> {
         let (frame, skip) = self.raw_parts();
-        match decode_body(frame, skip, false) {
-            // rare: deeper than serde_json's own limit, but within ours
-            // (its limit guards the stack, which 512 levels do not strain)
-            Err(e) if e.is_syntax() && nesting(frame) <= MAX_DECODE_DEPTH => {
-                decode_body(frame, skip, true).map_err(|_| e)
-            }
-            result => result,
-        }
+        let mut de = serde_json::Deserializer::from_slice(frame);
+        let body = Body::<T> {
+            skip,
+            marker: PhantomData,
+        };
+        let t = match de::DeserializeSeed::deserialize(body, &mut de) {
+            Ok(t) => t,
+            Err(e) => return decode_deep(frame, skip, e),
+        };
+        de.end()?;
+        Ok(t)
     }
 
     /// The message elements as JSON values.
@@ -603,24 +606,30 @@ impl<'de, T: Deserialize<'de>> de::DeserializeSeed<'de> for Body<T> {
 /// framings' default `max_depth` (the top array counts as one level).
 pub(crate) const MAX_DECODE_DEPTH: usize = 512;
 
-/// `T` from the elements of `frame` after the first `skip`, with or
-/// without serde_json's recursion limit of 128.
-fn decode_body<'de, T: Deserialize<'de>>(
+/// [`Packet::decode`] failed with `error`: if `frame` is nested deeper
+/// than serde_json's own limit of 128 but within ours (its limit guards
+/// the stack, which 512 levels do not strain), decodes it again without
+/// that limit. Rare, and off the hot path.
+#[cold]
+#[inline(never)]
+fn decode_deep<'de, T: Deserialize<'de>>(
     frame: &'de [u8],
     skip: usize,
-    unlimited: bool,
+    error: serde_json::Error,
 ) -> Result<T, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(frame);
-    if unlimited {
-        de.disable_recursion_limit();
+    if !error.is_syntax() || nesting(frame) > MAX_DECODE_DEPTH {
+        return Err(error);
     }
+    let mut de = serde_json::Deserializer::from_slice(frame);
+    de.disable_recursion_limit();
     let t = de::DeserializeSeed::deserialize(
         Body::<T> {
             skip,
             marker: PhantomData,
         },
         &mut de,
-    )?;
+    )
+    .map_err(|_| error)?;
     de.end()?;
     Ok(t)
 }
