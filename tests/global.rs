@@ -601,7 +601,12 @@ async fn a_peer_neither_connects_as_nor_unregisters_for_another_node() {
             ])
         );
     }
+    // nor does it speak through the port another node opened: its `addr`
+    // and `reg0` there are ignored
+    raw.send(json!(["o.a", "addr", ["127.0.0.66:6666"]])).await;
+    raw.send(json!(["o.a", "reg0", "svc", "other#svc"])).await;
     // the port it opened as itself still works
     raw.send(json!(["g.a", "reg0", "svc", "raw#svc"])).await;
     group_is(&node, "svc", &[PortId::from("other#svc")]).await;
+    assert_eq!(node.addresses("other"), ["127.0.0.1:2".to_string()]);
 }

@@ -351,6 +351,17 @@ impl Global {
         node.mon_exit(&remote, ctx.port()).forget();
         let weak = Arc::downgrade(self);
         Ok(PortBehaviour::handler(move |ctx, msg| {
+            // only the node that opened this port speaks through it (the
+            // reference does not check: a peer guessing another node's
+            // port name could rewrite that node's addresses)
+            if msg.src_node().is_some_and(|src| src != &*remote) {
+                tracing::debug!(
+                    remote,
+                    src = msg.src_node(),
+                    "Global message from another node than the port's ignored"
+                );
+                return Ok(());
+            }
             if let Some((g, node)) = alive(&weak) {
                 g.request(&node, &remote, ctx, msg.values()?);
             }
