@@ -279,20 +279,26 @@ impl NodeInner {
         self.ports.relay_budget().forget(peer);
     }
 
-    /// Whether a message `peer` has us relay to `node` (encoded: `bytes`)
-    /// may be queued: always when `node` is up (or this node, or the peer
-    /// itself), else within the peer's [`RelayBudget`]. A refusal is
-    /// counted and logged as [`Limit::RelayQueue`].
-    pub(crate) fn relay_allowed(&self, peer: &str, node: &str, bytes: usize) -> bool {
+    /// Whether the message `msg` that `peer` has us relay to `port` may
+    /// be queued: always when the port's node is up (or is this node, or
+    /// the peer itself), else within the peer's [`RelayBudget`], charged
+    /// its encoded size. A refusal is counted and logged as
+    /// [`Limit::RelayQueue`].
+    pub(crate) fn relay_allowed(&self, peer: &str, port: &str, msg: &[Value]) -> bool {
+        let (node, name) = super::port::split_port(port);
         let peers = self.remote.peers();
         if node == &*self.id || node == peer || peers.is_up(node) {
             return true;
         }
+        // (a message that cannot be encoded fails in the send, which says so)
+        let Ok(frame) = crate::Packet::to_frame(name, msg) else {
+            return true;
+        };
         let caps = (self.config.peer_max_relay_nodes, self.config.max_send_queue);
         let charged = self.ports.relay_budget().charge(
             peer,
             node,
-            bytes.saturating_add(node.len()),
+            frame.len().saturating_add(node.len()),
             caps,
             |n| peers.is_waiting(n),
         );

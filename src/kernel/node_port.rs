@@ -112,19 +112,8 @@ fn call(node: &NodeInner, from: &str, name: &str, args: Vec<Value>) {
 
 /// `snd` relays: send `msg` to `port`.
 fn relay(node: &NodeInner, from: &str, port: &str, msg: Vec<Value>) {
-    let (to, name) = crate::kernel::port::split_port(port);
-    if to != from && !node.remote.peers().is_up(to) {
-        // a node that is not up: queued within the peer's relay budget
-        let bytes = match crate::Packet::to_frame(name, &msg) {
-            Ok(frame) => frame.len(),
-            Err(error) => {
-                tracing::warn!(node = %node.id, remote = from, %port, %error, "relayed message not sent");
-                return;
-            }
-        };
-        if !node.relay_allowed(from, to, bytes) {
-            return;
-        }
+    if !node.relay_allowed(from, port, &msg) {
+        return;
     }
     if let Err(error) = node.snd(port, &msg) {
         tracing::warn!(node = %node.id, remote = from, %port, %error, "relayed message not sent");

@@ -384,6 +384,18 @@ impl Connection {
         ctx.stop();
     }
 
+    /// `max_packet` (`limit`): the peer's packet, or the JSON text it has
+    /// not finished, is larger. Logged and counted.
+    fn packet_too_large(&self, remote: &str, limit: usize) {
+        tracing::warn!(
+            node = %self.transport.local, peer = %self.peer_addr,
+            remote, limit, "packet too large"
+        );
+        self.transport
+            .limit_hits()
+            .hit(remote, super::limits::Limit::PacketSize);
+    }
+
     fn poll_read(&mut self, ctx: &mut Context<Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         for _ in 0..READS_PER_POLL {
             loop {
@@ -396,6 +408,15 @@ impl Connection {
                     // keepalives are dropped, node-port requests run here
                     // (in packet order), the rest goes to its port's mailbox
                     Ok(Some(packet)) => self.link.route(&up.remote, packet),
+                    // every framing refuses a larger packet itself; this
+                    // holds the bound even where a decoder would not
+                    Ok(None) if up.rbuf.len() > up.max_packet.saturating_add(MAX_PREFIX) => {
+                        let limit = up.max_packet;
+                        let remote = up.remote.clone();
+                        self.packet_too_large(&remote, limit);
+                        self.fail(FrameError::TooLarge { limit }.into(), ctx);
+                        return Poll::Ready(());
+                    }
                     Ok(None) => break,
                     Err(_) if up.closing => {
                         self.fail(ConnectionError::Shutdown, ctx);
@@ -403,15 +424,8 @@ impl Connection {
                     }
                     Err(e) => {
                         if let FrameError::TooLarge { limit } = e {
-                            // `max_packet`: the peer's packet (or the JSON
-                            // text it has not finished) is larger
-                            tracing::warn!(
-                                node = %self.transport.local, peer = %self.peer_addr,
-                                remote = %up.remote, limit, "packet too large"
-                            );
-                            self.transport
-                                .limit_hits()
-                                .hit(&up.remote, super::limits::Limit::PacketSize);
+                            let remote = up.remote.clone();
+                            self.packet_too_large(&remote, limit);
                         }
                         self.fail(e.into(), ctx);
                         return Poll::Ready(());
@@ -421,21 +435,6 @@ impl Connection {
             let State::Up(up) = &mut self.state else {
                 return Poll::Ready(());
             };
-            if up.rbuf.len() > up.max_packet.saturating_add(MAX_PREFIX) {
-                // every framing refuses a larger packet itself; this
-                // holds the bound even where a decoder would not
-                let limit = up.max_packet;
-                tracing::warn!(
-                    node = %self.transport.local, peer = %self.peer_addr,
-                    remote = %up.remote, limit, "unfinished packet larger than max_packet"
-                );
-                let remote = up.remote.clone();
-                self.transport
-                    .limit_hits()
-                    .hit(&remote, super::limits::Limit::PacketSize);
-                self.fail(FrameError::TooLarge { limit }.into(), ctx);
-                return Poll::Ready(());
-            }
             if up.rbuf.capacity() - up.rbuf.len() < READ_CHUNK / 4 {
                 up.rbuf.reserve(READ_CHUNK);
             }

@@ -602,12 +602,8 @@ impl<'de, T: Deserialize<'de>> de::DeserializeSeed<'de> for Body<T> {
     }
 }
 
-/// How deeply [`Packet::decode`] decodes nested values at most: the
-/// framings' default `max_depth` (the top array counts as one level).
-pub(crate) const MAX_DECODE_DEPTH: usize = 512;
-
 /// [`Packet::decode`] failed with `error`: if `frame` is nested deeper
-/// than serde_json's own limit of 128 but within ours (its limit guards
+/// than serde_json's own limit of 128 but within the framings' 512 (its limit guards
 /// the stack, which 512 levels do not strain), decodes it again without
 /// that limit. Rare, and off the hot path.
 #[cold]
@@ -617,7 +613,9 @@ fn decode_deep<'de, T: Deserialize<'de>>(
     skip: usize,
     error: serde_json::Error,
 ) -> Result<T, serde_json::Error> {
-    if !error.is_syntax() || nesting(frame) > MAX_DECODE_DEPTH {
+    // the framings' own scan says whether it is within their depth
+    let within = Packet::parse(Bytes::copy_from_slice(frame)).is_ok();
+    if !error.is_syntax() || !within {
         return Err(error);
     }
     let mut de = serde_json::Deserializer::from_slice(frame);
@@ -632,33 +630,6 @@ fn decode_deep<'de, T: Deserialize<'de>>(
     .map_err(|_| error)?;
     de.end()?;
     Ok(t)
-}
-
-/// The deepest nesting of arrays and objects in the JSON text `frame`.
-fn nesting(frame: &[u8]) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in frame {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
 }
 
 impl<'de, T: Deserialize<'de>> Visitor<'de> for Body<T> {
@@ -700,8 +671,7 @@ mod tests {
             parse(&text)
         };
         // the top array is one level: 511 more make the framings' 512
-        let deep = nested(MAX_DECODE_DEPTH - 1).unwrap();
-        assert_eq!(nesting(deep.frame()), MAX_DECODE_DEPTH);
+        let deep = nested(511).unwrap();
         // in little stack: 512 levels are far from straining a thread's
         let values = std::thread::Builder::new()
             .stack_size(256 * 1024)
@@ -710,14 +680,9 @@ mod tests {
             .join()
             .unwrap();
         assert_eq!(values.unwrap(), 1);
-        assert_eq!(
-            nested(MAX_DECODE_DEPTH).unwrap_err(),
-            FrameError::TooDeep { limit: 512 }
-        );
+        assert_eq!(nested(512).unwrap_err(), FrameError::TooDeep { limit: 512 });
         // past serde_json's own 128
         assert_eq!(nested(200).unwrap().values().unwrap().len(), 1);
-        // strings do not count
-        assert_eq!(nesting(br#"["[[\"[",{"a":["]"]}]"#), 3);
     }
 
     #[test]
