@@ -6,7 +6,10 @@
 
 mod common;
 
-use aemp::wire::{FrameError, Framing, Packet, StorableCodec, StorableError};
+use aemp::wire::{
+    BACKREF_ALLOWANCE, FrameError, Framing, MAX_BACKREF_FACTOR, Packet, StorableCodec,
+    StorableError,
+};
 use bytes::BytesMut;
 use proptest::prelude::*;
 use serde::{Serialize, Serializer};
@@ -769,9 +772,38 @@ fn back_references_cannot_blow_up_the_output() {
     let frame = doubling(30);
     assert!(frame.len() < 1000);
     assert_eq!(
-        decode_with(&mut StorableCodec::new(1 << 20, 512), &frame),
-        Err(FrameError::TooLarge { limit: 1 << 20 })
+        decode_with(&mut StorableCodec::new(1 << 14, 512), &frame),
+        Err(FrameError::TooLarge { limit: 1 << 14 })
     );
+    // under the default 64 MiB limit, the back-reference budget refuses
+    // it: 16 times the image plus 64 KiB
+    let image = frame.len() - 2; // less the two-byte length prefix
+    assert_eq!(
+        decode(&frame),
+        Err(StorableError::BackRefsTooLarge {
+            image,
+            limit: image * MAX_BACKREF_FACTOR + BACKREF_ALLOWANCE
+        }
+        .into())
+    );
+    // eight levels (some 20 KiB of JSON from 200 bytes) are within it
+    let eight = value(&decode(&doubling(8)).unwrap());
+    assert_eq!(eight.as_array().map(Vec::len), Some(10));
+}
+
+#[test]
+fn shared_scalars_are_cheap_back_references() {
+    // ["d", [true x 20000]]: Perl shares one JSON::PP::true, so the image
+    // holds one blessed scalar (object 5) and 19,999 refs to
+    // back-references to it (6 bytes each, a 4-byte copy each)
+    let mut img = hex(&format!(
+        "050b 0200000002 0a0164 04 0200004e20 14 {BOOL} 0881"
+    ));
+    for _ in 1..20_000 {
+        img.extend_from_slice(&hex("14 00 00000005"));
+    }
+    let v = value(&decode(&framed(&img)).unwrap());
+    assert_eq!(v, json!(["d", vec![true; 20_000]]));
 }
 
 #[test]

@@ -262,6 +262,18 @@ pub enum StorableError {
     /// A back-reference to an object that contains it (a cycle).
     #[error("back-reference to object {0}, which is not finished (a cycle)")]
     Cycle(u32),
+    /// Back-references copied more JSON than the image may expand to:
+    /// [`MAX_BACKREF_FACTOR`](crate::wire::MAX_BACKREF_FACTOR) times its
+    /// size, plus [`BACKREF_ALLOWANCE`](crate::wire::BACKREF_ALLOWANCE)
+    /// bytes (a few hundred bytes of nested back-references can otherwise
+    /// stand for megabytes).
+    #[error("back-references expand the {image}-byte image by more than {limit} bytes")]
+    BackRefsTooLarge {
+        /// The image's size.
+        image: usize,
+        /// The most its back-references may add.
+        limit: usize,
+    },
     /// A UTF-8 string or key that is not valid UTF-8.
     #[error("invalid UTF-8 in the string at offset {at}")]
     InvalidUtf8 {

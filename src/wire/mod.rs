@@ -30,8 +30,8 @@ pub use auth::{
 pub use cert::{CertError, NodeCert, PeerRole, TrustError, cert_subject};
 pub use error::{CborFault, EncodeError, FrameError, HandshakeError, StorableError};
 pub use framing::{
-    CborCodec, Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec, MAX_BIGNUM,
-    StorableCodec, select_framing,
+    BACKREF_ALLOWANCE, CborCodec, Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec,
+    MAX_BACKREF_FACTOR, MAX_BIGNUM, StorableCodec, select_framing,
 };
 pub use fuzz::{
     Decoded, FUZZ_MAX_DEPTH, FUZZ_MAX_PACKET, FUZZ_PEER_GREETING, decode_stream, fuzz_cbor,

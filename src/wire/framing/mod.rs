@@ -19,7 +19,7 @@ use tokio_util::codec::Decoder;
 
 pub use cbor::{CborCodec, MAX_BIGNUM};
 pub use json::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, JsonCodec};
-pub use storable::StorableCodec;
+pub use storable::{BACKREF_ALLOWANCE, MAX_BACKREF_FACTOR, StorableCodec};
 
 use crate::wire::error::{EncodeError, FrameError};
 use crate::wire::packet::Packet;

@@ -117,9 +117,14 @@ fn unsupported(op: u8, at: usize) -> StorableError {
 /// nesting deeper than `max_depth` containers, cycles. The length prefix
 /// is checked before any byte of the body is awaited: a padded one, or one
 /// over `max_packet`, ends the stream at once. The JSON output is bounded
-/// by `max_packet` too (a chain of back-references cannot blow it up;
-/// the check runs after each item, so the output may pass the limit by at
-/// most one escaped string before the frame is refused).
+/// by `max_packet` too (the check runs after each item, so the output may
+/// pass the limit by at most one escaped string before the frame is
+/// refused), and what back-references copy by [`MAX_BACKREF_FACTOR`]
+/// times the image's size plus [`BACKREF_ALLOWANCE`]: a chain of
+/// back-references to back-references, a few hundred bytes that stand for
+/// megabytes, is refused with
+/// [`StorableError::BackRefsTooLarge`](crate::wire::StorableError::BackRefsTooLarge)
+/// long before `max_packet`.
 ///
 /// Object numbers follow Storable's `retrieve`: the root array is 0, and
 /// every array, hash, ref, undef and scalar takes the next number in
@@ -241,6 +246,7 @@ impl FramingDecoder for StorableCodec {
             out: &mut self.out,
             s: &mut self.scratch,
             limit,
+            backref_budget: backref_allowance(len),
             max_depth: self.max_depth,
             depth: 0,
             key_cursor: 0,
@@ -292,6 +298,25 @@ fn read_ber(buf: &[u8], max: usize) -> Result<Option<(usize, usize)>, FrameError
         }
     }
     Ok(None)
+}
+
+/// How many times its own size a Storable image's back-references may
+/// add to its JSON form, beyond [`BACKREF_ALLOWANCE`]. Shared data in
+/// real messages (Perl's shared booleans, a structure referenced from a
+/// few places) stays far below it; a few hundred bytes of back-references
+/// to back-references can stand for megabytes, and such an image is
+/// refused with [`StorableError::BackRefsTooLarge`]. A deviation: the
+/// reference's `thaw` builds whatever the image describes.
+pub const MAX_BACKREF_FACTOR: usize = 16;
+
+/// The bytes of JSON back-references may add to any Storable image,
+/// besides [`MAX_BACKREF_FACTOR`] times its size.
+pub const BACKREF_ALLOWANCE: usize = 64 * 1024;
+
+/// What the back-references of an image of `len` bytes may add.
+fn backref_allowance(len: usize) -> usize {
+    len.saturating_mul(MAX_BACKREF_FACTOR)
+        .saturating_add(BACKREF_ALLOWANCE)
 }
 
 /// An object number's JSON, for back-references.
@@ -422,6 +447,8 @@ struct Conv<'a> {
     s: &'a mut Scratch,
     /// Output size limit.
     limit: usize,
+    /// What back-references may still copy.
+    backref_budget: usize,
     max_depth: usize,
     /// Open arrays and hashes.
     depth: usize,
@@ -873,7 +900,17 @@ impl<'a> Conv<'a> {
             _ if self.out.len() + text.len() > self.limit => {
                 return Err(FrameError::TooLarge { limit: self.limit });
             }
-            _ => text.to_vec(),
+            _ if text.len() > self.backref_budget => {
+                return Err(StorableError::BackRefsTooLarge {
+                    image: self.data.len(),
+                    limit: backref_allowance(self.data.len()),
+                }
+                .into());
+            }
+            _ => {
+                self.backref_budget -= text.len();
+                text.to_vec()
+            }
         };
         self.out.extend_from_slice(&copy);
         Ok(())
