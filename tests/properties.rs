@@ -160,6 +160,42 @@ proptest! {
     }
 
     #[test]
+    fn raw_relays_are_the_decoded_relays(
+        entries in prop::collection::vec((".{0,10}", prop::collection::vec(json_value(), 0..4)), 1..4),
+        multiple in any::<bool>(),
+        pretty in any::<bool>(),
+    ) {
+        let entry = |(port, msg): &(String, Vec<Value>)| {
+            let mut v = vec![Value::from(port.as_str())];
+            v.extend(msg.iter().cloned());
+            v
+        };
+        let request: Vec<Value> = if multiple {
+            let mut r = vec![Value::from("snd_multiple")];
+            r.extend(entries.iter().map(|e| Value::Array(entry(e))));
+            r
+        } else {
+            let mut r = vec![Value::from("snd")];
+            r.extend(entry(&entries[0]));
+            r
+        };
+        let bytes = if pretty {
+            serde_json::to_vec_pretty(&request).unwrap()
+        } else {
+            serde_json::to_vec(&request).unwrap()
+        };
+        // asserts the raw reading agrees with the decoded request
+        fuzz_node_port(&bytes);
+        let packet = Packet::parse(Packet::to_frame("", &request).unwrap()).unwrap();
+        let relays = aemp::wire::RawRelay::read(&packet);
+        let surrogates = String::from_utf8_lossy(packet.frame()).contains("\\u");
+        prop_assert!(relays.is_some() || surrogates, "{}", String::from_utf8_lossy(packet.frame()));
+        if let Some(relays) = relays {
+            prop_assert_eq!(relays.len(), if multiple { entries.len() } else { 1 });
+        }
+    }
+
+    #[test]
     fn packets_round_trip_however_split(
         msgs in prop::collection::vec((".{0,8}", prop::collection::vec(json_value(), 0..5)), 1..8),
         mut cuts in prop::collection::vec(0usize..4096, 0..8),

@@ -18,6 +18,7 @@ mod handshake;
 mod lenient;
 mod node_port;
 pub(crate) mod packet;
+mod relay;
 pub mod slot;
 mod tagged;
 mod tls;
@@ -52,7 +53,8 @@ pub use node_port::{
     NO_SUCH_PORT, NODE_PORT_TAGS, NodeRequest, NodeRequestError, Reason, ReplyTo, SPAWN_FUNCTION,
     SndEntry, die_reason, no_such_port, transport_error,
 };
-pub use packet::Packet;
+pub use packet::{ENTRY_COST, Packet, VALUE_COST};
+pub use relay::RawRelay;
 pub use tagged::{Tagged, TaggedError, tags_of};
 pub use tls::{PeerVerifier, TlsConfigs};
 
@@ -71,15 +73,45 @@ pub fn fuzz_parsers(data: &[u8], now: std::time::Instant) {
 
 /// Decodes `data` as a JSON array and runs it through
 /// [`NodeRequest::parse`] and back: must never panic, and what parses must
-/// encode to values that parse to the same request.
+/// encode to values that parse to the same request. The packet `["",
+/// data…]` goes through [`RawRelay::read`] too: what it reads must be the
+/// relays the decoded request names, message for message.
 pub fn fuzz_node_port(data: &[u8]) {
     let Ok(values) = serde_json::from_slice::<Vec<serde_json::Value>>(data) else {
         return;
     };
-    if let Ok(req) = NodeRequest::parse(values) {
+    let request = NodeRequest::parse(values);
+    if let Ok(req) = &request {
         let again = NodeRequest::parse(req.encode());
-        assert_eq!(again.as_ref(), Ok(&req), "node-port request round trip");
+        assert_eq!(again.as_ref(), Ok(req), "node-port request round trip");
         assert_eq!(req.clone().into_values(), req.encode());
+    }
+    let open = data.iter().position(|b| !packet::is_ws(*b)).unwrap_or(0);
+    let mut frame = br#"["","#.to_vec();
+    frame.extend_from_slice(&data[open + 1..]);
+    let Ok(packet) = Packet::parse(frame.into()) else {
+        return;
+    };
+    let Some(relays) = RawRelay::read(&packet) else {
+        return;
+    };
+    let named: Vec<(String, Vec<serde_json::Value>)> = match request {
+        Ok(NodeRequest::Snd { port, msg }) => vec![(port, msg)],
+        Ok(NodeRequest::SndMultiple(entries)) => entries
+            .into_iter()
+            .map(|e| match e {
+                SndEntry::Relay { port, msg } => (port, msg),
+                SndEntry::Malformed { why, .. } => panic!("raw relay of a malformed entry: {why}"),
+            })
+            .collect(),
+        other => panic!("raw relays of {other:?}"),
+    };
+    assert_eq!(relays.len(), named.len(), "raw relay count");
+    for (relay, (port, msg)) in relays.iter().zip(named) {
+        assert_eq!(relay.port(), port, "raw relay port");
+        let again = Packet::parse(relay.frame("n")).expect("a raw relay's frame parses");
+        assert_eq!(again.dest(), Some("n"));
+        assert_eq!(again.values().ok(), Some(msg), "raw relay message");
     }
 }
 

@@ -19,6 +19,15 @@ use serde_json::Value;
 
 use super::error::{EncodeError, FrameError};
 
+/// What [`Packet::value_cost`] counts per JSON value: a
+/// `serde_json::Value` is 32 bytes, and the vector holding it may have
+/// room for as many again.
+pub const VALUE_COST: usize = 64;
+
+/// What [`Packet::value_cost`] counts per object entry besides its value
+/// and key bytes: the key's `String` and the map's node.
+pub const ENTRY_COST: usize = 96;
+
 /// One decoded packet: a validated JSON array whose first element, if any,
 /// is the destination port name (the part after `#`; `""` is the node
 /// port). The empty array `[]` is a keepalive.
@@ -220,8 +229,43 @@ impl Packet {
     }
 
     /// The message elements as JSON values.
+    ///
+    /// A value tree takes many times the bytes of its text (a frame of
+    /// `[]`s, three bytes each, becomes a 32-byte value and more per
+    /// element): [`Packet::value_cost`] says how much, before decoding.
     pub fn values(&self) -> Result<Vec<Value>, serde_json::Error> {
         self.decode()
+    }
+
+    /// An upper estimate, in bytes, of the memory [`Packet::values`] takes
+    /// for this packet: [`VALUE_COST`] per value, [`ENTRY_COST`] more per
+    /// object entry, and the bytes of every string. One pass over the
+    /// frame, nothing decoded; the node checks it against `max_packet`
+    /// before it decodes a request of a peer into values.
+    ///
+    /// ```
+    /// use aemp::wire::{Packet, VALUE_COST};
+    /// let p = Packet::parse(bytes::Bytes::from_static(br#"["p",[],[],[]]"#)).unwrap();
+    /// assert!(p.value_cost() >= 4 * VALUE_COST);
+    /// ```
+    pub fn value_cost(&self) -> usize {
+        let frame = &self.frame[..];
+        let (mut cost, mut i) = (VALUE_COST, 0);
+        while let Some(&b) = frame.get(i) {
+            match b {
+                b'"' => {
+                    let end = skip_string(frame, i).unwrap_or(frame.len());
+                    cost = cost.saturating_add(end - i);
+                    i = end;
+                    continue;
+                }
+                b',' | b'[' | b'{' => cost = cost.saturating_add(VALUE_COST),
+                b':' => cost = cost.saturating_add(ENTRY_COST),
+                _ => {}
+            }
+            i += 1;
+        }
+        cost
     }
 
     /// Encodes `msg`, which must serialize to an array, as the frame
@@ -400,7 +444,7 @@ impl Cut {
 }
 
 /// Skips JSON whitespace from `i`.
-fn skip_ws(frame: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(frame: &[u8], mut i: usize) -> usize {
     while frame.get(i).is_some_and(|b| is_ws(*b)) {
         i += 1;
     }
@@ -409,7 +453,7 @@ fn skip_ws(frame: &[u8], mut i: usize) -> usize {
 
 /// The end (exclusive) of the JSON value starting at `i` of a frame the
 /// scanner validated (or built by [`Packet::encode`]).
-fn skip_value(frame: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn skip_value(frame: &[u8], i: usize) -> Option<usize> {
     match *frame.get(i)? {
         b'"' => skip_string(frame, i),
         b'[' | b'{' => {
@@ -447,7 +491,7 @@ fn skip_value(frame: &[u8], i: usize) -> Option<usize> {
 }
 
 /// The end (exclusive, after the closing quote) of the string at `i`.
-fn skip_string(frame: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn skip_string(frame: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {
         let k = j + memchr::memchr2(b'"', b'\\', frame.get(j..)?)?;
