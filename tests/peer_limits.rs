@@ -702,3 +702,93 @@ async fn relays_to_nodes_that_are_not_up_are_capped_per_peer() {
     );
     node.shutdown();
 }
+
+// ------------------------------------------ relays and decoded requests
+
+/// A relayed message goes on as the bytes that came (the node never
+/// builds its value tree: `1.0e2` stays as written), also when its value
+/// tree would be many times `max_packet`; a request the node must decode
+/// (`devnull`, `_spawn`) whose value tree would pass `max_packet` is
+/// refused and counted as `packet_size`, and the connection stays.
+#[actix_rt::test]
+async fn relays_go_on_as_bytes_and_costly_requests_are_refused() {
+    use aemp::Limit::PacketSize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = capped("caps").max_packet(64 * 1024).start().await.unwrap();
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    let mut third = RawPeer::connect(&node, "third").await;
+    // 40 KB of `[]`: some 13,000 values, well over 64 KiB decoded
+    let empties = vec!["[]"; 13_000].join(",");
+    let relay = format!(r#"["","snd","third#p",1.0e2,[{empties}]]"#);
+    assert!(relay.len() < 64 * 1024);
+    peer.stream.write_all(relay.as_bytes()).await.unwrap();
+    let want = format!(r#"["p",1.0e2,[{empties}]]"#);
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !got.windows(want.len()).any(|w| w == want.as_bytes()) {
+            let mut chunk = [0u8; 65536];
+            let n = third.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "third's connection closed");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the relay did not arrive as sent");
+    assert_eq!(node.limit_hit_count("raw", PacketSize), 0);
+    // the same value tree in requests the node decodes
+    let devnull = format!(r#"["","devnull",[{empties}]]"#);
+    let spawn = format!(r#"["","AnyEvent::MP::_spawn","s1","Test::idle",[{empties}]]"#);
+    for request in [devnull, spawn] {
+        peer.stream.write_all(request.as_bytes()).await.unwrap();
+    }
+    until("both refused", || {
+        node.limit_hit_count("raw", PacketSize) == 2
+    })
+    .await;
+    assert_eq!(node.peer_usage("raw", aemp::Limit::SpawnedPorts), Some(0));
+    // small ones still work, and the connection is still good
+    spawn_on(&mut peer, "s2").await;
+    until("s2 spawned", || {
+        node.peer_usage("raw", aemp::Limit::SpawnedPorts) == Some(1)
+    })
+    .await;
+    peer.send(json!(["", "snd", "raw#back", "still"])).await;
+    assert_eq!(
+        peer.recv_until(|m| m[0] == "back").await,
+        json!(["back", "still"])
+    );
+    node.shutdown();
+}
+
+/// Relays to a node that is up but does not read stop at the high-water
+/// mark of its queue: the rest are dropped and counted as `relay_queue`,
+/// and the connection to that node stays (a send of the node's own would
+/// fail it with `send queue overflow`; a peer's relays must not).
+#[actix_rt::test]
+async fn relays_never_overflow_a_third_nodes_queue() {
+    use aemp::Limit::RelayQueue;
+    let node = capped("caps")
+        .max_send_queue(256 * 1024)
+        .start()
+        .await
+        .unwrap();
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    // connected, never read
+    let _third = RawPeer::connect(&node, "third").await;
+    let chunk = "z".repeat(8 * 1024);
+    // 48 MiB: far more than the queue and the sockets' buffers
+    for _ in 0..6 * 1024 {
+        peer.send(json!(["", "snd", "third#p", chunk])).await;
+    }
+    peer.send(json!(["", "snd", "raw#back", "done"])).await;
+    assert_eq!(
+        peer.recv_until(|m| m[0] == "back").await,
+        json!(["back", "done"])
+    );
+    assert!(node.limit_hit_count("raw", RelayQueue) > 0);
+    assert!(
+        node.node_is_up("third"),
+        "the third node's connection was failed"
+    );
+    node.shutdown();
+}

@@ -362,7 +362,9 @@ impl Global {
                 );
                 return Ok(());
             }
-            if let Some((g, node)) = alive(&weak) {
+            if let Some((g, node)) = alive(&weak)
+                && node.decodable(&remote, &msg, "a Global message")
+            {
                 g.request(&node, &remote, ctx, msg.values()?);
             }
             Ok(())

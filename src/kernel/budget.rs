@@ -279,26 +279,21 @@ impl NodeInner {
         self.ports.relay_budget().forget(peer);
     }
 
-    /// Whether the message `msg` that `peer` has us relay to `port` may
-    /// be queued: always when the port's node is up (or is this node, or
-    /// the peer itself), else within the peer's [`RelayBudget`], charged
-    /// its encoded size. A refusal is counted and logged as
-    /// [`Limit::RelayQueue`].
-    pub(crate) fn relay_allowed(&self, peer: &str, port: &str, msg: &[Value]) -> bool {
-        let (node, name) = super::port::split_port(port);
+    /// Whether a message of `bytes` (its JSON frame) that `peer` has us
+    /// relay to a port of `node` may be queued: always when `node` is up
+    /// (its connection's queue then decides), is this node or the peer
+    /// itself, else within the peer's [`RelayBudget`]. A refusal is
+    /// counted and logged as [`Limit::RelayQueue`].
+    pub(crate) fn relay_allowed(&self, peer: &str, node: &str, bytes: usize) -> bool {
         let peers = self.remote.peers();
         if node == &*self.id || node == peer || peers.is_up(node) {
             return true;
         }
-        // (a message that cannot be encoded fails in the send, which says so)
-        let Ok(frame) = crate::Packet::to_frame(name, msg) else {
-            return true;
-        };
         let caps = (self.config.peer_max_relay_nodes, self.config.max_send_queue);
         let charged = self.ports.relay_budget().charge(
             peer,
             node,
-            frame.len().saturating_add(node.len()),
+            bytes.saturating_add(node.len()),
             caps,
             |n| peers.is_waiting(n),
         );
@@ -334,6 +329,11 @@ impl Node {
     /// (Global, data connections).
     pub(crate) fn limit_refused(&self, peer: &str, limit: Limit, cap: usize, what: &str) {
         self.inner().limit_refused(peer, limit, cap, what);
+    }
+
+    /// See [`NodeInner::decodable`]; for the services above the kernel.
+    pub(crate) fn decodable(&self, peer: &str, packet: &crate::Packet, what: &str) -> bool {
+        self.inner().decodable(peer, packet, what)
     }
 
     /// How much of its budget of `limit` peer `peer` holds on this node,

@@ -20,13 +20,14 @@ use super::registry::{Control, Delivery, PortTarget};
 use super::remote::RemoteNodes;
 use super::services::Services;
 use super::watchers::NodeWatchers;
+use crate::Limit;
 use crate::config::{ANON_NODE_ID, NodeConfig};
 use crate::error::{ConnectionError, PortError, SendError, SpawnError, StartError};
 use crate::transport::SlotTable as _;
 use crate::transport::dataconn::{self, DataLink};
 use crate::transport::outbox::Outbox;
 use crate::transport::{Link, Transport, TransportConfig, connector, listener};
-use crate::wire::{Framing, NodeRequest, Packet};
+use crate::wire::{Framing, NodeRequest, Packet, RawRelay};
 
 impl actix::Message for Packet {
     type Result = ();
@@ -342,8 +343,23 @@ impl NodeInner {
         self.deliver(from, packet);
     }
 
-    /// A request to the node port `""`, from node `from`.
+    /// A request to the node port `""`, from node `from`. Relays (`snd`,
+    /// `snd_multiple`) are read from the frame and passed on as they are
+    /// ([`RawRelay`]); any other request is decoded into values, unless
+    /// they would take more than `max_packet` bytes
+    /// ([`Packet::value_cost`]): such a request is refused and counted as
+    /// [`Limit::PacketSize`].
     pub(crate) fn node_port_request(&self, from: &Arc<str>, packet: &Packet) {
+        if let Some(relays) = RawRelay::read(packet) {
+            for relay in relays {
+                let (_, name) = split_port(relay.port());
+                self.relay_frame(from, relay.port(), relay.frame(name));
+            }
+            return;
+        }
+        if !self.decodable(from, packet, "a node-port request") {
+            return;
+        }
         match packet.values() {
             // plain and init functions see $SRCNODE = from (Kernel.pm 167)
             Ok(values) => super::src_node::with_src(Some(from.clone()), || {
@@ -351,6 +367,63 @@ impl NodeInner {
             }),
             Err(error) => {
                 tracing::warn!(node = %self.id, remote = %from, %error, "undecodable node-port request ignored")
+            }
+        }
+    }
+
+    /// Whether `packet`, `what` from `peer`, may be decoded into values:
+    /// if they take at most `max_packet` bytes ([`Packet::value_cost`]).
+    /// A refusal is counted and logged as [`Limit::PacketSize`].
+    pub(crate) fn decodable(&self, peer: &str, packet: &Packet, what: &str) -> bool {
+        let cost = packet.value_cost();
+        let cap = self.config.max_packet;
+        if cost <= cap {
+            return true;
+        }
+        let what = format!(
+            "{what} of {} bytes, {cost} bytes decoded (more than max_packet),",
+            packet.frame().len()
+        );
+        self.limit_refused(peer, Limit::PacketSize, cap, &what);
+        false
+    }
+
+    /// Relays `frame`, a packet `[name, @msg]` for `port`, which `from`
+    /// asked for (a `snd` to the node port, or the answer to an `info`,
+    /// `time`, … request): delivered if the port is local, else queued
+    /// for its node within `from`'s relay budget (see
+    /// [`NodeInner::relay_allowed`]) — but never past the high-water mark
+    /// of the node's queue: a relay the queue has no room for is dropped
+    /// and counted as [`Limit::RelayQueue`], where a send of our own would
+    /// fail the connection, so a peer cannot make us drop the connection
+    /// to a third node.
+    pub(crate) fn relay_frame(&self, from: &str, port: &str, frame: bytes::Bytes) {
+        if self.transport.is_shut_down() {
+            return;
+        }
+        let (node, name) = split_port(port);
+        if node == &*self.id {
+            let mut packet = Packet::from_encoded(frame, name);
+            if name.is_empty() {
+                return self.local_node_port_request(&packet);
+            }
+            // a local send: $SRCNODE is this node (Node.pm 216/236)
+            packet.set_src(self.id.clone());
+            return self.deliver(&self.id, packet);
+        }
+        if !self.relay_allowed(from, node, frame.len()) {
+            return;
+        }
+        match self.remote.peers().try_send_frame(node, frame) {
+            Ok(Ok(Sent::QueuedStartConnecting(id))) => self.start_connector(node, id),
+            Ok(Ok(_)) => {}
+            Ok(Err(full)) => {
+                let cap = full.limit(self.remote.peers().max_waiting());
+                let what = format!("a relayed message to node {node}, whose queue is full,");
+                self.limit_refused(from, Limit::RelayQueue, cap, &what);
+            }
+            Err(error) => {
+                tracing::debug!(node = %self.id, remote = from, %port, %error, "relayed message not sent")
             }
         }
     }

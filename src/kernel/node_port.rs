@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::functions::Function;
 use super::node::NodeInner;
-use crate::wire::{NodeRequest, NodeRequestError, ReplyTo, SndEntry};
+use super::port::split_port;
+use crate::wire::{NodeRequest, NodeRequestError, Packet, ReplyTo, SndEntry};
 
 /// What `eval` requests get back from an aemp node in the place where Perl
 /// puts `$@`: aemp never executes code it is sent.
@@ -110,13 +111,15 @@ fn call(node: &NodeInner, from: &str, name: &str, args: Vec<Value>) {
     }
 }
 
-/// `snd` relays: send `msg` to `port`.
+/// `snd` relays of a request that had to be decoded, and answers: send
+/// `msg` to `port` (see [`NodeInner::relay_frame`]).
 fn relay(node: &NodeInner, from: &str, port: &str, msg: Vec<Value>) {
-    if !node.relay_allowed(from, port, &msg) {
-        return;
-    }
-    if let Err(error) = node.snd(port, &msg) {
-        tracing::warn!(node = %node.id, remote = from, %port, %error, "relayed message not sent");
+    let (_, name) = split_port(port);
+    match Packet::to_frame(name, &msg) {
+        Ok(frame) => node.relay_frame(from, port, frame),
+        Err(error) => {
+            tracing::warn!(node = %node.id, remote = from, %port, %error, "relayed message not sent")
+        }
     }
 }
 

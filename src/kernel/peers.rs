@@ -272,6 +272,22 @@ impl Peers {
         self.send_down(node, Packet::to_frame(name, msg)?, true)
     }
 
+    /// Like [`Peers::try_send`], for a JSON frame made already (a relayed
+    /// message): transcoded into the connection's framing, or queued as
+    /// it is for a node that is not up.
+    pub(crate) fn try_send_frame(
+        &self,
+        node: &str,
+        frame: Bytes,
+    ) -> Result<Result<Sent, Full>, SendError> {
+        if let Some(outbox) = self.outbox(node) {
+            return try_push_with(&outbox, node, |buf| {
+                outbox.framing.encode_frame(&frame, buf)
+            });
+        }
+        self.send_down(node, frame, true)
+    }
+
     /// Queues `frame` for `node`, which was not up a moment ago.
     fn send_down(
         &self,
