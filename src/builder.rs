@@ -182,6 +182,13 @@ impl NodeBuilder {
         self
     }
 
+    /// The most connections the node dials at a time (see
+    /// [`NodeConfig::max_pending_dials`]).
+    pub fn max_pending_dials(mut self, n: usize) -> Self {
+        self.config.max_pending_dials = n;
+        self
+    }
+
     // ---- liveness
 
     /// The heartbeat's timeout (see [`NodeConfig::peer_timeout`]); `None`

@@ -598,3 +598,64 @@ fn limits_come_from_the_configuration_file() {
     assert_eq!(defaults.max_pending_handshakes_per_addr, 1024);
     assert_eq!(defaults.max_send_queue, 64 * 1024 * 1024);
 }
+
+/// At most `max_pending_dials` connections are dialled at a time, node
+/// wide: with 2 allowed and 5 peers that accept and never greet, 2
+/// connections arrive; when those are closed (their dials fail), the
+/// next 2 arrive; the file key sets it, and 0 is refused.
+#[actix_rt::test]
+async fn dials_take_turns_node_wide() {
+    let node = Node::builder()
+        .node_id("dialer")
+        .secret(SECRET)
+        .max_pending_dials(2)
+        .monitor_timeout(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap();
+    let (tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..5 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let tx = tx.clone();
+        actix_rt::spawn(async move {
+            if let Ok((s, _)) = listener.accept().await {
+                let _ = tx.send(s);
+            }
+        });
+        let n = node.clone();
+        actix_rt::spawn(async move {
+            let _ = n.connect(addr).await;
+        });
+    }
+    let mut held = Vec::new();
+    let take = |held: &mut Vec<TcpStream>, s: Option<TcpStream>| held.push(s.expect("accepted"));
+    for _ in 0..2 {
+        let s = tokio::time::timeout(Duration::from_secs(10), accepted.recv())
+            .await
+            .expect("a dial within 10 s");
+        take(&mut held, s);
+    }
+    // no third while the two are in their handshakes
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), accepted.recv())
+            .await
+            .is_err(),
+        "a third dial ran"
+    );
+    held.clear(); // closed: those dials fail, two more may run
+    for _ in 0..2 {
+        let s = tokio::time::timeout(Duration::from_secs(10), accepted.recv())
+            .await
+            .expect("the next dial within 10 s");
+        take(&mut held, s);
+    }
+    node.shutdown();
+    let values = |text: &str| -> serde_json::Map<String, serde_json::Value> {
+        serde_json::from_str(text).unwrap()
+    };
+    let cfg = aemp::NodeConfig::from_values("p", &values(r#"{"max_pending_dials":"9"}"#)).unwrap();
+    assert_eq!(cfg.max_pending_dials, 9);
+    assert_eq!(aemp::NodeConfig::default().max_pending_dials, 256);
+    assert!(aemp::NodeConfig::from_values("p", &values(r#"{"max_pending_dials":0}"#)).is_err());
+}

@@ -113,6 +113,13 @@ pub struct NodeConfig {
     /// address cannot lock everyone out (file key
     /// `max_pending_handshakes_per_addr`).
     pub max_pending_handshakes_per_addr: usize,
+    /// Most connections this node dials at a time, over all nodes (a TCP
+    /// connect and its handshake); further dials wait for one of them to
+    /// finish. Peers can have us reach many nodes (relays, Global `nodes`
+    /// messages, each within its per-peer cap); this keeps the sockets
+    /// that costs below the process's file limit. Default 256 (file key
+    /// `max_pending_dials`; the reference has no cap).
+    pub max_pending_dials: usize,
     // ---- liveness (a documented deviation: the reference relies on TCP
     // alone and notices a stopped peer never)
     /// The heartbeat: when nothing arrived from a peer for a quarter of
@@ -246,6 +253,9 @@ pub const DEFAULT_DATACONN_MAX_PENDING: usize = 16;
 /// Default of [`NodeConfig::max_pending_handshakes`].
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 4096;
 
+/// Default of [`NodeConfig::max_pending_dials`].
+pub const DEFAULT_MAX_PENDING_DIALS: usize = 256;
+
 /// Default of [`NodeConfig::max_pending_handshakes_per_addr`].
 pub const DEFAULT_MAX_PENDING_HANDSHAKES_PER_ADDR: usize = 1024;
 
@@ -272,6 +282,7 @@ impl Default for NodeConfig {
             dataconn_max_pending: DEFAULT_DATACONN_MAX_PENDING,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_pending_handshakes_per_addr: DEFAULT_MAX_PENDING_HANDSHAKES_PER_ADDR,
+            max_pending_dials: DEFAULT_MAX_PENDING_DIALS,
             peer_timeout: Some(DEFAULT_PEER_TIMEOUT),
             tcp_keepalive: Some(DEFAULT_TCP_KEEPALIVE),
             tcp_user_timeout: Some(DEFAULT_TCP_USER_TIMEOUT),
@@ -543,7 +554,10 @@ impl NodeConfig {
         if self.max_packet == 0 || self.max_depth == 0 || self.max_send_queue == 0 {
             return Err(InvalidConfig::Limits);
         }
-        if self.max_pending_handshakes == 0 || self.max_pending_handshakes_per_addr == 0 {
+        if self.max_pending_handshakes == 0
+            || self.max_pending_handshakes_per_addr == 0
+            || self.max_pending_dials == 0
+        {
             return Err(InvalidConfig::PendingHandshakes);
         }
         for (name, d) in [
@@ -597,9 +611,11 @@ pub enum InvalidConfig {
     /// `max_packet`, `max_depth` or `max_send_queue` is zero.
     #[error("max_packet, max_depth and max_send_queue must be positive")]
     Limits,
-    /// `max_pending_handshakes` or `max_pending_handshakes_per_addr` is
-    /// zero.
-    #[error("max_pending_handshakes and max_pending_handshakes_per_addr must be positive")]
+    /// `max_pending_handshakes`, `max_pending_handshakes_per_addr` or
+    /// `max_pending_dials` is zero.
+    #[error(
+        "max_pending_handshakes, max_pending_handshakes_per_addr and max_pending_dials must be positive"
+    )]
     PendingHandshakes,
     /// A liveness setting (`peer_timeout`, `tcp_keepalive`,
     /// `tcp_user_timeout`) is below [`MIN_LIVENESS_TIMEOUT`] (use `None`
@@ -649,6 +665,7 @@ fn transport_limit_key(c: &mut NodeConfig, key: &str, v: &Value) -> Result<(), C
         "max_packet" => &mut c.max_packet,
         "max_pending_handshakes" => &mut c.max_pending_handshakes,
         "max_pending_handshakes_per_addr" => &mut c.max_pending_handshakes_per_addr,
+        "max_pending_dials" => &mut c.max_pending_dials,
         _ => return Ok(()),
     };
     let n = number(key, v)?;

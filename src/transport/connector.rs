@@ -14,12 +14,18 @@ use crate::error::ConnectionError;
 
 /// Dials `addr` and runs the handshake; resolves to the peer's node id.
 /// The connection actor is started on the node's arbiter, so this works
-/// from any thread.
+/// from any thread. At most `max_pending_dials` run at a time, node-wide:
+/// this waits for a turn first (the connect deadline of a node connector
+/// keeps running meanwhile).
 pub(crate) async fn connect(
     transport: Arc<Transport>,
     link: Arc<dyn Link>,
     addr: String,
 ) -> Result<String, ConnectionError> {
+    // held until the handshake ended, one way or the other
+    let Some(_permit) = transport.dial_permit().await else {
+        return Err(ConnectionError::Shutdown);
+    };
     let (tx, rx) = oneshot::channel();
     let t = transport.clone();
     let spawned = transport.arbiter().spawn(async move {

@@ -123,6 +123,8 @@ pub(crate) struct TransportConfig {
     pub(crate) max_pending_handshakes: usize,
     /// Most pending handshakes per source address (see [`pending`]).
     pub(crate) max_pending_handshakes_per_addr: usize,
+    /// Most dials at a time.
+    pub(crate) max_pending_dials: usize,
     /// Liveness: heartbeat and socket timing.
     pub(crate) liveness: Liveness,
 }
@@ -182,6 +184,7 @@ impl TransportConfig {
             tls,
             max_pending_handshakes: cfg.max_pending_handshakes,
             max_pending_handshakes_per_addr: cfg.max_pending_handshakes_per_addr,
+            max_pending_dials: cfg.max_pending_dials,
             liveness: Liveness::new(cfg),
         })
     }
@@ -201,6 +204,8 @@ pub(crate) struct Transport {
     limit_hits: limits::LimitHits,
     /// Pending handshakes of accepted connections.
     pending: Arc<pending::PendingTable>,
+    /// Permits for dials (connect and handshake), `max_pending_dials`.
+    dials: Arc<tokio::sync::Semaphore>,
 }
 
 impl Transport {
@@ -211,6 +216,10 @@ impl Transport {
         ));
         Transport {
             pending,
+            dials: Arc::new(tokio::sync::Semaphore::new(
+                cfg.max_pending_dials
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             cfg,
             local,
             arbiter,
@@ -229,6 +238,15 @@ impl Transport {
     /// The node's pending handshakes (accepted connections).
     pub(crate) fn pending(&self) -> &Arc<pending::PendingTable> {
         &self.pending
+    }
+
+    /// A permit to dial, once fewer than `max_pending_dials` dials run;
+    /// `None` at shutdown.
+    pub(crate) async fn dial_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::select! {
+            permit = self.dials.clone().acquire_owned() => permit.ok(),
+            _ = self.shutdown.cancelled() => None,
+        }
     }
 
     /// A fresh connection id.
