@@ -902,14 +902,15 @@ impl Node {
     }
 
     /// How `node` authenticated its connection with us (the last one, if
-    /// it is down): the method, whether over TLS, and the subject of its
-    /// certificate.
+    /// it is down: kept for the 4,096 nodes that went down last): the
+    /// method, whether over TLS, and the subject of its certificate.
     pub fn peer_auth(&self, node: &str) -> Option<super::PeerAuth> {
         self.inner.remote.auth_of(node)
     }
 
     /// The `provider` the greeting of `node` named (`AE-1.30` for the Perl
-    /// reference, `aemp-…` for aemp), if we have been connected to it.
+    /// reference, `aemp-…` for aemp), if we are connected to it or were
+    /// lately (the 4,096 nodes that went down last keep theirs).
     pub fn provider_of(&self, node: &str) -> Option<String> {
         self.inner.remote.provider_of(node)
     }

@@ -2,6 +2,7 @@
 //! handshake slots), their known listen addresses, the monitors of their
 //! ports, and what their greetings said.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -29,7 +30,16 @@ pub(crate) struct RemoteNodes {
     providers: DashMap<Arc<str>, String, ahash::RandomState>,
     /// How each peer authenticated its last connection.
     auth: DashMap<Arc<str>, PeerAuth, ahash::RandomState>,
+    /// The nodes that went down, oldest first, whose provider and auth
+    /// records are still kept: at most [`MAX_DOWN_RECORDS`].
+    down: parking_lot::Mutex<VecDeque<Arc<str>>>,
 }
+
+/// How many nodes that went down keep their provider and auth records
+/// ([`crate::Node::provider_of`], [`crate::Node::peer_auth`]): the most
+/// recent ones. A peer with the secret connecting under ever new node ids
+/// would otherwise grow the tables without end.
+pub(crate) const MAX_DOWN_RECORDS: usize = 4096;
 
 /// The listen addresses known for one node.
 ///
@@ -87,6 +97,7 @@ impl RemoteNodes {
             address_changes: watch::Sender::new(0),
             providers: DashMap::with_hasher(ahash::RandomState::new()),
             auth: DashMap::with_hasher(ahash::RandomState::new()),
+            down: parking_lot::Mutex::new(VecDeque::new()),
         }
     }
 
@@ -169,7 +180,8 @@ impl RemoteNodes {
     /// `node` went down (or could not be reached): forget what Global
     /// taught us of it (Global.pm 442, Node.pm 83–85); an `anon/` node,
     /// which nobody can dial, leaves nothing behind (no address, provider
-    /// or auth record).
+    /// or auth record). The provider and auth records of other nodes stay
+    /// for the last [`MAX_DOWN_RECORDS`] nodes that went down.
     pub(crate) fn forget_node(&self, node: &str) {
         if let Some(mut known) = self.addresses.get_mut(node) {
             known.learned.clear();
@@ -178,7 +190,27 @@ impl RemoteNodes {
         if node.starts_with(crate::config::ANON_NODE_ID) {
             self.providers.remove(node);
             self.auth.remove(node);
+            return;
         }
+        if !self.providers.contains_key(node) && !self.auth.contains_key(node) {
+            return;
+        }
+        let mut down = self.down.lock();
+        down.push_back(Arc::from(node));
+        while down.len() > MAX_DOWN_RECORDS {
+            let Some(old) = down.pop_front() else { break };
+            // (one that came up again is queued anew when it goes down)
+            if !self.peers.is_up(&old) && !down.contains(&old) {
+                self.providers.remove(&old);
+                self.auth.remove(&old);
+            }
+        }
+    }
+
+    /// How many nodes have provider or auth records.
+    #[cfg(test)]
+    fn records(&self) -> usize {
+        self.providers.len().max(self.auth.len())
     }
 
     fn drop_empty(&self, node: &str) {
@@ -215,6 +247,36 @@ impl RemoteNodes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_of_down_nodes_are_bounded() {
+        let r = RemoteNodes::new(Arc::from("me"), 1024);
+        let auth = PeerAuth {
+            method: AuthMethod::HmacMd6_64_256,
+            subject: None,
+        };
+        for i in 0..MAX_DOWN_RECORDS + 100 {
+            let id: Arc<str> = Arc::from(format!("n{i}"));
+            r.set_provider(id.clone(), "AE-1.30");
+            r.set_auth(id.clone(), auth.clone());
+            r.forget_node(&id);
+        }
+        assert_eq!(r.records(), MAX_DOWN_RECORDS);
+        assert_eq!(r.provider_of("n0"), None);
+        assert_eq!(r.auth_of("n99"), None);
+        let last = format!("n{}", MAX_DOWN_RECORDS + 99);
+        assert_eq!(r.provider_of(&last).as_deref(), Some("AE-1.30"));
+        assert_eq!(r.auth_of(&last), Some(auth.clone()));
+        // a node going down again is the newest again
+        r.forget_node("n100");
+        for i in 0..MAX_DOWN_RECORDS - 1 {
+            let id: Arc<str> = Arc::from(format!("m{i}"));
+            r.set_provider(id.clone(), "aemp");
+            r.forget_node(&id);
+        }
+        assert_eq!(r.provider_of("n100").as_deref(), Some("AE-1.30"));
+        assert_eq!(r.records(), MAX_DOWN_RECORDS);
+    }
 
     #[test]
     fn learned_addresses_are_newest_first_deduplicated_and_bounded() {
