@@ -509,7 +509,7 @@ impl DataConn {
         let someone_elses = t.requests.contains_key(&id) || t.expects.keys().any(|(_, i)| *i == id);
         drop(t);
         if someone_elses {
-            tracing::warn!(node = node.id(), remote = %peer, %id, addr = %link.addr, "data connection with another node's id refused");
+            crate::transport::log_throttle::peer_warn!(node.log_throttle(), &peer, node = node.id(), remote = %peer, %id, addr = %link.addr, "data connection with another node's id refused");
         } else {
             tracing::debug!(node = node.id(), remote = %peer, %id, "data connection with an unknown id closed");
         }

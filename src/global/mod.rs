@@ -413,7 +413,9 @@ impl Global {
             // a `find` of a non-string: nothing to look up, nothing to say
             Err(GlobalMsgError::Malformed { tag: "find", .. }) => return,
             Err(GlobalMsgError::Malformed { tag, .. }) => {
-                return tracing::warn!(
+                return crate::transport::log_throttle::peer_warn!(
+                    node.log_throttle(),
+                    remote,
                     node = node.id(),
                     remote,
                     tag,

@@ -2,7 +2,7 @@
 //! (issue 13): how many of something each peer holds ([`PeerCounts`]),
 //! and the refusal when one is spent — counted every time
 //! ([`crate::Node::limit_hits`]), logged at most once per peer and limit
-//! per [`WARN_INTERVAL`] (a peer flooding requests over its cap must not
+//! per [`WARN_INTERVAL`](crate::transport::log_throttle::WARN_INTERVAL) (a peer flooding requests over its cap must not
 //! flood the log too).
 //!
 //! The reference has no such limits: each is a documented deviation
@@ -13,14 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
 use serde_json::Value;
 
 use super::node::{Node, NodeInner};
 use crate::Limit;
-
-/// How often a refusal by one limit for one peer is logged at most.
-pub(crate) const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The tag of the reason a peer's monitor gets when a limit refused what
 /// it asked for: `["limit_exceeded", <limit name>, <text>]`.
@@ -220,45 +216,14 @@ impl RelayBudget {
     }
 }
 
-/// When each peer's refusals by each limit were last logged.
-#[derive(Default)]
-pub(crate) struct LimitLog {
-    last: DashMap<(Arc<str>, Limit), Instant, ahash::RandomState>,
-}
-
-impl LimitLog {
-    /// Whether a refusal of `peer` by `limit` is to be logged now.
-    fn due(&self, peer: &str, limit: Limit) -> bool {
-        let now = Instant::now();
-        match self.last.entry((Arc::from(peer), limit)) {
-            Entry::Occupied(mut e) => {
-                if now.duration_since(*e.get()) < WARN_INTERVAL {
-                    return false;
-                }
-                e.insert(now);
-                true
-            }
-            Entry::Vacant(v) => {
-                v.insert(now);
-                true
-            }
-        }
-    }
-
-    /// Forgets `peer` (its node went down): its next refusal is logged.
-    fn forget(&self, peer: &str) {
-        self.last.retain(|(p, _), _| &**p != peer);
-    }
-}
-
 impl NodeInner {
     /// `limit` (whose value is `cap`) refused something `peer` asked for:
     /// counted, and logged (`what` says what was refused) unless a
     /// refusal by the same limit for the same peer was logged less than
-    /// [`WARN_INTERVAL`] ago.
+    /// [`WARN_INTERVAL`](crate::transport::log_throttle::WARN_INTERVAL) ago.
     pub(crate) fn limit_refused(&self, peer: &str, limit: Limit, cap: usize, what: &str) {
         self.handle().count_limit_hit(peer, limit);
-        if self.ports.limit_log().due(peer, limit) {
+        if let Some(left_out) = self.transport.log_throttle().due(peer, limit.name()) {
             let hits = self.handle().limit_hit_count(peer, limit);
             tracing::warn!(
                 node = %self.id,
@@ -266,6 +231,7 @@ impl NodeInner {
                 limit = limit.name(),
                 cap,
                 hits,
+                left_out,
                 "{what} refused: the peer is at its limit (further refusals of this peer by this limit are logged at most once a minute)"
             );
         }
@@ -274,7 +240,7 @@ impl NodeInner {
     /// `peer` went down: its refusals are logged afresh next time, and
     /// its refused spawns and its relays' budget are forgotten.
     pub(crate) fn forget_limit_log(&self, peer: &str) {
-        self.ports.limit_log().forget(peer);
+        self.transport.log_throttle().forget(peer);
         self.ports.refused_spawns().forget(peer);
         self.ports.relay_budget().forget(peer);
     }
@@ -329,6 +295,12 @@ impl Node {
     /// (Global, data connections).
     pub(crate) fn limit_refused(&self, peer: &str, limit: Limit, cap: usize, what: &str) {
         self.inner().limit_refused(peer, limit, cap, what);
+    }
+
+    /// The throttle of warnings a peer can cause, for the services above
+    /// the kernel (see `crate::transport::log_throttle::peer_warn`).
+    pub(crate) fn log_throttle(&self) -> &crate::transport::log_throttle::LogThrottle {
+        self.inner().transport.log_throttle()
     }
 
     /// See [`NodeInner::decodable`]; for the services above the kernel.
@@ -396,16 +368,5 @@ mod tests {
         assert!(!r.take("b", "p2"));
         r.forget("a");
         assert!(!r.take("a", "p2"));
-    }
-
-    #[test]
-    fn refusals_are_logged_once_per_interval() {
-        let log = LimitLog::default();
-        assert!(log.due("a", Limit::SpawnedPorts));
-        assert!(!log.due("a", Limit::SpawnedPorts));
-        assert!(log.due("a", Limit::RemoteMonitors));
-        assert!(log.due("b", Limit::SpawnedPorts));
-        log.forget("a");
-        assert!(log.due("a", Limit::SpawnedPorts));
     }
 }

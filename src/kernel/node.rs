@@ -366,7 +366,7 @@ impl NodeInner {
                 self.node_port_values(from, values)
             }),
             Err(error) => {
-                tracing::warn!(node = %self.id, remote = %from, %error, "undecodable node-port request ignored")
+                crate::transport::log_throttle::peer_warn!(self.transport.log_throttle(), from, node = %self.id, remote = %from, %error, "undecodable node-port request ignored")
             }
         }
     }

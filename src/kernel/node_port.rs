@@ -33,7 +33,7 @@ fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
         Ok(request) => request,
         Err(error) => {
             if error.tag() == "eval" {
-                tracing::warn!(node = %node.id, remote = from, "eval request refused");
+                crate::transport::log_throttle::peer_warn!(node.transport.log_throttle(), from, node = %node.id, remote = from, "eval request refused");
             }
             return malformed(node, from, &error);
         }
@@ -44,7 +44,7 @@ fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
         NodeRequest::Mon0 { port } => node.remote_mon0(from, &port),
         NodeRequest::Kil0 { port, reason } => node.remote_kil0(from, &port, reason),
         NodeRequest::Kil { port, .. } if port.is_empty() => {
-            tracing::warn!(node = %node.id, remote = from, "request to kill the node port ignored");
+            crate::transport::log_throttle::peer_warn!(node.transport.log_throttle(), from, node = %node.id, remote = from, "request to kill the node port ignored");
         }
         NodeRequest::Kil { port, reason } => node.kill_local(&port, reason),
         NodeRequest::Snd { port, msg } => relay(node, from, &port, msg),
@@ -79,7 +79,7 @@ fn handle(node: &NodeInner, from: &str, values: Vec<Value>) {
         }
         NodeRequest::Time(to) => reply(node, from, to, vec![perl_time()]),
         NodeRequest::Eval { reply: to, .. } => {
-            tracing::warn!(node = %node.id, remote = from, "eval request refused");
+            crate::transport::log_throttle::peer_warn!(node.transport.log_throttle(), from, node = %node.id, remote = from, "eval request refused");
             if let Some(to) = to {
                 reply(node, from, to, vec![Value::from(EVAL_REFUSED)]);
             }
@@ -94,19 +94,19 @@ fn call(node: &NodeInner, from: &str, name: &str, args: Vec<Value>) {
     match node.ports.functions().get(name) {
         Some(Function::Plain(f)) => {
             if let Err(error) = node.call_plain(&f, args) {
-                tracing::warn!(node = %node.id, remote = from, function = name, %error, "node-port function failed");
+                crate::transport::log_throttle::peer_warn!(node.transport.log_throttle(), from, node = %node.id, remote = from, function = name, %error, "node-port function failed");
             }
         }
         Some(Function::Sourced(f)) => {
             if let Err(error) = node.call_sourced(&f, from, args) {
-                tracing::warn!(node = %node.id, remote = from, function = name, %error, "node-port function failed");
+                crate::transport::log_throttle::peer_warn!(node.transport.log_throttle(), from, node = %node.id, remote = from, function = name, %error, "node-port function failed");
             }
         }
         Some(Function::Init(_)) => {
-            tracing::warn!(node = %node.id, remote = from, function = name, "an init function called as a plain function; ignored");
+            crate::transport::log_throttle::peer_warn!(node.transport.log_throttle(), from, node = %node.id, remote = from, function = name, "an init function called as a plain function; ignored");
         }
         None => {
-            tracing::warn!(node = %node.id, remote = from, function = name, "node-port request for an unknown function ignored");
+            crate::transport::log_throttle::peer_warn!(node.transport.log_throttle(), from, node = %node.id, remote = from, function = name, "node-port request for an unknown function ignored");
         }
     }
 }
@@ -118,7 +118,7 @@ fn relay(node: &NodeInner, from: &str, port: &str, msg: Vec<Value>) {
     match Packet::to_frame(name, &msg) {
         Ok(frame) => node.relay_frame(from, port, frame),
         Err(error) => {
-            tracing::warn!(node = %node.id, remote = from, %port, %error, "relayed message not sent")
+            crate::transport::log_throttle::peer_warn!(node.transport.log_throttle(), from, node = %node.id, remote = from, %port, %error, "relayed message not sent")
         }
     }
 }
@@ -132,7 +132,7 @@ fn reply(node: &NodeInner, from: &str, to: ReplyTo, extra: Vec<Value>) {
 
 fn malformed(node: &NodeInner, from: &str, error: &NodeRequestError) {
     let (tag, why) = (error.tag(), error.why());
-    tracing::warn!(node = %node.id, remote = from, tag, why, "malformed node-port request ignored");
+    crate::transport::log_throttle::peer_warn!(node.transport.log_throttle(), from, node = %node.id, remote = from, tag, why, "malformed node-port request ignored");
 }
 
 /// The current time as Perl's `AE::time` prints it through JSON::XS: a

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::budget::{LimitLog, RefusedSpawns, RelayBudget};
+use super::budget::{RefusedSpawns, RelayBudget};
 use super::functions::Functions;
 use super::port::{alnum_random, perl_counter};
 use super::port_runner::{Runner, RunnerQueue};
@@ -24,8 +24,6 @@ pub(crate) struct LocalPorts {
     runiq: String,
     /// Shared counter of generated port names.
     counter: AtomicU64,
-    /// When refusals by the per-peer limits were last logged.
-    limit_log: LimitLog,
     /// The last refused `_spawn`s of each peer.
     refused_spawns: RefusedSpawns,
     /// What each peer's relays wait for.
@@ -44,7 +42,6 @@ impl LocalPorts {
             uniq: alnum_random(9),
             runiq: alnum_random(12),
             counter: AtomicU64::new(0),
-            limit_log: LimitLog::default(),
             refused_spawns: RefusedSpawns::default(),
             relay_budget: RelayBudget::default(),
         }
@@ -53,11 +50,6 @@ impl LocalPorts {
     /// The ports and their monitors.
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
-    }
-
-    /// When refusals by the per-peer limits were last logged.
-    pub(crate) fn limit_log(&self) -> &LimitLog {
-        &self.limit_log
     }
 
     /// The last refused `_spawn`s of each peer.

@@ -53,7 +53,8 @@ impl NodeInner {
             let me = self.handle();
             let func = func.to_owned();
             let spawned = self.transport.arbiter().spawn(async move {
-                me.inner().run_local_spawn(&name, &func, args, dispatch);
+                me.inner()
+                    .run_local_spawn(None, &name, &func, args, dispatch);
             });
             if !spawned {
                 self.kill_local(port.name(), no_such_port(port.as_str()));
@@ -153,7 +154,7 @@ impl NodeInner {
     /// A `_spawn` request from node `from`.
     pub(crate) fn spawn_request(&self, from: &str, name: &str, func: &str, args: Vec<Value>) {
         if name.is_empty() || name.contains('#') {
-            tracing::warn!(node = %self.id, remote = from, port = name, "spawn with an invalid port name refused");
+            crate::transport::log_throttle::peer_warn!(self.transport.log_throttle(), from, node = %self.id, remote = from, port = name, "spawn with an invalid port name refused");
             return;
         }
         // as for a local spawn, a placeholder keeps messages and monitors
@@ -170,18 +171,25 @@ impl NodeInner {
             }
         };
         let Some(dispatch) = dispatch else {
-            tracing::warn!(node = %self.id, remote = from, port = name, "spawn of an existing port's name refused");
+            crate::transport::log_throttle::peer_warn!(self.transport.log_throttle(), from, node = %self.id, remote = from, port = name, "spawn of an existing port's name refused");
             return;
         };
         // run at once: the packets after the `_spawn` (the spawner's mon1,
         // its first messages) find the port complete
-        self.run_local_spawn(name, func, args, dispatch);
+        self.run_local_spawn(Some(from), name, func, args, dispatch);
     }
 
     /// Runs the init of the pending port `name` and completes it (the
     /// deferred half of a local spawn, the whole of a remote one); kills
     /// the placeholder with `no_such_port` when the init gives no port.
-    fn run_local_spawn(&self, name: &str, func: &str, args: Vec<Value>, cell: Arc<PortCell>) {
+    fn run_local_spawn(
+        &self,
+        from: Option<&str>,
+        name: &str,
+        func: &str,
+        args: Vec<Value>,
+        cell: Arc<PortCell>,
+    ) {
         match self.run_init(func, args, cell) {
             Ok(target) => {
                 if !self.ports.registry().complete_pending(name, target) {
@@ -189,7 +197,12 @@ impl NodeInner {
                 }
             }
             Err(error) => {
-                tracing::warn!(node = %self.id, port = name, %error, "spawn created no port");
+                let by = from.unwrap_or(&self.id);
+                crate::transport::log_throttle::peer_warn!(
+                    self.transport.log_throttle(), by,
+                    node = %self.id, remote = from, port = name, %error,
+                    "spawn created no port"
+                );
                 let id = PortId::new(&self.id, name);
                 self.kill_local(name, no_such_port(id.as_str()));
             }

@@ -370,7 +370,10 @@ impl Connection {
                 "handshake refused"
             );
         } else {
-            tracing::warn!(
+            // keyed by address: anyone can make a handshake fail
+            let by = super::pending::addr_peer(self.peer_addr.ip());
+            super::log_throttle::peer_warn!(
+                self.transport.log_throttle(), &by,
                 node = %self.transport.local, peer = %self.peer_addr, remote = ?remote,
                 outbound = self.dialed.is_some(), %error,
                 "handshake failed"
@@ -387,7 +390,8 @@ impl Connection {
     /// `max_packet` (`limit`): the peer's packet, or the JSON text it has
     /// not finished, is larger. Logged and counted.
     fn packet_too_large(&self, remote: &str, limit: usize) {
-        tracing::warn!(
+        super::log_throttle::peer_warn!(
+            self.transport.log_throttle(), remote,
             node = %self.transport.local, peer = %self.peer_addr,
             remote, limit, "packet too large"
         );
@@ -628,7 +632,8 @@ impl Actor for Connection {
                     %error, "connection closed"
                 );
             } else {
-                tracing::warn!(
+                super::log_throttle::peer_warn!(
+                    self.transport.log_throttle(), &up.remote,
                     node = %self.transport.local, peer = %self.peer_addr, remote = %up.remote,
                     %error, "connection failed"
                 );

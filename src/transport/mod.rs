@@ -16,6 +16,7 @@ pub(crate) mod dataconn;
 pub(crate) mod handshake;
 pub(crate) mod limits;
 pub(crate) mod listener;
+pub(crate) mod log_throttle;
 pub(crate) mod outbox;
 pub(crate) mod pending;
 pub(crate) mod stream;
@@ -206,6 +207,8 @@ pub(crate) struct Transport {
     pending: Arc<pending::PendingTable>,
     /// Permits for dials (connect and handshake), `max_pending_dials`.
     dials: Arc<tokio::sync::Semaphore>,
+    /// Warnings a peer can cause, at most once a minute per peer and kind.
+    log_throttle: log_throttle::LogThrottle,
 }
 
 impl Transport {
@@ -227,12 +230,18 @@ impl Transport {
             connections: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
             limit_hits: limits::LimitHits::default(),
+            log_throttle: log_throttle::LogThrottle::default(),
         }
     }
 
     /// Limits hit, per peer (every refusing limit counts here).
     pub(crate) fn limit_hits(&self) -> &limits::LimitHits {
         &self.limit_hits
+    }
+
+    /// Throttles the warnings a peer can cause (see [`log_throttle`]).
+    pub(crate) fn log_throttle(&self) -> &log_throttle::LogThrottle {
+        &self.log_throttle
     }
 
     /// The node's pending handshakes (accepted connections).

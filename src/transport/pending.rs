@@ -116,10 +116,7 @@ impl PendingTable {
     pub(crate) fn refused(&self, local: &str, peer: SocketAddr, cap: Cap, hits: &LimitHits) {
         // counted as the cap counts: an IPv6 source by its /64, so one
         // network cannot add a row per address
-        let counted = match key(peer.ip()) {
-            IpAddr::V6(prefix) => format!("addr:{prefix}/64"),
-            v4 => format!("addr:{v4}"),
-        };
+        let counted = addr_peer(peer.ip());
         hits.hit(&counted, Limit::PendingHandshakes);
         let now = Instant::now();
         let mut last = self.last_warn.lock();
@@ -159,6 +156,16 @@ impl Drop for PendingGuard {
                 e.remove();
             }
         }
+    }
+}
+
+/// How a peer that has not authenticated is named in the limit counters
+/// and the log throttle: `addr:<ip>`, an IPv6 source by its /64
+/// (`addr:<prefix>/64`), so one network cannot add a row per address.
+pub(crate) fn addr_peer(ip: IpAddr) -> String {
+    match key(ip) {
+        IpAddr::V6(prefix) => format!("addr:{prefix}/64"),
+        v4 => format!("addr:{v4}"),
     }
 }
 
