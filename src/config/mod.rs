@@ -640,6 +640,10 @@ pub enum NodeIdError {
     /// The id contains `;`, `,`, CR or LF, which separate greeting fields.
     #[error("node id {0:?} contains a greeting separator")]
     GreetingSeparator(String),
+    /// The id contains a control character (which peers refuse in a
+    /// greeting, see [`crate::wire::Greeting::node_id`]).
+    #[error("node id {0:?} contains a control character")]
+    Control(String),
 }
 
 /// Checks a node id we are given (configuration or API): not empty,
@@ -652,6 +656,8 @@ pub(crate) fn check_node_id(id: &str) -> Result<(), NodeIdError> {
         Err(NodeIdError::Hash(id.to_owned()))
     } else if id.contains([';', ',', '\n', '\r']) {
         Err(NodeIdError::GreetingSeparator(id.to_owned()))
+    } else if id.chars().any(char::is_control) {
+        Err(NodeIdError::Control(id.to_owned()))
     } else {
         Ok(())
     }

@@ -366,3 +366,20 @@ pub enum EncodeError {
     #[error("cannot serialize message: {0}")]
     Serialize(#[from] serde_json::Error),
 }
+
+/// `s` with its control characters escaped (`\u{1b}`), for the fields of
+/// a peer's greeting or auth line that go into error texts and logs.
+pub(crate) fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -252,8 +252,10 @@ impl Greeting {
             .is_ok_and(|v| v == f64::from(version))
     }
 
-    /// The sender's node id, if it is usable: valid UTF-8, not empty, and
-    /// without `#` (which separates node id and port name).
+    /// The sender's node id, if it is usable: valid UTF-8, not empty,
+    /// without `#` (which separates node id and port name), and without
+    /// control characters (a deviation: the reference takes any; no real
+    /// node id has them, and they would reach logs and events verbatim).
     pub fn node_id(&self) -> Result<&str, HandshakeError> {
         let why = if !self.node_utf8 {
             "not UTF-8"
@@ -261,6 +263,8 @@ impl Greeting {
             "empty"
         } else if self.node.contains('#') {
             "contains '#'"
+        } else if self.node.chars().any(char::is_control) {
+            "contains a control character"
         } else {
             return Ok(&self.node);
         };
@@ -359,6 +363,16 @@ mod tests {
     fn node_ids() {
         assert!(Greeting::parse(b"aemp;1;a#b").node_id().is_err());
         assert!(Greeting::parse(b"aemp;1;\xff").node_id().is_err());
+        for bad in [
+            &b"aemp;1;a\x1b[2Jb"[..],
+            b"aemp;1;a\x00",
+            b"aemp;1;\x7f",
+            b"aemp;1;a\xc2\x85",
+        ] {
+            let e = Greeting::parse(bad).node_id().unwrap_err();
+            assert!(e.to_string().contains("control character"), "{e}");
+            assert!(!e.to_string().chars().any(char::is_control), "{e:?}");
+        }
         assert_eq!(Greeting::parse(b"aemp;1;anon/x").node_id(), Ok("anon/x"));
     }
 

@@ -56,7 +56,7 @@ use super::auth::{
     AuthMethod, DEFAULT_AUTH_ACCEPT, DEFAULT_AUTH_OFFER, Secret, select_auth, send_token,
     transcript, verify_token,
 };
-use super::error::HandshakeError;
+use super::error::{HandshakeError, printable};
 use super::framing::{Framing, select_framing};
 use super::greeting::{
     DATACONN_ID_KEY, DATACONN_PROTOCOL, Greeting, Nonce, PROTOCOL, PROTOCOL_VERSION,
@@ -560,7 +560,7 @@ impl Handshake {
             if g.protocol != PROTOCOL && g.protocol != DATACONN_PROTOCOL {
                 return Err(HandshakeError::UnexpectedProtocol {
                     expected: DATACONN_PROTOCOL.to_owned(),
-                    got: g.protocol.clone(),
+                    got: printable(&g.protocol),
                 });
             }
         } else if g.protocol == DATACONN_PROTOCOL && !self.no_upgrade {
@@ -573,13 +573,13 @@ impl Handshake {
         } else if g.protocol != PROTOCOL {
             return Err(HandshakeError::UnexpectedProtocol {
                 expected: PROTOCOL.to_owned(),
-                got: g.protocol.clone(),
+                got: printable(&g.protocol),
             });
         }
         if !g.version_is(PROTOCOL_VERSION) {
             return Err(HandshakeError::VersionMismatch {
                 ours: PROTOCOL_VERSION,
-                theirs: g.version.clone(),
+                theirs: printable(&g.version),
             });
         }
         let node = g.node_id()?.to_owned();
@@ -616,12 +616,12 @@ impl Handshake {
         let tls = self.uses_tls(&greeting);
         let auth = select_auth(&greeting.auth, &self.cfg.auth_offer, tls).ok_or_else(|| {
             HandshakeError::NoCommonAuth {
-                offered: greeting.auth.join(","),
+                offered: printable(&greeting.auth.join(",")),
             }
         })?;
         let framing = select_framing(&greeting.framings, &self.cfg.framings).ok_or_else(|| {
             HandshakeError::NoCommonFraming {
-                offered: greeting.framings.join(","),
+                offered: printable(&greeting.framings.join(",")),
             }
         })?;
         let local_first = transcript([&self.lg1, &self.lg2], [&rg1, &rg2]);
@@ -650,7 +650,7 @@ impl Handshake {
         let framing = fields.next().filter(|f| !f.is_empty());
         let method =
             AuthMethod::from_name(&name).ok_or_else(|| HandshakeError::UnsupportedRecvAuth {
-                method: name.clone().into_owned(),
+                method: printable(&name),
             })?;
         if !self.cfg.auth_accept.contains(&method) {
             return Err(HandshakeError::AuthNotAccepted {
@@ -666,7 +666,7 @@ impl Handshake {
         let framing = Framing::from_name(&framing_name)
             .filter(|f| self.cfg.framings.contains(f))
             .ok_or_else(|| HandshakeError::FramingNotOffered {
-                framing: framing_name.into_owned(),
+                framing: printable(&framing_name),
             })?;
         Ok((method, framing))
     }
@@ -810,6 +810,33 @@ mod tests {
             b"[\"x\"]",
             "the bytes stay for the packet stream"
         );
+    }
+
+    #[test]
+    fn peer_fields_in_errors_have_no_control_characters() {
+        for (line, want) in [
+            (&b"ae\x1bmp;1;x\n"[..], "got 'ae\\u{1b}mp'"),
+            (b"aemp;2\x07;x\n", "they: 2\\u{7}"),
+            (b"aemp;1;x\x1b;md6\x00;json\n", "invalid node id"),
+            (b"aemp;1;x;hm\x1bac;json\n", "hm\\u{1b}ac: no common auth"),
+        ] {
+            let mut a = hs("a", "s", 1, Instant::now());
+            // with a nonce line of its own after it
+            let b = hs("b", "s", 2, Instant::now()).greeting();
+            let nonce = &b[b.iter().position(|&c| c == b'\n').unwrap() + 1..];
+            let mut input = BytesMut::from(line);
+            input.extend_from_slice(nonce);
+            let mut out = Vec::new();
+            let e = loop {
+                match a.advance_granting(&mut input, &mut out) {
+                    Err(e) => break e.to_string(),
+                    Ok(None) => panic!("{line:?} not refused"),
+                    Ok(Some(_)) => {}
+                }
+            };
+            assert!(e.contains(want), "{e}");
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+        }
     }
 
     #[test]
