@@ -283,6 +283,11 @@ pub enum ConnectionError {
     /// No connection came up within `monitor_timeout`.
     #[error("unable to connect")]
     UnableToConnect,
+    /// The handshake was pending on a full listener and was closed to
+    /// make room for one from a source holding fewer (see
+    /// [`NodeConfig::max_pending_handshakes`](crate::NodeConfig::max_pending_handshakes)).
+    #[error("pending handshake closed to make room on a full listener")]
+    Evicted,
     /// Nothing arrived from the peer within `peer_timeout`, heartbeat
     /// included (see [`NodeConfig::peer_timeout`](crate::NodeConfig::peer_timeout)).
     #[error("peer timeout")]

@@ -659,3 +659,53 @@ async fn dials_take_turns_node_wide() {
     assert_eq!(aemp::NodeConfig::default().max_pending_dials, 256);
     assert!(aemp::NodeConfig::from_values("p", &values(r#"{"max_pending_dials":0}"#)).is_err());
 }
+
+/// Four addresses each at their cap fill the listener (4 × 4 = 16): a
+/// good client from a fifth address still gets in at once, taking the
+/// place of the oldest handshake of the addresses holding the most (that
+/// squatter is closed, counted as its address's `pending_handshakes`
+/// hit); the squatters' own addresses cannot push each other out.
+#[actix_rt::test]
+async fn a_full_listener_makes_room_for_a_source_holding_fewer() {
+    let node = capped_node("crowded", 16, 4).await;
+    let mut squatters = Vec::new();
+    for (a, from) in ["127.0.0.7", "127.0.0.8", "127.0.0.9", "127.0.0.10"]
+        .iter()
+        .enumerate()
+    {
+        for i in 0..4 {
+            squatters.push(squatter(&node, from, "nobody", a * 4 + i).await);
+        }
+    }
+    // one more from a squatting address: its own cap refuses it
+    let mut more = connect_from(&node, "127.0.0.7").await;
+    assert!(
+        refused_at_once(&mut more).await,
+        "a fifth from one address was served"
+    );
+    let hits = |a: &str| node.limit_hit_count(&format!("addr:{a}"), Limit::PendingHandshakes);
+    assert_eq!(hits("127.0.0.7"), 1);
+    // a good client from 127.0.0.1 is served, in well under a second
+    let start = Instant::now();
+    tokio::time::timeout(WAIT, still_serves(&node))
+        .await
+        .expect("a good client was locked out");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // exactly one squatter made room
+    let mut closed = 0;
+    for s in &mut squatters {
+        let (_, c) = read_for(s, Duration::from_millis(50)).await;
+        closed += usize::from(c);
+    }
+    assert!((1..=2).contains(&closed), "{closed} squatters closed");
+    let evictions: u64 = ["127.0.0.7", "127.0.0.8", "127.0.0.9", "127.0.0.10"]
+        .iter()
+        .map(|a| hits(a))
+        .sum();
+    assert_eq!(evictions, 1 + closed as u64);
+    node.shutdown();
+}

@@ -103,7 +103,10 @@ pub struct NodeConfig {
 
     // -- handshakes, packets and send queues (issue 13) --
     /// Most handshakes pending on one listener (accepted connections that
-    /// have not finished their handshake); one more is closed at once.
+    /// have not finished their handshake); one more is closed at once —
+    /// unless its source address holds fewer there than the address
+    /// holding the most, less one: then the oldest of that address's is
+    /// closed instead, so a few addresses cannot lock everyone out.
     /// Default 4096 (file key `max_pending_handshakes`; the reference has
     /// no cap).
     pub max_pending_handshakes: usize,

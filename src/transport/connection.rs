@@ -595,6 +595,7 @@ impl Actor for Connection {
         let peer = self.peer_addr;
         let conn = self.conn_id;
         let pending = self.pending.take();
+        let evicted = pending.as_ref().map(PendingGuard::evicted);
         // the node's slot table answers the handshake's claims
         let fut = async move {
             // counted as pending until the handshake ends, either way
@@ -609,6 +610,7 @@ impl Actor for Connection {
                     slots,
                     tls: transport.cfg.tls.as_ref(),
                     peer: peer.ip(),
+                    evicted,
                 },
             )
             .await

@@ -68,6 +68,9 @@ pub(crate) struct Claimant<'a> {
     pub(crate) tls: Option<&'a TlsConfigs>,
     /// The peer's address (named in a TLS client's hello).
     pub(crate) peer: IpAddr,
+    /// Cancelled when a full listener gives this pending handshake's place
+    /// to another (accepted connections only).
+    pub(crate) evicted: Option<CancellationToken>,
 }
 
 /// Runs the handshake to its end. On failure the slot this handshake
@@ -81,7 +84,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut io = Stream::Plain(io);
-    let result = exchange(&mut io, &mut hs, &who).await;
+    let result = match who.evicted.clone() {
+        Some(evicted) => tokio::select! {
+            result = exchange(&mut io, &mut hs, &who) => result,
+            _ = evicted.cancelled() => Err(ConnectionError::Evicted),
+        },
+        None => exchange(&mut io, &mut hs, &who).await,
+    };
     let remote = hs.remote_node().map(str::to_owned);
     match result {
         Ok((est, rest)) => Ok((est, io, rest)),

@@ -47,7 +47,14 @@ pub(crate) fn spawn_accept_loop(
             };
             match accepted {
                 Ok((stream, addr)) => match transport.pending().admit(&pending, addr) {
-                    Ok(guard) => {
+                    Ok((guard, evicted)) => {
+                        if let Some(victim) = evicted {
+                            transport.pending().evicted(
+                                &transport.local,
+                                victim,
+                                transport.limit_hits(),
+                            );
+                        }
                         let (t, l) = (transport.clone(), link.clone());
                         Connection::start(t, l, stream, addr, None, Some(guard));
                     }
