@@ -178,15 +178,10 @@ fn level_filter(level: i64) -> LevelFilter {
     }
 }
 
-/// A number as Perl sees one: numbers as they are, numeric strings
-/// parsed, anything else (`undef` too) 0.
+/// A number as Perl sees one ([`crate::wire::perl_numify`]; a missing
+/// one is `undef`, 0).
 fn perl_number(v: Option<&Value>) -> f64 {
-    match v {
-        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
-        Some(Value::String(s)) => s.trim().parse().unwrap_or(0.0),
-        Some(Value::Bool(b)) => f64::from(u8::from(*b)),
-        _ => 0.0,
-    }
+    v.map_or(0.0, crate::wire::perl_numify)
 }
 
 /// A level argument as an integer (Perl compares numerically; levels are

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aemp::{GroupError, Node, PortId};
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[actix_rt::test]
 async fn a_new_peer_gets_the_global_opening_in_order() {
@@ -141,6 +141,46 @@ async fn a_global_version_mismatch_creates_no_port() {
     peer.send(json!(["", "mon1", "g.w"])).await;
     peer.send(json!(["", "info", "raw#sync"])).await;
     assert_eq!(peer.recv().await, json!(["sync", "glob"]));
+}
+
+/// Perl compares `int $version` with 0: a missing, `null` or non-numeric
+/// version is 0 and accepted (`"0abc"` too, by its leading number); `NaN`
+/// equals nothing and is refused.
+#[actix_rt::test]
+async fn global_versions_numify_as_perl_numifies_them() {
+    let node = listening_node("glob").await;
+    let mut peer = RawPeer::connect(&node, "raw").await;
+    let spawn = |name: &str, version: Value| {
+        json!([
+            "",
+            "AnyEvent::MP::_spawn",
+            name,
+            "AnyEvent::MP::Global::connect",
+            version,
+            "raw"
+        ])
+    };
+    for (name, version) in [
+        ("g.null", Value::Null),
+        ("g.text", json!("abc")),
+        ("g.prefix", json!("0abc")),
+        ("g.nan", json!("NaN")),
+    ] {
+        peer.send(spawn(name, version)).await;
+        peer.send(json!(["", "mon1", name])).await;
+    }
+    peer.send(json!(["", "info", "raw#sync"])).await;
+    let mut refused = Vec::new();
+    loop {
+        let m = peer.recv().await;
+        if m[0] == "sync" {
+            break;
+        }
+        if m[1] == "kil0" {
+            refused.push(m[2].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(refused, ["g.nan"]);
 }
 
 #[actix_rt::test]

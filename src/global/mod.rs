@@ -99,15 +99,6 @@ pub(crate) struct Global {
     setups: watch::Sender<u64>,
 }
 
-/// A number, or a numeric string, as Perl reads it; its integer part.
-fn int_of(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f.trunc() as i64)),
-        Value::String(s) => s.trim().parse::<f64>().ok().map(|f| f.trunc() as i64),
-        _ => None,
-    }
-}
-
 impl State {
     /// `id` came up, or our Global link to it died: the peer that named
     /// it gets its unit of `peer_max_introduced_nodes` back.
@@ -309,9 +300,15 @@ impl Global {
         ctx: &PortContext,
         args: Vec<Value>,
     ) -> Result<PortBehaviour, HandlerError> {
-        let version = args.first().and_then(int_of);
-        if version != Some(GLOBAL_VERSION) {
-            let shown = args.first().map(|v| v.to_string()).unwrap_or_default();
+        // Perl: `(int $version) == (int $GLOBAL_VERSION)`, so a missing or
+        // non-numeric version is 0, and so is ours; NaN equals nothing
+        let version = args.first().map_or(0.0, crate::wire::perl_numify);
+        if version.trunc() != GLOBAL_VERSION as f64 {
+            let shown = match args.first() {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::String(s)) => crate::wire::printable(s),
+                Some(v) => v.to_string(),
+            };
             return Err(format!(
                 "node version mismatch (requested {shown}; we have {GLOBAL_VERSION})"
             )

@@ -137,3 +137,107 @@ mod tests {
         assert_eq!(serde_json::to_string(&Lenient(7u32)).unwrap(), "7");
     }
 }
+
+/// A JSON value as Perl numifies the scalar it decodes to: numbers as
+/// they are; strings by their leading number, after leading whitespace
+/// (`"2abc"` is 2, `"abc"` and `""` are 0, `"nan"` and `"inf"`, in any
+/// case, are NaN and infinity); `true` 1, `false`, `null` and
+/// containers 0 (a reference numifies to its address in Perl, which no
+/// comparison here expects).
+///
+/// ```
+/// use aemp::wire::perl_numify;
+/// use serde_json::json;
+/// assert_eq!(perl_numify(&json!(" 2.5e1x")), 25.0);
+/// assert_eq!(perl_numify(&json!("abc")), 0.0);
+/// assert_eq!(perl_numify(&json!(null)), 0.0);
+/// assert!(perl_numify(&json!("NaN")).is_nan());
+/// ```
+pub fn perl_numify(v: &serde_json::Value) -> f64 {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) => n.as_f64().unwrap_or(0.0),
+        Value::String(s) => numify_str(s),
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        _ => 0.0,
+    }
+}
+
+/// Perl's numification of a string: its longest leading decimal number.
+fn numify_str(s: &str) -> f64 {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0c', '\x0b']);
+    let b = t.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let negative = b.first() == Some(&b'-');
+    let rest = t[i..].to_ascii_lowercase();
+    if rest.starts_with("nan") {
+        return f64::NAN;
+    }
+    if rest.starts_with("inf") {
+        return if negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        };
+    }
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let int = digits(&mut i);
+    let mut end = i;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) > 0 || int > 0 {
+            end = i;
+        }
+    }
+    if end > usize::from(matches!(b.first(), Some(b'+' | b'-')))
+        && matches!(b.get(end), Some(b'e' | b'E'))
+    {
+        let mut j = end + 1;
+        if matches!(b.get(j), Some(b'+' | b'-')) {
+            j += 1;
+        }
+        if digits(&mut j) > 0 {
+            end = j;
+        }
+    }
+    t[..end].parse().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod numify_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strings_numify_by_their_leading_number() {
+        for (s, want) in [
+            ("2", 2.0),
+            ("  -3.5", -3.5),
+            ("2abc", 2.0),
+            ("1e3x", 1000.0),
+            ("1e", 1.0),
+            ("1.e2", 100.0),
+            (".5", 0.5),
+            ("+.5e-1", 0.05),
+            ("abc", 0.0),
+            ("", 0.0),
+            ("-", 0.0),
+            (".", 0.0),
+            ("0x10", 0.0),
+            ("-Inf", f64::NEG_INFINITY),
+            ("infinity", f64::INFINITY),
+        ] {
+            assert_eq!(perl_numify(&json!(s)), want, "{s:?}");
+        }
+        assert!(perl_numify(&json!(" nan")).is_nan());
+        assert_eq!(perl_numify(&json!(7)), 7.0);
+        assert_eq!(perl_numify(&json!(true)), 1.0);
+        assert_eq!(perl_numify(&json!([1])), 0.0);
+    }
+}

@@ -29,6 +29,7 @@ pub use auth::{
     tokens_equal, transcript, verify_token,
 };
 pub use cert::{CertError, NodeCert, PeerRole, TrustError, cert_subject};
+pub(crate) use error::printable;
 pub use error::{CborFault, EncodeError, FrameError, HandshakeError, StorableError};
 pub use framing::{
     BACKREF_ALLOWANCE, CborCodec, Codec, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PACKET, Framing, JsonCodec,
@@ -48,7 +49,7 @@ pub use greeting::{
 pub use handshake::{
     DEFAULT_MONITOR_TIMEOUT, Established, Event, Handshake, HandshakeConfig, PROVIDER,
 };
-pub use lenient::{Lenient, LenientNumber};
+pub use lenient::{Lenient, LenientNumber, perl_numify};
 pub use node_port::{
     NO_SUCH_PORT, NODE_PORT_TAGS, NodeRequest, NodeRequestError, Reason, ReplyTo, SPAWN_FUNCTION,
     SndEntry, die_reason, no_such_port, transport_error,
