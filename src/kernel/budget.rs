@@ -223,7 +223,13 @@ impl NodeInner {
     /// [`WARN_INTERVAL`](crate::transport::log_throttle::WARN_INTERVAL) ago.
     pub(crate) fn limit_refused(&self, peer: &str, limit: Limit, cap: usize, what: &str) {
         self.handle().count_limit_hit(peer, limit);
-        if let Some(left_out) = self.transport.log_throttle().due(peer, limit.name()) {
+        // (`hits` says how many were refused in all)
+        if self
+            .transport
+            .log_throttle()
+            .due(peer, limit.name())
+            .is_some()
+        {
             let hits = self.handle().limit_hit_count(peer, limit);
             tracing::warn!(
                 node = %self.id,
@@ -231,7 +237,6 @@ impl NodeInner {
                 limit = limit.name(),
                 cap,
                 hits,
-                left_out,
                 "{what} refused: the peer is at its limit (further refusals of this peer by this limit are logged at most once a minute)"
             );
         }

@@ -83,7 +83,7 @@ impl LogThrottle {
 /// `tracing::warn!` of a warning a peer can cause, throttled by
 /// [`LogThrottle::due`]: `peer_warn!(throttle, peer, fields…, "message")`
 /// logs the message as a warning (with `left_out`, how many were left out
-/// before it) at most once a minute per peer and message, and at `debug`
+/// before it, if any) at most once a minute per peer and message, and at `debug`
 /// otherwise.
 macro_rules! peer_warn {
     ($throttle:expr, $peer:expr, $($field:tt)*) => {
@@ -91,7 +91,8 @@ macro_rules! peer_warn {
     };
     (@split $throttle:expr, $peer:expr, [$($fields:tt)*] $message:literal) => {
         match $throttle.due($peer, $message) {
-            Some(left_out) => tracing::warn!($($fields)* left_out, $message),
+            Some(0) => tracing::warn!($($fields)* $message),
+            Some(left_out) => tracing::warn!(left_out, $($fields)* $message),
             None => tracing::debug!($($fields)* $message),
         }
     };
