@@ -112,6 +112,16 @@ async fn spawn_on(peer: &mut RawPeer, name: &str) {
     peer.send(json!(["", "mon1", name])).await;
 }
 
+/// `peer` has the node relay `text` back to it, and gets it: its
+/// connection is still good.
+async fn relays_back(peer: &mut RawPeer, text: &str) {
+    peer.send(json!(["", "snd", "raw#back", text])).await;
+    assert_eq!(
+        peer.recv_until(|m| m[0] == "back").await,
+        json!(["back", text])
+    );
+}
+
 #[actix_rt::test]
 async fn spawned_ports_per_peer_are_capped_and_come_back_when_they_die() {
     use aemp::Limit::SpawnedPorts;
@@ -660,11 +670,7 @@ async fn relays_to_nodes_that_are_not_up_are_capped_per_peer() {
     // replies too: a `time` whose reply port is on a made-up node
     peer.send(json!(["", "time", "g5#p"])).await;
     // relays to the peer itself (up) cost nothing
-    peer.send(json!(["", "snd", "raw#back", "here"])).await;
-    assert_eq!(
-        peer.recv_until(|m| m[0] == "back").await,
-        json!(["back", "here"])
-    );
+    relays_back(&mut peer, "here").await;
     assert_eq!(node.peer_usage("raw", RelayQueue), Some(3));
     assert_eq!(node.limit_hit_count("raw", RelayQueue), 2);
     let known = node.known_nodes();
@@ -695,11 +701,7 @@ async fn relays_to_nodes_that_are_not_up_are_capped_per_peer() {
     assert_eq!(node.limit_hit_count("raw", RelayQueue), 3);
     assert!(!node.known_nodes().iter().any(|n| n == "g6"));
     // the connection is still good
-    peer.send(json!(["", "snd", "raw#back", "still"])).await;
-    assert_eq!(
-        peer.recv_until(|m| m[0] == "back").await,
-        json!(["back", "still"])
-    );
+    relays_back(&mut peer, "still").await;
     node.shutdown();
 }
 
@@ -752,11 +754,7 @@ async fn relays_go_on_as_bytes_and_costly_requests_are_refused() {
         node.peer_usage("raw", aemp::Limit::SpawnedPorts) == Some(1)
     })
     .await;
-    peer.send(json!(["", "snd", "raw#back", "still"])).await;
-    assert_eq!(
-        peer.recv_until(|m| m[0] == "back").await,
-        json!(["back", "still"])
-    );
+    relays_back(&mut peer, "still").await;
     node.shutdown();
 }
 
@@ -780,11 +778,7 @@ async fn relays_never_overflow_a_third_nodes_queue() {
     for _ in 0..6 * 1024 {
         peer.send(json!(["", "snd", "third#p", chunk])).await;
     }
-    peer.send(json!(["", "snd", "raw#back", "done"])).await;
-    assert_eq!(
-        peer.recv_until(|m| m[0] == "back").await,
-        json!(["back", "done"])
-    );
+    relays_back(&mut peer, "done").await;
     assert!(node.limit_hit_count("raw", RelayQueue) > 0);
     assert!(
         node.node_is_up("third"),

@@ -49,7 +49,7 @@ pub(crate) fn spawn_accept_loop(
                 Ok((stream, addr)) => match transport.pending().admit(&pending, addr) {
                     Ok((guard, evicted)) => {
                         if let Some(victim) = evicted {
-                            transport.pending().evicted(
+                            transport.pending().count_eviction(
                                 &transport.local,
                                 victim,
                                 transport.limit_hits(),

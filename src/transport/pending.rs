@@ -52,7 +52,7 @@ pub(crate) struct PendingTable {
 pub(crate) struct ListenerPending(Arc<Mutex<OnListener>>);
 
 #[derive(Default)]
-pub(crate) struct OnListener {
+struct OnListener {
     by_addr: HashMap<IpAddr, VecDeque<(u64, CancellationToken)>>,
     total: usize,
     next: u64,
@@ -191,7 +191,7 @@ impl PendingTable {
 
     /// Logs (at debug) and counts that a pending handshake from `victim`
     /// was closed to make room on a full listener.
-    pub(crate) fn evicted(&self, local: &str, victim: IpAddr, hits: &LimitHits) {
+    pub(crate) fn count_eviction(&self, local: &str, victim: IpAddr, hits: &LimitHits) {
         let counted = addr_peer(victim);
         hits.hit(&counted, Limit::PendingHandshakes);
         tracing::debug!(node = local, victim = %counted, "listener full: the oldest pending handshake of the source holding the most closed");

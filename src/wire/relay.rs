@@ -46,14 +46,15 @@ impl RawRelay {
     /// packet is not such a request or needs decoding (see the module
     /// documentation).
     pub fn read(packet: &Packet) -> Option<Vec<RawRelay>> {
-        let (frame, skip) = packet.raw_parts();
-        if skip != 1 || packet.dest() != Some("") {
+        // a packet without a cut: its frame is the one it came in
+        if packet.raw_parts().1 != 1 || packet.dest() != Some("") {
             return None;
         }
         let whole = packet.frame();
-        if memchr::memmem::find(frame, b"\\ud").is_some()
-            || memchr::memmem::find(frame, b"\\uD").is_some()
-        {
+        let frame = &whole[..];
+        let surrogate = memchr::memmem::find_iter(frame, b"\\u")
+            .any(|i| matches!(frame.get(i + 2), Some(b'd' | b'D')));
+        if surrogate {
             return None;
         }
         // past `[`, the destination and its comma
