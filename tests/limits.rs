@@ -695,7 +695,8 @@ async fn a_full_listener_makes_room_for_a_source_holding_fewer() {
         "{:?}",
         start.elapsed()
     );
-    // exactly one squatter made room
+    // a squatter made room for each connection the prober opened: one,
+    // or two if it dialled again
     let mut closed = 0;
     for s in &mut squatters {
         let (_, c) = read_for(s, Duration::from_millis(50)).await;

@@ -25,6 +25,7 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
 
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
@@ -595,7 +596,9 @@ impl Actor for Connection {
         let peer = self.peer_addr;
         let conn = self.conn_id;
         let pending = self.pending.take();
-        let evicted = pending.as_ref().map(PendingGuard::evicted);
+        let evicted = pending
+            .as_ref()
+            .map_or_else(CancellationToken::new, PendingGuard::evicted);
         // the node's slot table answers the handshake's claims
         let fut = async move {
             // counted as pending until the handshake ends, either way

@@ -92,7 +92,7 @@ pub(crate) async fn dial(
         slots: &slots,
         tls: transport.cfg.tls.as_ref(),
         peer: peer.ip(),
-        evicted: None,
+        evicted: CancellationToken::new(),
     };
     match drive(tcp, hs, who).await {
         Ok((est, stream, rest)) => Ok(into_link(est, stream, rest, peer)),

@@ -69,8 +69,8 @@ pub(crate) struct Claimant<'a> {
     /// The peer's address (named in a TLS client's hello).
     pub(crate) peer: IpAddr,
     /// Cancelled when a full listener gives this pending handshake's place
-    /// to another (accepted connections only).
-    pub(crate) evicted: Option<CancellationToken>,
+    /// to another (never, for connections we dial).
+    pub(crate) evicted: CancellationToken,
 }
 
 /// Runs the handshake to its end. On failure the slot this handshake
@@ -84,12 +84,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut io = Stream::Plain(io);
-    let result = match who.evicted.clone() {
-        Some(evicted) => tokio::select! {
-            result = exchange(&mut io, &mut hs, &who) => result,
-            _ = evicted.cancelled() => Err(ConnectionError::Evicted),
-        },
-        None => exchange(&mut io, &mut hs, &who).await,
+    let result = tokio::select! {
+        result = exchange(&mut io, &mut hs, &who) => result,
+        _ = who.evicted.cancelled() => Err(ConnectionError::Evicted),
     };
     let remote = hs.remote_node().map(str::to_owned);
     match result {

@@ -118,26 +118,6 @@ impl<T: Serialize> Serialize for Lenient<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forms() {
-        let v: Vec<Lenient<i64>> = serde_json::from_str(r#"[1,-2,"3"," 4 ","5.0",6.0]"#).unwrap();
-        assert_eq!(
-            v.iter().map(|l| l.0).collect::<Vec<_>>(),
-            [1, -2, 3, 4, 5, 6]
-        );
-        assert!(serde_json::from_str::<Lenient<u8>>("300").is_err());
-        assert!(serde_json::from_str::<Lenient<u8>>("1.5").is_err());
-        assert!(serde_json::from_str::<Lenient<u8>>("null").is_err());
-        let f: Lenient<f64> = serde_json::from_str(r#""0.25""#).unwrap();
-        assert_eq!(f.0, 0.25);
-        assert_eq!(serde_json::to_string(&Lenient(7u32)).unwrap(), "7");
-    }
-}
-
 /// A JSON value as Perl numifies the scalar it decodes to: numbers as
 /// they are; strings by their leading number, after leading whitespace
 /// (`"2abc"` is 2, `"abc"` and `""` are 0, `"nan"` and `"inf"`, in any
@@ -167,14 +147,16 @@ pub fn perl_numify(v: &serde_json::Value) -> f64 {
 fn numify_str(s: &str) -> f64 {
     let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0c', '\x0b']);
     let b = t.as_bytes();
-    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
-    let negative = b.first() == Some(&b'-');
-    let rest = t[i..].to_ascii_lowercase();
-    if rest.starts_with("nan") {
+    let sign = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let word = |w: &[u8]| {
+        b.get(sign..sign + w.len())
+            .is_some_and(|x| x.eq_ignore_ascii_case(w))
+    };
+    if word(b"nan") {
         return f64::NAN;
     }
-    if rest.starts_with("inf") {
-        return if negative {
+    if word(b"inf") {
+        return if b[0] == b'-' {
             f64::NEG_INFINITY
         } else {
             f64::INFINITY
@@ -187,6 +169,7 @@ fn numify_str(s: &str) -> f64 {
         }
         *i - start
     };
+    let mut i = sign;
     let int = digits(&mut i);
     let mut end = i;
     if b.get(i) == Some(&b'.') {
@@ -195,9 +178,7 @@ fn numify_str(s: &str) -> f64 {
             end = i;
         }
     }
-    if end > usize::from(matches!(b.first(), Some(b'+' | b'-')))
-        && matches!(b.get(end), Some(b'e' | b'E'))
-    {
+    if end > sign && matches!(b.get(end), Some(b'e' | b'E')) {
         let mut j = end + 1;
         if matches!(b.get(j), Some(b'+' | b'-')) {
             j += 1;
@@ -210,9 +191,24 @@ fn numify_str(s: &str) -> f64 {
 }
 
 #[cfg(test)]
-mod numify_tests {
+mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn forms() {
+        let v: Vec<Lenient<i64>> = serde_json::from_str(r#"[1,-2,"3"," 4 ","5.0",6.0]"#).unwrap();
+        assert_eq!(
+            v.iter().map(|l| l.0).collect::<Vec<_>>(),
+            [1, -2, 3, 4, 5, 6]
+        );
+        assert!(serde_json::from_str::<Lenient<u8>>("300").is_err());
+        assert!(serde_json::from_str::<Lenient<u8>>("1.5").is_err());
+        assert!(serde_json::from_str::<Lenient<u8>>("null").is_err());
+        let f: Lenient<f64> = serde_json::from_str(r#""0.25""#).unwrap();
+        assert_eq!(f.0, 0.25);
+        assert_eq!(serde_json::to_string(&Lenient(7u32)).unwrap(), "7");
+    }
 
     #[test]
     fn strings_numify_by_their_leading_number() {
